@@ -1,0 +1,439 @@
+"""The smtpkit exception tree.
+
+::
+
+    SMTPError
+    ├── ConfigurationError(ValueError)
+    │   └── InsecureAuthRefused            AUTH would cross an unencrypted link
+    ├── MessageError(ValueError)           the message/envelope cannot be sent as given
+    ├── LocalProtocolError                 the caller drove the protocol core out of order
+    ├── TokenRefreshError                  an OAuth2 token could not be obtained
+    ├── TransportError
+    │   ├── ConnectError(ConnectionError)
+    │   ├── TLSError
+    │   │   ├── TLSModeMismatch            TLS spoken to a plaintext port or vice versa
+    │   │   └── StartTLSNotOffered         STARTTLS required but not advertised
+    │   ├── ServerDisconnected(ConnectionError)
+    │   ├── OperationTimeout(TimeoutError)
+    │   ├── RemoteProtocolError            the server broke the SMTP grammar
+    │   └── DeliveryUnknown                lost after the final "." - outcome unknown
+    └── ReplyError                         the server answered with a failure reply
+        ├── ServiceUnavailable             421 / 554 "service not available"
+        ├── ConnectionRejected             greeting refused
+        ├── TLSUnavailable (also TLSError) STARTTLS refused
+        ├── AuthenticationError
+        │   ├── InvalidCredentials
+        │   ├── AppPasswordRequired
+        │   ├── WebLoginRequired
+        │   ├── BasicAuthDisabled
+        │   ├── MechanismUnsupported
+        │   ├── EncryptionRequired
+        │   └── TokenRejected
+        ├── AuthenticationRequired
+        ├── SenderRejected
+        ├── RecipientRejected              .recipient, .rejected
+        ├── MessageRejected
+        │   └── MessageTooLarge
+        ├── RateLimited
+        └── CommandRejected
+
+Invariants:
+    * Every error has ``.hint`` (a short actionable sentence or ``None``), ``.transcript``
+      (the redacted tail of the conversation) and ``.is_transient``.
+    * ``ReplyError.is_transient`` is true exactly for 4xx replies.
+    * No error ever holds a secret: transcripts are redacted before they reach an error, and
+      nothing here stores credentials. Every error pickles and unpickles to an equal state.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from smtpkit.replies import Phase, Reply
+
+__all__ = [
+    "AppPasswordRequired",
+    "AuthenticationError",
+    "AuthenticationRequired",
+    "BasicAuthDisabled",
+    "CommandRejected",
+    "ConfigurationError",
+    "ConnectError",
+    "ConnectionRejected",
+    "CredentialKind",
+    "DeliveryUnknown",
+    "EncryptionRequired",
+    "InsecureAuthRefused",
+    "InvalidCredentials",
+    "LocalProtocolError",
+    "MechanismUnsupported",
+    "MessageError",
+    "MessageRejected",
+    "MessageTooLarge",
+    "OperationTimeout",
+    "RateLimited",
+    "RecipientRejected",
+    "RemoteProtocolError",
+    "ReplyError",
+    "SMTPError",
+    "SenderRejected",
+    "ServerDisconnected",
+    "ServiceUnavailable",
+    "StartTLSNotOffered",
+    "TLSError",
+    "TLSModeMismatch",
+    "TLSUnavailable",
+    "TokenRefreshError",
+    "TokenRejected",
+    "TransportError",
+    "WebLoginRequired",
+]
+
+#: How many transcript lines an error keeps: enough to see the exchange that failed.
+TRANSCRIPT_TAIL = 20
+
+
+class CredentialKind(enum.Enum):
+    """What kind of secret the client authenticated with; it changes the advice we give."""
+
+    PASSWORD = "password"
+    APP_PASSWORD = "app_password"
+    OAUTH2 = "oauth2"
+
+
+def _restore(cls: type[SMTPError], args: tuple[Any, ...], state: dict[str, Any]) -> SMTPError:
+    """Unpickle any SMTPError without calling its ``__init__`` (whose signature varies)."""
+    error = cls.__new__(cls)
+    BaseException.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class SMTPError(Exception):
+    """Base class of every error smtpkit raises."""
+
+    #: Whether retrying the same operation later may succeed.
+    default_transient: bool = False
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        hint: str | None = None,
+        transcript: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.transcript: tuple[str, ...] = tuple(transcript)[-TRANSCRIPT_TAIL:]
+
+    @property
+    def is_transient(self) -> bool:
+        """True when the same operation may succeed if tried again later."""
+        return self.default_transient
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} (hint: {self.hint})" if self.message else self.hint
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+class ConfigurationError(SMTPError, ValueError):
+    """The settings given to smtpkit are invalid or inconsistent."""
+
+
+class InsecureAuthRefused(ConfigurationError):
+    """AUTH was about to be sent over an unencrypted link to a non-loopback host."""
+
+
+class MessageError(SMTPError, ValueError):
+    """The message or envelope cannot be sent as given (bad address, bare CR/LF, ...)."""
+
+
+class LocalProtocolError(SMTPError):
+    """The caller drove the protocol core out of order (a bug in the driver, not the server)."""
+
+
+class TokenRefreshError(SMTPError):
+    """An OAuth2 access token could not be obtained or refreshed."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        transient: bool = False,
+        error_code: str | None = None,
+        hint: str | None = None,
+        transcript: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, hint=hint, transcript=transcript)
+        self.transient = transient
+        self.error_code = error_code
+
+    @property
+    def is_transient(self) -> bool:
+        return self.transient
+
+
+class TransportError(SMTPError):
+    """The connection failed below the level of SMTP replies."""
+
+
+class ConnectError(TransportError, ConnectionError):
+    """The TCP connection could not be established."""
+
+    default_transient = True
+
+
+class TLSError(TransportError):
+    """TLS could not be negotiated, or the certificate did not verify."""
+
+
+class TLSModeMismatch(TLSError):
+    """TLS was spoken to a plaintext port (or plaintext to an implicit-TLS port)."""
+
+
+class StartTLSNotOffered(TLSError):
+    """STARTTLS was required but the server did not advertise it; nothing else was sent."""
+
+
+class ServerDisconnected(TransportError, ConnectionError):
+    """The server closed the connection while the client expected a reply."""
+
+    default_transient = True
+
+
+class OperationTimeout(TransportError, TimeoutError):
+    """A connect, command or final reply took longer than its timeout."""
+
+    default_transient = True
+
+
+class RemoteProtocolError(TransportError):
+    """The server sent bytes that are not valid SMTP (or exceeded a size cap)."""
+
+
+class DeliveryUnknown(TransportError):
+    """The connection failed after the message content was sent, before the final reply.
+
+    The server may or may not have accepted the message. smtpkit never resends such a
+    message by itself: doing so could deliver it twice.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        message_id: str | None = None,
+        recipients: Sequence[str] = (),
+        hint: str | None = None,
+        transcript: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, hint=hint, transcript=transcript)
+        self.message_id = message_id
+        self.recipients: tuple[str, ...] = tuple(recipients)
+
+
+class ReplyError(SMTPError):
+    """The server answered a command with a failure reply.
+
+    Attributes:
+        reply: the server's reply (``.code``, ``.enhanced_code``, ``.lines``, ``.text``).
+        phase: the client step that drew it (:class:`smtpkit.Phase`).
+        command: the command that drew it, redacted (``"RCPT TO:<a@example.com>"``).
+        recipient: the recipient concerned, for RCPT replies.
+        provider: the provider recognised from the reply or configuration, if any.
+        from_server: False when smtpkit produced the reply itself (e.g. the SIZE pre-check).
+    """
+
+    def __init__(
+        self,
+        reply: Reply,
+        phase: Phase,
+        *,
+        command: str | None = None,
+        recipient: str | None = None,
+        provider: str | None = None,
+        hint: str | None = None,
+        transcript: Sequence[str] = (),
+        from_server: bool = True,
+    ) -> None:
+        where = f" to {command}" if command else f" during {phase.value.upper()}"
+        message = f"{reply}{where}" if from_server else f"{reply} (checked locally)"
+        super().__init__(message, hint=hint, transcript=transcript)
+        self.reply = reply
+        self.phase = phase
+        self.command = command
+        self.recipient = recipient
+        self.provider = provider
+        self.from_server = from_server
+
+    @property
+    def code(self) -> int:
+        """The basic reply code, e.g. ``535``."""
+        return self.reply.code
+
+    @property
+    def enhanced_code(self) -> str | None:
+        """The RFC 3463 enhanced status code, e.g. ``"5.7.8"``, or ``None``."""
+        return self.reply.enhanced_code
+
+    @property
+    def is_transient(self) -> bool:
+        return self.reply.is_transient
+
+
+class ServiceUnavailable(ReplyError):
+    """The server is shutting the channel or temporarily unable to serve (421, 554 greeting)."""
+
+
+class ConnectionRejected(ReplyError):
+    """The server refused the session at the greeting (often a blocklisted IP)."""
+
+
+class TLSUnavailable(ReplyError, TLSError):
+    """The server refused STARTTLS (454 TLS not available)."""
+
+
+class AuthenticationError(ReplyError):
+    """The server did not accept the login."""
+
+
+class InvalidCredentials(AuthenticationError):
+    """Username, password, app password or token not accepted."""
+
+
+class AppPasswordRequired(AuthenticationError):
+    """The account needs an app password (e.g. Gmail 534 5.7.9)."""
+
+
+class WebLoginRequired(AuthenticationError):
+    """The provider wants an interactive browser sign-in first (e.g. Gmail 534 5.7.14)."""
+
+
+class BasicAuthDisabled(AuthenticationError):
+    """Password (basic) authentication is turned off for the account or tenant."""
+
+
+class MechanismUnsupported(AuthenticationError):
+    """The server does not support the AUTH mechanism used (504 5.7.4 and friends)."""
+
+
+class EncryptionRequired(AuthenticationError):
+    """The server wants TLS before AUTH (530 5.7.0 Must issue a STARTTLS command first)."""
+
+
+class TokenRejected(AuthenticationError):
+    """An OAuth2 token was refused even after a refresh.
+
+    Attributes:
+        status, schemes, scope: decoded from the server's JSON challenge, when sent.
+    """
+
+    def __init__(
+        self,
+        reply: Reply,
+        phase: Phase,
+        *,
+        challenge: Mapping[str, str] | None = None,
+        command: str | None = None,
+        recipient: str | None = None,
+        provider: str | None = None,
+        hint: str | None = None,
+        transcript: Sequence[str] = (),
+        from_server: bool = True,
+    ) -> None:
+        super().__init__(
+            reply,
+            phase,
+            command=command,
+            recipient=recipient,
+            provider=provider,
+            hint=hint,
+            transcript=transcript,
+            from_server=from_server,
+        )
+        self.challenge: dict[str, str] = dict(challenge or {})
+
+    @property
+    def status(self) -> str | None:
+        """The ``status`` field of the server's JSON challenge (e.g. ``"400"``)."""
+        return self.challenge.get("status")
+
+    @property
+    def scope(self) -> str | None:
+        """The ``scope`` field of the server's JSON challenge."""
+        return self.challenge.get("scope")
+
+    @property
+    def schemes(self) -> str | None:
+        """The ``schemes`` field of the server's JSON challenge."""
+        return self.challenge.get("schemes")
+
+
+class AuthenticationRequired(ReplyError):
+    """The server wants the client to log in before sending (530 5.7.0 at MAIL)."""
+
+
+class SenderRejected(ReplyError):
+    """The envelope sender (MAIL FROM) was refused."""
+
+
+class RecipientRejected(ReplyError):
+    """Recipients were refused.
+
+    Raised when every recipient is refused (partial refusals are reported in
+    :attr:`smtpkit.SendResult.rejected` instead).
+
+    Attributes:
+        recipient: the first refused recipient.
+        rejected: every refused recipient mapped to the server's reply.
+    """
+
+    def __init__(
+        self,
+        reply: Reply,
+        phase: Phase,
+        *,
+        rejected: Mapping[str, Reply] | None = None,
+        command: str | None = None,
+        recipient: str | None = None,
+        provider: str | None = None,
+        hint: str | None = None,
+        transcript: Sequence[str] = (),
+        from_server: bool = True,
+    ) -> None:
+        super().__init__(
+            reply,
+            phase,
+            command=command,
+            recipient=recipient,
+            provider=provider,
+            hint=hint,
+            transcript=transcript,
+            from_server=from_server,
+        )
+        self.rejected: dict[str, Reply] = dict(rejected or {})
+        if recipient is not None and recipient not in self.rejected:
+            self.rejected[recipient] = reply
+
+
+class MessageRejected(ReplyError):
+    """The message content was refused after it was sent (or its DATA command was)."""
+
+
+class MessageTooLarge(MessageRejected):
+    """The message exceeds the server's size limit (checked before sending when advertised)."""
+
+
+class RateLimited(ReplyError):
+    """A sending quota or rate limit was hit; the hint says whether it clears soon."""
+
+
+class CommandRejected(ReplyError):
+    """A command was refused for syntax or sequence reasons (500-504)."""

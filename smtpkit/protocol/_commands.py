@@ -1,0 +1,243 @@
+"""Client commands as values, and the writer that turns them into safe wire bytes.
+
+Invariants:
+    * No argument can smuggle a second command: CR, LF, NUL and every other control
+      character are refused before any byte is produced (the "SMTP smuggling" and header
+      injection family). Addresses may not contain ``<``, ``>`` or spaces.
+    * A command line, CRLF included, never exceeds :data:`MAX_COMMAND_LINE` octets except AUTH
+      continuation lines, which RFC 4954 §4 lets grow to 12288 octets.
+    * ``Command.redacted`` is what transcripts and errors show: AUTH payloads never appear.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from smtpkit.errors import MessageError
+from smtpkit.replies import Phase
+
+__all__ = [
+    "MAX_AUTH_LINE",
+    "MAX_COMMAND_LINE",
+    "Command",
+    "validate_address",
+]
+
+#: RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF.
+MAX_COMMAND_LINE = 512
+#: RFC 4954 §4: servers must accept AUTH continuation lines of at least 12288 octets.
+MAX_AUTH_LINE = 12288
+
+# C0 controls, DEL and the C1 controls: none may appear in a command argument.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# ESMTP parameter: keyword=value (RFC 5321 §4.1.2 esmtp-param), printable, no spaces or "=".
+_PARAM_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+_PARAM_VALUE_RE = re.compile(r"^[\x21-\x3c\x3e-\x7e]+$")
+_MECHANISM_RE = re.compile(r"^[A-Z0-9_-]{1,20}$")  # RFC 4422 §3.1 sasl-mech
+_BASE64_RE = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+_DOMAIN_LITERAL_RE = re.compile(r"^\[[^\[\]\\]+\]$")
+
+
+def _refuse_controls(what: str, value: str) -> None:
+    match = _CONTROL_RE.search(value)
+    if match is not None:
+        raise MessageError(
+            f"{what} contains the control character {match.group()!r}; CR, LF and other "
+            "control characters are refused because they could inject SMTP commands",
+            hint="remove line breaks and control characters from addresses and arguments",
+        )
+
+
+def validate_address(address: str, *, what: str = "address") -> str:
+    """Check an envelope address (the part inside ``<...>``) and return it unchanged.
+
+    The empty reverse-path ``""`` (null sender, RFC 5321 §4.5.5) is allowed.
+
+    Raises:
+        MessageError: the address has control characters, spaces, angle brackets, or no
+            single ``@`` between a local part and a domain.
+    """
+    if not isinstance(address, str):
+        raise MessageError(f"{what} must be a str, got {type(address).__name__}")
+    _refuse_controls(what, address)
+    if address == "":
+        return address
+    if any(ch in address for ch in " <>"):
+        raise MessageError(
+            f"{what} {address!r} must be a bare address like user@example.com "
+            "(no display name, spaces or angle brackets)"
+        )
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise MessageError(f"{what} {address!r} is not an address of the form user@domain")
+    if not _DOMAIN_LITERAL_RE.match(domain) and (
+        domain.startswith(".") or domain.endswith(".") or ".." in domain
+    ):
+        raise MessageError(f"{what} {address!r} has an invalid domain {domain!r}")
+    if len(local.encode("utf-8")) > 64 or len(domain.encode("utf-8")) > 255:
+        # RFC 5321 §4.5.3.1.1-2: local part <= 64 octets, domain <= 255 octets.
+        raise MessageError(f"{what} {address!r} is longer than RFC 5321 §4.5.3.1 allows")
+    return address
+
+
+def _validate_params(params: Sequence[str]) -> tuple[str, ...]:
+    out = []
+    for param in params:
+        _refuse_controls("ESMTP parameter", param)
+        key, eq, value = param.partition("=")
+        if not _PARAM_KEY_RE.match(key) or (eq and not _PARAM_VALUE_RE.match(value)):
+            raise MessageError(f"invalid ESMTP parameter {param!r} (RFC 5321 §4.1.2)")
+        out.append(param)
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One client command line (without its CRLF).
+
+    Build commands with the class methods, which validate their arguments::
+
+        >>> Command.mail("a@example.com", ["SIZE=120"]).to_bytes()
+        b'MAIL FROM:<a@example.com> SIZE=120\\r\\n'
+
+    Attributes:
+        verb: the SMTP verb (``"MAIL"``) or ``""`` for an AUTH continuation line.
+        line: the full command line as sent, without CRLF.
+        phase: the phase whose reply this command draws.
+        redacted: the line as shown in transcripts and errors.
+        address: the envelope address for MAIL and RCPT.
+    """
+
+    verb: str
+    line: str
+    phase: Phase
+    redacted: str
+    address: str | None = None
+
+    def to_bytes(self) -> bytes:
+        """The command as it travels, CRLF-terminated, UTF-8 (RFC 6531 §3.3 when SMTPUTF8)."""
+        return self.line.encode("utf-8") + b"\r\n"
+
+    @classmethod
+    def _plain(cls, verb: str, line: str, phase: Phase, address: str | None = None) -> Command:
+        _refuse_controls(f"{verb} command", line)
+        size = len(line.encode("utf-8")) + 2
+        if size > MAX_COMMAND_LINE:
+            raise MessageError(
+                f"{verb} command would be {size} octets; RFC 5321 §4.5.3.1.4 allows "
+                f"{MAX_COMMAND_LINE} including CRLF"
+            )
+        return cls(verb, line, phase, line, address)
+
+    @classmethod
+    def ehlo(cls, hostname: str) -> Command:
+        """``EHLO hostname`` (RFC 5321 §4.1.1.1)."""
+        return cls._plain("EHLO", f"EHLO {_client_name(hostname)}", Phase.EHLO)
+
+    @classmethod
+    def helo(cls, hostname: str) -> Command:
+        """``HELO hostname``, the pre-ESMTP greeting."""
+        return cls._plain("HELO", f"HELO {_client_name(hostname)}", Phase.EHLO)
+
+    @classmethod
+    def starttls(cls) -> Command:
+        """``STARTTLS`` (RFC 3207 §4)."""
+        return cls._plain("STARTTLS", "STARTTLS", Phase.STARTTLS)
+
+    @classmethod
+    def mail(cls, sender: str, params: Sequence[str] = ()) -> Command:
+        """``MAIL FROM:<sender> [params]`` (RFC 5321 §4.1.1.2)."""
+        validate_address(sender, what="sender")
+        tail = "".join(f" {p}" for p in _validate_params(params))
+        return cls._plain("MAIL", f"MAIL FROM:<{sender}>{tail}", Phase.MAIL, sender)
+
+    @classmethod
+    def rcpt(cls, recipient: str, params: Sequence[str] = ()) -> Command:
+        """``RCPT TO:<recipient> [params]`` (RFC 5321 §4.1.1.3)."""
+        if recipient == "":
+            raise MessageError("a recipient address cannot be empty")
+        validate_address(recipient, what="recipient")
+        tail = "".join(f" {p}" for p in _validate_params(params))
+        return cls._plain("RCPT", f"RCPT TO:<{recipient}>{tail}", Phase.RCPT, recipient)
+
+    @classmethod
+    def data(cls) -> Command:
+        """``DATA`` (RFC 5321 §4.1.1.4); the content follows a ``354`` reply."""
+        return cls._plain("DATA", "DATA", Phase.DATA)
+
+    @classmethod
+    def bdat(cls, size: int, *, last: bool) -> Command:
+        """``BDAT size [LAST]`` (RFC 3030 §2); ``size`` octets of content follow at once."""
+        if size < 0:
+            raise ValueError("BDAT size must be >= 0")
+        line = f"BDAT {size} LAST" if last else f"BDAT {size}"
+        phase = Phase.MESSAGE if last else Phase.DATA
+        return cls._plain("BDAT", line, phase)
+
+    @classmethod
+    def rset(cls) -> Command:
+        """``RSET`` (RFC 5321 §4.1.1.5): abort the current transaction."""
+        return cls._plain("RSET", "RSET", Phase.RSET)
+
+    @classmethod
+    def noop(cls) -> Command:
+        """``NOOP`` (RFC 5321 §4.1.1.9): a cheap liveness check."""
+        return cls._plain("NOOP", "NOOP", Phase.NOOP)
+
+    @classmethod
+    def quit(cls) -> Command:
+        """``QUIT`` (RFC 5321 §4.1.1.10)."""
+        return cls._plain("QUIT", "QUIT", Phase.QUIT)
+
+    @classmethod
+    def auth(cls, mechanism: str, initial_response: str | None = None) -> Command:
+        """``AUTH mechanism [initial-response]`` (RFC 4954 §4), redacted in transcripts.
+
+        Args:
+            mechanism: the SASL mechanism name, e.g. ``"PLAIN"``.
+            initial_response: base64 text, or ``"="`` for an empty response; ``None`` to
+                wait for the server's ``334`` challenge instead.
+
+        Raises:
+            MessageError: a malformed mechanism or response, or a line over 512 octets
+                (callers must then send the response after a ``334``: RFC 4954 §4).
+        """
+        if not _MECHANISM_RE.match(mechanism):
+            raise MessageError(f"invalid SASL mechanism name {mechanism!r} (RFC 4422 §3.1)")
+        if initial_response is None:
+            line = f"AUTH {mechanism}"
+            return cls._plain("AUTH", line, Phase.AUTH)
+        if initial_response != "=" and not _BASE64_RE.match(initial_response):
+            raise MessageError("an AUTH initial response must be base64 text")
+        line = f"AUTH {mechanism} {initial_response}"
+        if len(line) + 2 > MAX_COMMAND_LINE:
+            raise MessageError(
+                f"AUTH {mechanism} with its initial response exceeds {MAX_COMMAND_LINE} octets; "
+                "send the response after the 334 challenge instead (RFC 4954 §4)"
+            )
+        return cls("AUTH", line, Phase.AUTH, f"AUTH {mechanism} ****")
+
+    @classmethod
+    def auth_response(cls, response: str) -> Command:
+        """A SASL continuation line answering a ``334``; redacted in transcripts.
+
+        ``"*"`` cancels the exchange (RFC 4954 §4); ``""`` is an empty response.
+        """
+        if response != "*" and not _BASE64_RE.match(response):
+            raise MessageError("an AUTH continuation must be base64 text (or '*' to cancel)")
+        if len(response) + 2 > MAX_AUTH_LINE:
+            raise MessageError(f"AUTH continuation exceeds {MAX_AUTH_LINE} octets (RFC 4954 §4)")
+        shown = response if response in ("", "*") else "****"
+        return cls("", response, Phase.AUTH, shown)
+
+    def __repr__(self) -> str:
+        return f"Command({self.redacted!r})"
+
+
+def _client_name(hostname: str) -> str:
+    """Validate the EHLO argument: a domain or an address literal (RFC 5321 §4.1.3)."""
+    if not hostname or any(ch in hostname for ch in " \t<>") or _CONTROL_RE.search(hostname):
+        raise MessageError(f"invalid local hostname {hostname!r} for EHLO")
+    return hostname

@@ -1,0 +1,123 @@
+"""Incremental SMTP reply parser: bytes in, :class:`~smtpkit.replies.Reply` values out.
+
+Invariants:
+    * Memory is bounded: a line longer than :data:`MAX_REPLY_LINE` or a reply larger than
+      :data:`MAX_REPLY_BYTES` raises :class:`~smtpkit.errors.RemoteProtocolError` at once,
+      without waiting for more data.
+    * Any malformed input raises ``RemoteProtocolError`` and nothing else.
+    * The parser never blocks: with an incomplete reply it returns ``None`` and waits for
+      more bytes from its driver.
+"""
+
+from __future__ import annotations
+
+from smtpkit.errors import RemoteProtocolError
+from smtpkit.replies import Reply
+
+__all__ = ["MAX_REPLY_BYTES", "MAX_REPLY_LINE", "ReplyParser"]
+
+#: RFC 5321 §4.5.3.1.5 limits a reply line to 512 octets, but real servers exceed it (long
+#: EHLO AUTH lists, URLs in error text). We accept 8x that and no more.
+MAX_REPLY_LINE = 4096
+#: A whole multi-line reply (RFC 5321 §4.2.1): generous for EHLO lists and verbose errors,
+#: small enough that a hostile server cannot make the client buffer without bound.
+MAX_REPLY_BYTES = 65536
+
+
+class ReplyParser:
+    """Split a byte stream into replies (RFC 5321 §4.2).
+
+    Example::
+
+        >>> parser = ReplyParser()
+        >>> parser.feed(b"250-smtp.example.com\\r\\n250 SIZE 1000\\r\\n")
+        >>> parser.next_reply()
+        Reply(code=250, lines=('smtp.example.com', 'SIZE 1000'))
+    """
+
+    __slots__ = ("_buffer", "_code", "_lines", "_reply_bytes")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._code: int | None = None
+        self._lines: list[str] = []
+        self._reply_bytes = 0
+
+    @property
+    def buffered(self) -> int:
+        """How many bytes are held: unparsed data plus an incomplete reply."""
+        return len(self._buffer) + self._reply_bytes
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes."""
+        self._buffer += data
+        if self._buffer.find(b"\n", 0, MAX_REPLY_LINE + 1) < 0 and len(self._buffer) > (
+            MAX_REPLY_LINE
+        ):
+            raise RemoteProtocolError(
+                f"the server sent a reply line longer than {MAX_REPLY_LINE} octets"
+            )
+
+    def discard(self) -> int:
+        """Drop everything buffered (RFC 3207 §4.2 after STARTTLS); return the byte count."""
+        dropped = self.buffered
+        self._buffer.clear()
+        self._code = None
+        self._lines = []
+        self._reply_bytes = 0
+        return dropped
+
+    def next_reply(self) -> Reply | None:
+        """The next complete reply, or ``None`` when more data is needed."""
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > MAX_REPLY_LINE:
+                    raise RemoteProtocolError(
+                        f"the server sent a reply line longer than {MAX_REPLY_LINE} octets"
+                    )
+                return None
+            if end > MAX_REPLY_LINE:
+                raise RemoteProtocolError(
+                    f"the server sent a reply line longer than {MAX_REPLY_LINE} octets"
+                )
+            raw = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            self._reply_bytes += end + 1
+            if self._reply_bytes > MAX_REPLY_BYTES:
+                raise RemoteProtocolError(
+                    f"the server sent a reply larger than {MAX_REPLY_BYTES} octets"
+                )
+            reply = self._take_line(raw[:-1] if raw.endswith(b"\r") else raw)
+            if reply is not None:
+                return reply
+
+    def _take_line(self, raw: bytes) -> Reply | None:
+        # Reply-line = *( Code "-" [ textstring ] CRLF ) Code [ SP textstring ] CRLF
+        # (RFC 5321 §4.2). Some servers omit the SP on a bare last line: "250".
+        if len(raw) < 3 or not raw[:3].isdigit():
+            raise RemoteProtocolError(f"malformed reply line {_show(raw)}: no 3-digit code")
+        code = int(raw[:3])
+        if not (200 <= code <= 599) or raw[1:2] not in b"012345":
+            raise RemoteProtocolError(f"malformed reply line {_show(raw)}: invalid code")
+        separator = raw[3:4]
+        if separator not in (b"", b" ", b"-"):
+            raise RemoteProtocolError(f"malformed reply line {_show(raw)}: bad separator")
+        if self._code is not None and code != self._code:
+            # RFC 5321 §4.2.1: every line of a multi-line reply carries the same code.
+            raise RemoteProtocolError(
+                f"multi-line reply changed its code from {self._code} to {code}"
+            )
+        self._code = code
+        self._lines.append(raw[4:].decode("utf-8", "replace"))
+        if separator == b"-":
+            return None
+        reply = Reply(code, tuple(self._lines))
+        self._code = None
+        self._lines = []
+        self._reply_bytes = 0
+        return reply
+
+
+def _show(raw: bytes) -> str:
+    return repr(raw[:60]) + ("..." if len(raw) > 60 else "")
