@@ -1,0 +1,96 @@
+"""smtpkit: send mail through real SMTP submission servers.
+
+The public API is re-exported here: :class:`Submitter`, :class:`SendResult`, the
+:class:`Security` mode, :class:`Timeouts`, the reply values and every error class. Auth
+strategies live in :mod:`smtpkit.auth`; the test kit in :mod:`smtpkit.testing`.
+"""
+
+from smtpkit._result import SendResult
+from smtpkit._submitter import Submitter
+from smtpkit.config import Security, Timeouts
+from smtpkit.errors import (
+    AppPasswordRequired,
+    AuthenticationError,
+    AuthenticationRequired,
+    BasicAuthDisabled,
+    CommandRejected,
+    ConfigurationError,
+    ConnectError,
+    ConnectionRejected,
+    CredentialKind,
+    DeliveryUnknown,
+    EncryptionRequired,
+    InsecureAuthRefused,
+    InvalidCredentials,
+    LocalProtocolError,
+    MechanismUnsupported,
+    MessageError,
+    MessageRejected,
+    MessageTooLarge,
+    OperationTimeout,
+    RateLimited,
+    RecipientRejected,
+    RemoteProtocolError,
+    ReplyError,
+    SenderRejected,
+    ServerDisconnected,
+    ServiceUnavailable,
+    SMTPError,
+    StartTLSNotOffered,
+    TLSError,
+    TLSModeMismatch,
+    TLSUnavailable,
+    TokenRefreshError,
+    TokenRejected,
+    TransportError,
+    WebLoginRequired,
+)
+from smtpkit.replies import EnhancedStatus, Phase, Reply
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AppPasswordRequired",
+    "AuthenticationError",
+    "AuthenticationRequired",
+    "BasicAuthDisabled",
+    "CommandRejected",
+    "ConfigurationError",
+    "ConnectError",
+    "ConnectionRejected",
+    "CredentialKind",
+    "DeliveryUnknown",
+    "EncryptionRequired",
+    "EnhancedStatus",
+    "InsecureAuthRefused",
+    "InvalidCredentials",
+    "LocalProtocolError",
+    "MechanismUnsupported",
+    "MessageError",
+    "MessageRejected",
+    "MessageTooLarge",
+    "OperationTimeout",
+    "Phase",
+    "RateLimited",
+    "RecipientRejected",
+    "RemoteProtocolError",
+    "Reply",
+    "ReplyError",
+    "SMTPError",
+    "Security",
+    "SendResult",
+    "SenderRejected",
+    "ServerDisconnected",
+    "ServiceUnavailable",
+    "StartTLSNotOffered",
+    "Submitter",
+    "TLSError",
+    "TLSModeMismatch",
+    "TLSUnavailable",
+    "Timeouts",
+    "TokenRefreshError",
+    "TokenRejected",
+    "TransportError",
+    "WebLoginRequired",
+    "__version__",
+]

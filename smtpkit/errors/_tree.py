@@ -134,6 +134,10 @@ class SMTPError(Exception):
         """True when the same operation may succeed if tried again later."""
         return self.default_transient
 
+    def attach_transcript(self, transcript: Sequence[str]) -> None:
+        """Record the (already redacted) conversation tail that led to this error."""
+        self.transcript = tuple(transcript)[-TRANSCRIPT_TAIL:]
+
     def __str__(self) -> str:
         if self.hint:
             return f"{self.message} (hint: {self.hint})" if self.message else self.hint

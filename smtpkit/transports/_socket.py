@@ -1,0 +1,169 @@
+"""The socket transport: TCP (with TCP_NODELAY) and TLS, the only place smtpkit opens sockets.
+
+Invariants:
+    * ``OSError`` and ``ssl.SSLError`` never escape: :func:`translate_os_error` maps each to
+      one smtpkit :class:`~smtpkit.errors.TransportError` subclass, in this one module.
+    * TLS is verified with the context the caller passes (``ssl.create_default_context()``
+      by default, set by the Submitter); this module never disables verification.
+    * ``receive`` returns ``b""`` at end of stream, including a peer reset or a TLS close,
+      so the protocol core reports which commands went unanswered.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+from smtpkit.config import Endpoint, Security
+from smtpkit.errors import (
+    ConnectError,
+    OperationTimeout,
+    ServerDisconnected,
+    TLSError,
+    TLSModeMismatch,
+    TransportError,
+)
+
+__all__ = ["SocketStream", "SocketTransport", "translate_os_error"]
+
+#: OpenSSL reasons meaning "the peer did not speak TLS": a plaintext greeting ("220 ...")
+#: read as a TLS record.
+_NOT_TLS_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
+)
+
+
+def _mode_hint(endpoint: Endpoint) -> str:
+    if endpoint.security is Security.TLS:
+        return (
+            f"port {endpoint.port} answered in plaintext: it expects STARTTLS. Use "
+            "Security.STARTTLS (usually port 587), or Security.TLS with port 465"
+        )
+    return (
+        f"port {endpoint.port} expects TLS from the first byte (implicit TLS). Use "
+        "Security.TLS (usually port 465), or Security.STARTTLS with port 587"
+    )
+
+
+def translate_os_error(error: OSError, *, during: str, endpoint: Endpoint) -> TransportError:
+    """Map a socket/ssl error to the smtpkit error a caller can act on."""
+    where = f"{endpoint.host}:{endpoint.port}"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return TLSError(
+            f"the TLS certificate of {where} did not verify: {error.verify_message}",
+            hint=(
+                "check the host name; for a private CA pass tls_context="
+                "ssl.create_default_context(cafile=...) - never disable verification"
+            ),
+        )
+    if isinstance(error, ssl.SSLError):
+        if error.reason in _NOT_TLS_REASONS:
+            return TLSModeMismatch(
+                f"TLS handshake with {where} failed ({error.reason}): the server did not "
+                "answer in TLS",
+                hint=_mode_hint(endpoint),
+            )
+        if isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            return ServerDisconnected(f"{where} closed the connection during {during}")
+        return TLSError(f"TLS error with {where} during {during}: {error.reason or error}")
+    if isinstance(error, TimeoutError | socket.timeout):
+        return OperationTimeout(f"{during} with {where} timed out")
+    if isinstance(error, socket.gaierror):
+        return ConnectError(
+            f"cannot resolve {endpoint.host!r}: {error.strerror}",
+            hint="check the server host name and your DNS",
+        )
+    if during == "connect":
+        return ConnectError(
+            f"cannot connect to {where}: {error.strerror or error}",
+            hint=(
+                "check host and port (587 for STARTTLS, 465 for implicit TLS) and that no "
+                "firewall blocks outgoing SMTP"
+            ),
+        )
+    return ServerDisconnected(f"connection to {where} lost during {during}: {error}")
+
+
+class SocketStream:
+    """A :class:`~smtpkit.transports.Stream` over a TCP socket, optionally TLS-wrapped."""
+
+    def __init__(self, sock: socket.socket, endpoint: Endpoint) -> None:
+        self._sock = sock
+        self._endpoint = endpoint
+        self._encrypted = False
+        self._closed = False
+
+    @property
+    def is_encrypted(self) -> bool:
+        return self._encrypted
+
+    def set_timeout(self, seconds: float) -> None:
+        self._sock.settimeout(seconds)
+
+    def send(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except OSError as error:
+            raise translate_os_error(error, during="send", endpoint=self._endpoint) from None
+
+    def receive(self, max_bytes: int = 65536) -> bytes:
+        try:
+            return self._sock.recv(max_bytes)
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            return b""
+        except OSError as error:
+            raise translate_os_error(error, during="receive", endpoint=self._endpoint) from None
+
+    def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> None:
+        try:
+            self._sock = context.wrap_socket(self._sock, server_hostname=server_hostname)
+        except OSError as error:
+            self.close()
+            raise translate_os_error(
+                error, during="the TLS handshake", endpoint=self._endpoint
+            ) from None
+        self._encrypted = True
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._sock.close()
+        except OSError:  # pragma: no cover - close() on a dead socket
+            pass
+
+    def __repr__(self) -> str:
+        tls = "TLS" if self._encrypted else "plaintext"
+        return f"<SocketStream {self._endpoint.host}:{self._endpoint.port} {tls}>"
+
+
+class SocketTransport:
+    """Opens TCP connections (TCP_NODELAY on) and does the implicit-TLS handshake.
+
+    TCP_NODELAY matters: SMTP sends small commands and waits for replies, and Nagle's
+    algorithm would hold a command back behind an unacknowledged one (costing a round
+    trip, e.g. on the EHLO that follows the TLS handshake).
+    """
+
+    def connect(self, endpoint: Endpoint) -> SocketStream:
+        try:
+            sock = socket.create_connection(
+                (endpoint.host.strip("[]"), endpoint.port),
+                timeout=endpoint.connect_timeout,
+                source_address=endpoint.source_address,
+            )
+        except OSError as error:
+            raise translate_os_error(error, during="connect", endpoint=endpoint) from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover - not every socket family supports it
+            pass
+        stream = SocketStream(sock, endpoint)
+        if endpoint.security is Security.TLS:
+            context = endpoint.tls_context or ssl.create_default_context()
+            stream.start_tls(context, endpoint.server_hostname)
+        return stream
+
+    def __repr__(self) -> str:
+        return "SocketTransport()"
