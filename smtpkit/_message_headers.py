@@ -1,0 +1,274 @@
+"""Header helpers behind :mod:`smtpkit.message`: addresses, Resent blocks, injection checks.
+
+Everything here reads or rewrites header *values*; nothing touches the wire or the body.
+The functions never mutate a message they did not create: callers hand in the private
+copy that :func:`smtpkit.message.prepare_message` works on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from email.header import Header
+from email.headerregistry import AddressHeader, Group, HeaderRegistry
+from email.message import Message
+from email.utils import formataddr, getaddresses
+
+from smtpkit.errors import MessageError
+
+__all__ = [
+    "ADDRESS_HEADERS",
+    "check_header_injection",
+    "extract_addresses",
+    "header_recipients",
+    "header_sender",
+    "idna_domain",
+    "punycode_header_addresses",
+    "split_address",
+    "topmost_resent_block",
+]
+
+#: Headers whose values are address lists (RFC 5322 §3.6.2, §3.6.3, §3.6.6). These are the
+#: headers whose addr-specs cannot be RFC 2047-encoded (RFC 2047 §5 forbids encoded-words in
+#: an addr-spec), so a non-ASCII mailbox in any of them needs SMTPUTF8 (RFC 6532 §3.2).
+ADDRESS_HEADERS = (
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "bcc",
+    "resent-from",
+    "resent-sender",
+    "resent-to",
+    "resent-cc",
+    "resent-bcc",
+)
+
+# RFC 5322 §2.2: a field name is printable US-ASCII except ":" (ftext).
+_FIELD_NAME_RE = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
+# A line break (CRLF, lone CR or lone LF) not followed by folding white space (RFC 5322
+# §2.2.3) would start a new header line, that is, inject a header.
+_INJECTION_RE = re.compile(r"\r\n(?![ \t])|\r(?![\n \t])|(?<!\r)\n(?![ \t])")
+# Lone surrogates U+DC80..U+DCFF: how the email package keeps undecodable 8-bit header bytes.
+_SURROGATE_RE = re.compile(r"[\udc80-\udcff]")
+_REGISTRY = HeaderRegistry()
+
+
+def _unescape(value: str) -> str:
+    """Recover UTF-8 text from a header value parsed out of raw 8-bit bytes (RFC 6532 §3)."""
+    if _SURROGATE_RE.search(value) is None:
+        return value
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeError:
+        raise MessageError(
+            f"header value {value!r} holds 8-bit bytes that are not UTF-8",
+            hint="encode non-ASCII header text as UTF-8 (RFC 6532) or with RFC 2047",
+        ) from None
+
+
+def extract_addresses(header_values: Iterable[object]) -> list[str]:
+    """Return the bare addr-specs named in some address header values, in order.
+
+    Accepts any RFC 5322 form: ``"Alice <a@example.com>"``, comments, groups such as
+    ``"Team: a@example.com, b@example.com;"`` and empty groups such as
+    ``"undisclosed-recipients:;"`` (which name nobody).
+
+    Args:
+        header_values: header values (``str``, ``email.header.Header`` or header objects
+            from ``email.headerregistry``); each is converted with ``str()``.
+
+    Raises:
+        MessageError: a value holds a phrase with no address, so it cannot be parsed.
+
+    Example::
+
+        >>> extract_addresses(["Alice <a@example.com>, Team: b@example.com;"])
+        ['a@example.com', 'b@example.com']
+    """
+    values = [_unescape(str(value)) for value in header_values]
+    addresses: list[str] = []
+    for name, addr in getaddresses(values):
+        if not addr:
+            if name:
+                raise MessageError(
+                    f"cannot find an address in {name!r}",
+                    hint='write addresses as "Name <user@example.com>" or user@example.com',
+                )
+            continue  # an empty group or an empty list element names nobody
+        if "@" not in addr:
+            # getaddresses() turns "just words" into "just": refuse, do not guess.
+            raise MessageError(
+                f"cannot find an address in {addr!r}",
+                hint='write addresses as "Name <user@example.com>" or user@example.com',
+            )
+        addresses.append(addr)
+    return addresses
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """Split ``local@domain`` at the last ``@`` (RFC 5321 §4.1.2: the domain has no ``@``)."""
+    local, _, domain = address.rpartition("@")
+    return local, domain
+
+
+def idna_domain(domain: str) -> str:
+    """Return ``domain`` as ASCII, punycoding non-ASCII labels (IDNA, RFC 5890/5891).
+
+    Raises:
+        MessageError: the domain cannot be IDNA-encoded.
+    """
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise MessageError(
+            f"domain {domain!r} cannot be converted to an ASCII (IDNA) domain name",
+            hint="check the domain for typos, or send through a server that offers SMTPUTF8",
+        ) from None
+
+
+def check_header_injection(message: Message) -> None:
+    """Refuse header names and values that would add header lines of their own.
+
+    The email package checks values set through ``EmailMessage`` with ``policy.default``,
+    but not values in ``compat32`` messages nor those set some other way; and Python before
+    3.12.5 does not verify generated headers. A value such as ``"x\\r\\nBcc: a@b"`` would put
+    a header the sender never meant on the wire, so every part of the message is checked.
+
+    Raises:
+        MessageError: a header name is not RFC 5322 ftext, or a value holds a CR or LF that
+            is not folding white space.
+    """
+    for part in message.walk():
+        for name, value in part.raw_items():
+            if not _FIELD_NAME_RE.match(name):
+                raise MessageError(
+                    f"invalid header name {name!r}",
+                    hint="header names are printable ASCII without spaces or colons "
+                    "(RFC 5322 §2.2)",
+                )
+            text = str(value)
+            if _INJECTION_RE.search(text.rstrip(" \t")) is not None or text.endswith(("\r", "\n")):
+                raise MessageError(
+                    f"header {name!r} has a line break in its value {text!r}",
+                    hint="remove CR and LF from header values; they could inject headers",
+                )
+
+
+def topmost_resent_block(message: Message) -> dict[str, list[str]] | None:
+    """Return the newest Resent block as ``{lowercase name: [values]}``, or ``None``.
+
+    RFC 5322 §3.6.6: each time a message is reintroduced, a new block of ``Resent-*`` fields
+    is added at the top, so the first block in header order is the newest. A block ends at
+    the first field that is not ``Resent-*`` (a trace field separates blocks, §3.6.7), or
+    where a field repeats, since each field appears at most once per block.
+    """
+    block: dict[str, list[str]] = {}
+    for name, value in message.raw_items():
+        lower = name.lower()
+        if not lower.startswith("resent-"):
+            if block:
+                break
+            continue
+        if lower in block:
+            break
+        block[lower] = [str(value)]
+    return block or None
+
+
+def _encode_phrase(phrase: str) -> str:
+    """An ASCII display name: RFC 2047-encoded when needed (RFC 2047 §5 (3))."""
+    if phrase.isascii():
+        return str(Group(phrase, ())).removesuffix(":;")
+    return Header(phrase, "utf-8").encode()
+
+
+def _punycode_value(name: str, value: str) -> str:
+    header = _REGISTRY(name, _unescape(value))
+    if not isinstance(header, AddressHeader):  # pragma: no cover - registry maps all names
+        return value
+    parts: list[str] = []
+    for group in header.groups:
+        mailboxes = []
+        for address in group.addresses:
+            if not address.username.isascii():
+                raise MessageError(
+                    f"the address {address.addr_spec!r} in {name} has a non-ASCII local part, "
+                    "which needs SMTPUTF8 (RFC 6531)",
+                    hint="use an ASCII address; if the server offers SMTPUTF8, build the "
+                    "message with EmailMessage and policy.default",
+                )
+            addr = f"{address.username}@{idna_domain(address.domain)}"
+            mailboxes.append(formataddr((address.display_name, addr), charset="utf-8"))
+        if group.display_name is None:
+            parts.extend(mailboxes)
+        else:
+            parts.append(f"{_encode_phrase(group.display_name)}: {', '.join(mailboxes)};")
+    return ", ".join(parts)
+
+
+def punycode_header_addresses(message: Message, names: Sequence[str]) -> None:
+    """Rewrite non-ASCII domains in the address headers ``names`` of ``message`` to IDNA.
+
+    The result is pure ASCII, so it is valid without SMTPUTF8. Header order is kept: every
+    header is removed and added back in its place, since the email package has no public
+    way to replace the n-th occurrence of a field.
+
+    Raises:
+        MessageError: an address has a non-ASCII local part, which only SMTPUTF8 can carry.
+    """
+    wanted = {name.lower() for name in names}
+    # items() (not raw_items()) gives values the policy can store again: header objects for
+    # EmailPolicy, which refuses raw folded strings on assignment.
+    items = message.items()
+    rewritten = [
+        (name, _punycode_value(name, str(value)) if name.lower() in wanted else value)
+        for name, value in items
+    ]
+    for name in {name.lower() for name, _ in items}:
+        del message[name]
+    try:
+        for name, value in rewritten:
+            message[name] = value
+    except ValueError as exc:  # e.g. two To fields, which RFC 5322 §3.6 forbids
+        raise MessageError(f"cannot rewrite the message headers: {exc}") from None
+
+
+def _first_address(values: list[str], what: str) -> str | None:
+    addresses = extract_addresses(values)
+    if not addresses:
+        return None
+    if len(addresses) > 1:
+        # RFC 5322 §3.6.2: several authors require a Sender field naming the one who sent.
+        raise MessageError(
+            f"the {what} header names {len(addresses)} addresses; the envelope needs one",
+            hint=f"add a {what.replace('From', 'Sender')} header or pass sender=",
+        )
+    return addresses[0]
+
+
+def _header_values(message: Message, name: str, block: dict[str, list[str]] | None) -> list[str]:
+    """Values of ``name``, or of ``Resent-name`` from the newest Resent block (§3.6.6)."""
+    if block is None:
+        return [str(v) for v in message.get_all(name, [])]
+    return block.get(f"resent-{name.lower()}", [])
+
+
+def header_sender(message: Message, block: dict[str, list[str]] | None) -> str:
+    prefix = "" if block is None else "Resent-"
+    for name in ("Sender", "From"):
+        address = _first_address(_header_values(message, name, block), prefix + name)
+        if address is not None:
+            return address
+    raise MessageError(
+        f"cannot tell who the message is from: no {prefix}From header",
+        hint=f"add a {prefix}From header or pass sender=",
+    )
+
+
+def header_recipients(message: Message, block: dict[str, list[str]] | None) -> list[str]:
+    names = ("To", "Cc", "Bcc")
+    return extract_addresses(v for name in names for v in _header_values(message, name, block))

@@ -1,0 +1,203 @@
+"""The ``smtpkit`` command line: ``smtpkit send`` (and more subcommands over time).
+
+``smtpkit send`` sends one message. The server comes from ``--url`` or ``SMTPKIT_URL``; the
+password may come from ``SMTPKIT_PASSWORD`` instead of the URL. With neither set, it starts
+an embedded local server (STARTTLS and AUTH on, loopback only), sends through it, saves what
+arrived under ``./smtpkit-outbox/`` and says how to send for real.
+
+Invariants:
+    * Exit status 0 only when the server accepted the message; 1 for a send failure (the
+      error and its hint are printed); 2 for bad usage.
+    * No password is ever printed: URLs are shown redacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import mimetypes
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from email.message import EmailMessage
+from pathlib import Path
+from typing import TextIO
+
+from smtpkit._result import SendResult
+from smtpkit._submitter import Submitter
+from smtpkit._url import ServerURL, parse_url, redact_url
+from smtpkit.auth import PasswordAuth
+from smtpkit.config import Security
+from smtpkit.errors import ConfigurationError, DeliveryUnknown, SMTPError
+
+__all__ = ["main"]
+
+#: Where the embedded server saves what it receives.
+OUTBOX_DIR = Path("smtpkit-outbox")
+#: The user the embedded server accepts (with a fresh random password each run).
+EMBEDDED_USER = "smtpkit"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="smtpkit",
+        description="Send mail through SMTP submission servers.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    send = sub.add_parser(
+        "send",
+        help="send one message",
+        description=(
+            "Send one message. Server from --url or SMTPKIT_URL "
+            "(smtp+starttls://user:pass@host:587, smtps://...:465, smtp://...); password "
+            "also from SMTPKIT_PASSWORD. Without a server, an embedded local server is used."
+        ),
+    )
+    send.add_argument("--to", action="append", required=True, metavar="ADDR", help="recipient")
+    send.add_argument("--cc", action="append", default=[], metavar="ADDR", help="Cc recipient")
+    send.add_argument("--bcc", action="append", default=[], metavar="ADDR", help="Bcc recipient")
+    send.add_argument("--from", dest="sender", metavar="ADDR", help="From address")
+    send.add_argument("--subject", required=True, help="subject line")
+    send.add_argument("--text", required=True, help="plain-text body")
+    send.add_argument(
+        "--attach", action="append", default=[], metavar="FILE", type=Path, help="attachment"
+    )
+    send.add_argument("--url", help="server URL (default: $SMTPKIT_URL)")
+    send.add_argument("--timeout", type=float, default=30.0, help="seconds per step")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "send":
+        return _send(args, out=sys.stdout, err=sys.stderr)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _build_message(args: argparse.Namespace, default_from: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = args.sender or default_from
+    message["To"] = ", ".join(args.to)
+    if args.cc:
+        message["Cc"] = ", ".join(args.cc)
+    if args.bcc:
+        message["Bcc"] = ", ".join(args.bcc)
+    message["Subject"] = args.subject
+    message.set_content(args.text)
+    for path in args.attach:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot read attachment {path}: {error.strerror}",
+                hint="check the --attach path",
+            ) from None
+        ctype, encoding = mimetypes.guess_type(path.name)
+        if ctype is None or encoding is not None:
+            ctype = "application/octet-stream"
+        maintype, subtype = ctype.split("/", 1)
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=path.name)
+    return message
+
+
+def _send(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
+    url = args.url or os.environ.get("SMTPKIT_URL")
+    try:
+        if url:
+            return _send_real(args, url, out=out)
+        return _send_embedded(args, out=out)
+    except SMTPError as error:
+        kind = type(error).__name__
+        print(f"smtpkit: {kind}: {error.message}", file=err)
+        if error.hint:
+            print(f"hint: {error.hint}", file=err)
+        if isinstance(error, DeliveryUnknown):
+            print("the message may have been delivered: do not resend blindly", file=err)
+        return 1
+
+
+def _submitter_for(server: ServerURL, timeout: float) -> Submitter:
+    password = server.password.reveal() if server.password else os.environ.get("SMTPKIT_PASSWORD")
+    auth = None
+    if server.username:
+        if not password:
+            raise ConfigurationError(
+                f"the URL names user {server.username!r} but no password was given",
+                hint="put it in the URL (percent-encoded) or set SMTPKIT_PASSWORD",
+            )
+        auth = PasswordAuth(server.username, password)
+    return Submitter(
+        server.host, server.port, security=server.security, auth=auth, timeout=timeout
+    )
+
+
+def _send_real(args: argparse.Namespace, url: str, *, out: TextIO) -> int:
+    server = parse_url(url)
+    default_from = server.username if server.username and "@" in server.username else None
+    if not args.sender and default_from is None:
+        raise ConfigurationError(
+            "no From address: pass --from ADDR (the URL's user name is not an address)"
+        )
+    message = _build_message(args, default_from or "")
+    with _submitter_for(server, args.timeout) as submitter:
+        result = submitter.send(message)
+    _report(result, f"via {redact_url(url)}", out=out)
+    return 0
+
+
+def _send_embedded(args: argparse.Namespace, *, out: TextIO) -> int:
+    try:
+        from smtpkit.testing import LocalServer  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        raise ConfigurationError(
+            "no server configured and the embedded server needs the testing extra",
+            hint="pip install 'smtpkit[testing]', or set SMTPKIT_URL to a real server",
+        ) from None
+    password = secrets.token_urlsafe(12)
+    OUTBOX_DIR.mkdir(exist_ok=True)
+    with LocalServer(
+        security=Security.STARTTLS,
+        credentials={EMBEDDED_USER: password},
+        require_auth=True,
+        save_dir=OUTBOX_DIR,
+    ) as server:
+        message = _build_message(args, "smtpkit@localhost")
+        submitter = Submitter(
+            server.host,
+            server.port,
+            security=Security.STARTTLS,
+            auth=PasswordAuth(EMBEDDED_USER, password),
+            tls_context=server.client_tls_context(),
+            timeout=args.timeout,
+        )
+        result = submitter.send(message)
+        [received] = server.wait_for(1)
+        address = f"{server.host}:{server.port}"
+    print(
+        "No server configured (--url or SMTPKIT_URL): used an embedded local server on "
+        f"{address} (STARTTLS, AUTH).",
+        file=out,
+    )
+    _report(result, "to the embedded server", out=out)
+    if received.path is not None:
+        print(f"Saved: {received.path}", file=out)
+    print(
+        "To send for real, e.g. through Gmail with an app password:\n"
+        "  SMTPKIT_URL='smtp+starttls://you%40gmail.com@smtp.gmail.com:587' "
+        "SMTPKIT_PASSWORD='your app password' smtpkit send --to ... --subject ... --text ...",
+        file=out,
+    )
+    return 0
+
+
+def _report(result: SendResult, where: str, *, out: TextIO) -> None:
+    print(f"Sent {result.message_id} {where}: {result.reply}", file=out)
+    print(f"Accepted: {', '.join(result.accepted)}", file=out)
+    for address, reply in result.rejected.items():
+        print(f"Refused: {address}: {reply}", file=out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,411 @@
+"""Envelope extraction and wire serialisation of messages (no I/O).
+
+:func:`prepare_message` turns an :class:`email.message.EmailMessage` (or raw bytes) into a
+:class:`PreparedMessage`: the SMTP envelope (``MAIL FROM`` / ``RCPT TO`` addresses), the
+content octets for ``DATA`` or ``BDAT``, and the facts the driver needs to pick ESMTP
+parameters: ``BODY=`` (RFC 6152), ``SMTPUTF8`` (RFC 6531) and ``SIZE=`` (RFC 1870).
+
+Invariants:
+    * The caller's message object is never modified: Bcc removal, ``Message-ID`` and
+      ``Date`` are applied to a private copy.
+    * ``Bcc`` and ``Resent-Bcc`` never appear in ``content`` (RFC 5322 §3.6.3: their
+      recipients must not be disclosed to the others).
+    * ``content`` uses CRLF line endings only (RFC 5321 §2.3.8), is not dot-stuffed and has
+      no end-of-data terminator: the protocol layer adds both.
+    * No header can be injected: a CR or LF in a header value that is not folding white space
+      is refused with :class:`~smtpkit.errors.MessageError`, as are control characters in
+      envelope addresses.
+    * ``body_type`` is decided from the bytes produced, not from declared encodings.
+    * Raw ``bytes`` input is sent as given, except for line endings: no header is added or
+      removed, and SMTPUTF8 is decided from the envelope only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import Message
+from email.policy import EmailPolicy
+from email.utils import format_datetime, make_msgid
+
+from smtpkit._message_headers import (
+    ADDRESS_HEADERS,
+    check_header_injection,
+    extract_addresses,
+    header_recipients,
+    header_sender,
+    idna_domain,
+    punycode_header_addresses,
+    split_address,
+    topmost_resent_block,
+)
+from smtpkit._message_wire import header_block, read_message_id, serialise
+from smtpkit.errors import MessageError
+from smtpkit.protocol import normalize_line_endings, validate_address
+
+__all__ = [
+    "BodyType",
+    "Envelope",
+    "PreparedMessage",
+    "extract_addresses",
+    "normalize_line_endings",
+    "prepare_message",
+]
+
+#: Message-ID domain when neither the sender nor ``local_hostname`` gives one. Passing a
+#: domain to ``make_msgid`` always matters: without one it calls ``socket.getfqdn()``, a
+#: DNS lookup that can block for seconds.
+DEFAULT_MSGID_DOMAIN = "localhost"
+
+
+class BodyType(enum.Enum):
+    """The ``BODY=`` value for ``MAIL FROM``; values are the keywords on the wire."""
+
+    #: Only 7-bit octets: no ``BODY`` parameter needed (RFC 5321).
+    SEVEN_BIT = "7BIT"
+    #: Octets above 0x7F in lines of text (RFC 6152): needs the 8BITMIME extension.
+    EIGHT_BIT_MIME = "8BITMIME"
+    #: Arbitrary octets, BDAT only (RFC 3030 §3). Reserved: prepare_message never picks it.
+    BINARYMIME = "BINARYMIME"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The SMTP envelope: who the message is from and whom it is delivered to.
+
+    The envelope, not the headers, decides delivery (RFC 5321 §2.3.1): Bcc recipients appear
+    here and nowhere in the content.
+
+    Construction validates every address (no control characters, spaces or angle brackets;
+    ``user@domain`` form) and removes repeated recipients, keeping the first spelling. Two
+    recipients are the same when the local parts are equal and the domains are equal ignoring
+    case: RFC 5321 §2.4 makes only the domain case-insensitive.
+
+    Attributes:
+        sender: the reverse-path for ``MAIL FROM``; ``""`` is the null sender (RFC 5321
+            §4.5.5), used for bounces and auto-replies.
+        recipients: the forward-paths for ``RCPT TO``, at least one.
+
+    Raises:
+        MessageError: an address is invalid, or there is no recipient.
+    """
+
+    sender: str
+    recipients: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        validate_address(self.sender, what="sender")
+        if isinstance(self.recipients, str):
+            raise MessageError(
+                "recipients must be a sequence of addresses, not one str",
+                hint='pass recipients=["user@example.com"]',
+            )
+        seen: set[tuple[str, str]] = set()
+        unique: list[str] = []
+        for recipient in self.recipients:
+            validate_address(recipient, what="recipient")
+            if recipient == "":
+                raise MessageError("a recipient address is empty")
+            local, domain = split_address(recipient)
+            key = (local, domain.lower())
+            if key not in seen:
+                seen.add(key)
+                unique.append(recipient)
+        if not unique:
+            raise MessageError(
+                "the message has no recipients",
+                hint="add To, Cc or Bcc headers, or pass recipients=[...]",
+            )
+        object.__setattr__(self, "recipients", tuple(unique))
+
+    @property
+    def needs_smtputf8(self) -> bool:
+        """True when any address has a non-ASCII character (RFC 6531 §3.3)."""
+        return not (self.sender.isascii() and all(r.isascii() for r in self.recipients))
+
+
+@dataclass(frozen=True)
+class PreparedMessage:
+    """A message ready for the wire.
+
+    Attributes:
+        envelope: sender and recipients for ``MAIL FROM`` / ``RCPT TO``.
+        content: the message octets with CRLF line endings, not dot-stuffed, without the
+            end-of-data terminator.
+        message_id: the ``Message-ID`` header value (added when missing), or ``None`` for
+            raw bytes without one.
+        body_type: :attr:`BodyType.EIGHT_BIT_MIME` when any octet of ``content`` is above
+            0x7F, else :attr:`BodyType.SEVEN_BIT`.
+        needs_smtputf8: the envelope or the headers hold non-ASCII addresses, so ``MAIL
+            FROM`` must carry ``SMTPUTF8`` (RFC 6531 §3.4).
+    """
+
+    envelope: Envelope
+    content: bytes = field(repr=False)
+    message_id: str | None
+    body_type: BodyType
+    needs_smtputf8: bool
+
+    @property
+    def size(self) -> int:
+        """Octets of content, for the ``SIZE=`` parameter (RFC 1870 §3)."""
+        return len(self.content)
+
+
+def prepare_message(
+    message: Message | bytes,
+    *,
+    sender: str | None = None,
+    recipients: Sequence[str] | None = None,
+    local_hostname: str | None = None,
+    now: datetime | None = None,
+    utf8_allowed: bool = True,
+    eight_bit_allowed: bool = True,
+) -> PreparedMessage:
+    """Work out the envelope of ``message`` and serialise it for the wire.
+
+    For a message object, the envelope comes from the headers unless given:
+
+    * sender: ``sender``, else the ``Sender`` address, else the single ``From`` address;
+    * recipients: ``recipients``, else every address in ``To``, ``Cc`` and ``Bcc``;
+    * when ``Resent-*`` fields are present (RFC 5322 §3.6.6) the newest (topmost) block is
+      used instead: ``Resent-Sender`` / ``Resent-From`` and ``Resent-To`` / ``Cc`` / ``Bcc``.
+
+    A copy of the message gets ``Message-ID`` and ``Date`` when they are missing (RFC 5322
+    §3.6.1 requires Date; §3.6.4 says Message-ID SHOULD be present) and loses ``Bcc`` and
+    ``Resent-Bcc``. It is serialised with ``policy.SMTP`` (``policy.SMTPUTF8`` when headers
+    hold non-ASCII addresses), or with the message's own ``compat32`` policy and CRLF.
+
+    Raw ``bytes`` are sent as given apart from line endings normalised to CRLF; they need an
+    explicit ``sender`` and ``recipients``.
+
+    Args:
+        message: an ``EmailMessage`` (any ``email.message.Message``) or the raw octets.
+        sender: envelope sender; ``""`` for the null sender.
+        recipients: envelope recipients (bare addresses); repeats are dropped.
+        local_hostname: Message-ID domain when the sender has no domain.
+        now: time for a missing ``Date`` header (timezone-aware); default: the current time.
+        utf8_allowed: whether the server offers SMTPUTF8. When false, non-ASCII domains are
+            converted to IDNA (punycode) and a non-ASCII local part is an error.
+        eight_bit_allowed: whether the server offers 8BITMIME. When false, 8-bit MIME parts
+            are re-encoded to quoted-printable or base64 (RFC 6152 §3); raw bytes cannot be.
+
+    Returns:
+        The envelope, content octets and ESMTP facts.
+
+    Raises:
+        MessageError: no sender or recipients can be found, an address is invalid, a header
+            would inject a line, or the content needs an extension the server lacks.
+
+    Example::
+
+        >>> from email.message import EmailMessage
+        >>> msg = EmailMessage()
+        >>> msg["From"], msg["To"] = "a@example.com", "Bob <b@example.com>"
+        >>> msg["Message-ID"], msg["Date"] = "<1@example.com>", "Thu, 1 Jan 2026 00:00:00 +0000"
+        >>> msg.set_content("hi")
+        >>> prepared = prepare_message(msg)
+        >>> prepared.envelope
+        Envelope(sender='a@example.com', recipients=('b@example.com',))
+        >>> prepared.content.splitlines()[1]
+        b'To: Bob <b@example.com>'
+    """
+    if isinstance(message, bytes | bytearray | memoryview):
+        return _prepare_bytes(
+            bytes(message),
+            sender=sender,
+            recipients=recipients,
+            utf8_allowed=utf8_allowed,
+            eight_bit_allowed=eight_bit_allowed,
+        )
+    if not isinstance(message, Message):
+        raise MessageError(
+            f"cannot send a {type(message).__name__}",
+            hint="pass an email.message.EmailMessage or the message as bytes",
+        )
+    return _prepare_object(
+        message,
+        sender=sender,
+        recipients=recipients,
+        local_hostname=local_hostname,
+        now=now,
+        utf8_allowed=utf8_allowed,
+        eight_bit_allowed=eight_bit_allowed,
+    )
+
+
+def _envelope(sender: str, recipients: Sequence[str], *, utf8_allowed: bool) -> Envelope:
+    """Build the envelope; without SMTPUTF8, punycode domains and refuse non-ASCII locals."""
+    if isinstance(recipients, str):
+        raise MessageError(
+            "recipients must be a sequence of addresses, not one str",
+            hint='pass recipients=["user@example.com"]',
+        )
+    envelope = Envelope(sender, tuple(recipients))
+    if utf8_allowed or not envelope.needs_smtputf8:
+        return envelope
+    return Envelope(
+        _ascii_address(envelope.sender), tuple(map(_ascii_address, envelope.recipients))
+    )
+
+
+def _ascii_address(address: str) -> str:
+    if address.isascii():
+        return address
+    local, domain = split_address(address)
+    if not local.isascii():
+        raise MessageError(
+            f"the address {address!r} has a non-ASCII local part",
+            hint="the server does not offer SMTPUTF8 (RFC 6531); use an ASCII address "
+            "or a server that supports internationalized email",
+        )
+    return f"{local}@{idna_domain(domain)}"
+
+
+def _prepare_bytes(
+    data: bytes,
+    *,
+    sender: str | None,
+    recipients: Sequence[str] | None,
+    utf8_allowed: bool,
+    eight_bit_allowed: bool,
+) -> PreparedMessage:
+    if sender is None or recipients is None:
+        raise MessageError(
+            "raw bytes need an explicit envelope: headers are not read for sending",
+            hint="pass sender= and recipients=, or pass an email.message.EmailMessage",
+        )
+    envelope = _envelope(sender, recipients, utf8_allowed=utf8_allowed)
+    content = normalize_line_endings(data)
+    eight_bit = not content.isascii()
+    if eight_bit and not eight_bit_allowed:
+        raise MessageError(
+            "the message has 8-bit octets but the server does not offer 8BITMIME",
+            hint="encode the body as quoted-printable or base64 (RFC 6152 §3), or pass an "
+            "EmailMessage so smtpkit can re-encode it",
+        )
+    return PreparedMessage(
+        envelope=envelope,
+        content=content,
+        message_id=read_message_id(content),
+        body_type=BodyType.EIGHT_BIT_MIME if eight_bit else BodyType.SEVEN_BIT,
+        needs_smtputf8=envelope.needs_smtputf8,
+    )
+
+
+def _prepare_object(
+    message: Message,
+    *,
+    sender: str | None,
+    recipients: Sequence[str] | None,
+    local_hostname: str | None,
+    now: datetime | None,
+    utf8_allowed: bool,
+    eight_bit_allowed: bool,
+) -> PreparedMessage:
+    check_header_injection(message)
+    block = topmost_resent_block(message) if sender is None or recipients is None else None
+    if sender is None:
+        sender = header_sender(message, block)
+    if recipients is None:
+        recipients = header_recipients(message, block)
+    envelope = _envelope(sender, recipients, utf8_allowed=utf8_allowed)
+
+    work = copy.deepcopy(message)  # everything below changes the copy only
+    del work["Bcc"]
+    del work["Resent-Bcc"]
+    message_id = _ensure_message_id(work, envelope, local_hostname)
+    if "Date" not in work:
+        work["Date"] = format_datetime(_aware(now))
+
+    non_ascii = [name for name in ADDRESS_HEADERS if _non_ascii_addresses(work, name)]
+    is_email_policy = isinstance(work.policy, EmailPolicy)
+    use_utf8 = bool(non_ascii) and utf8_allowed and is_email_policy
+    if non_ascii and not use_utf8:
+        # Without SMTPUTF8 an addr-spec must be ASCII (RFC 2047 §5 forbids encoded-words
+        # there): punycode the domains, refuse non-ASCII local parts.
+        punycode_header_addresses(work, non_ascii)
+
+    content = serialise(work, utf8=use_utf8, seven_bit=not eight_bit_allowed)
+    head = header_block(content)
+    raw_utf8_headers = not head.isascii()
+    if raw_utf8_headers:
+        _require_utf8(head)
+    if raw_utf8_headers and not utf8_allowed:
+        raise MessageError(
+            "the headers hold raw 8-bit text but the server does not offer SMTPUTF8",
+            hint="use RFC 2047 encoded-words (build the message with EmailMessage) or a "
+            "server that offers SMTPUTF8 (RFC 6531)",
+        )
+    eight_bit = not content.isascii()
+    if eight_bit and not eight_bit_allowed:
+        raise MessageError(
+            "the message has 8-bit octets that cannot be re-encoded, and the server does "
+            "not offer 8BITMIME",
+            hint="give 8-bit text parts a charset, or use a server that offers 8BITMIME",
+        )
+    return PreparedMessage(
+        envelope=envelope,
+        content=content,
+        message_id=message_id,
+        body_type=BodyType.EIGHT_BIT_MIME if eight_bit else BodyType.SEVEN_BIT,
+        needs_smtputf8=envelope.needs_smtputf8 or use_utf8 or raw_utf8_headers,
+    )
+
+
+def _require_utf8(head: bytes) -> None:
+    """RFC 6532 §3.1: 8-bit header text must be UTF-8; any other charset is unreadable."""
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MessageError(
+            "the headers hold 8-bit bytes that are not UTF-8",
+            hint="encode non-ASCII header text as UTF-8 (RFC 6532) or with RFC 2047",
+        ) from None
+
+
+def _non_ascii_addresses(message: Message, name: str) -> list[str]:
+    return [a for a in extract_addresses(message.get_all(name, [])) if not a.isascii()]
+
+
+def _aware(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise MessageError(
+            "now must be a timezone-aware datetime",
+            hint="pass datetime.now(timezone.utc) or leave now unset",
+        )
+    return now
+
+
+def _ensure_message_id(work: Message, envelope: Envelope, local_hostname: str | None) -> str:
+    existing = work.get("Message-ID")
+    if existing is not None and str(existing).strip():
+        return str(existing).strip()
+    if existing is not None:
+        del work["Message-ID"]
+    message_id = make_msgid(domain=_msgid_domain(work, envelope, local_hostname))
+    work["Message-ID"] = message_id
+    return message_id
+
+
+def _msgid_domain(work: Message, envelope: Envelope, local_hostname: str | None) -> str:
+    """RFC 5322 §3.6.4: the right side of a msg-id should name the generating domain."""
+    candidates = [envelope.sender]
+    with contextlib.suppress(MessageError):  # an unparsable From just gives no candidate
+        candidates += extract_addresses(work.get_all("From", []))
+    for address in candidates:
+        domain = split_address(address)[1]
+        if domain:
+            try:
+                return idna_domain(domain)
+            except MessageError:
+                continue
+    if local_hostname:
+        return idna_domain(local_hostname)
+    return DEFAULT_MSGID_DOMAIN
