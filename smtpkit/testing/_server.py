@@ -1,0 +1,426 @@
+"""A real SMTP submission server on the loopback interface, for tests and local delivery.
+
+:class:`LocalServer` runs aiosmtpd in a background thread with a throw-away certificate
+authority (trustme), so clients can exercise the real wire protocol - implicit TLS, STARTTLS,
+AUTH PLAIN/LOGIN/XOAUTH2/OAUTHBEARER, SIZE, SMTPUTF8 - without leaving the machine::
+
+    with LocalServer(credentials={"alice@example.test": "s3cret"}) as server:
+        with smtplib.SMTP(server.host, server.port, timeout=5) as client:
+            client.starttls(context=server.client_tls_context())
+            client.login("alice@example.test", "s3cret")
+            client.sendmail("alice@example.test", ["bob@example.test"], message_bytes)
+        [received] = server.wait_for(1)
+
+Invariants:
+    * The server listens only on a loopback address; any other host is a
+      :class:`~smtpkit.errors.ConfigurationError`. It never connects anywhere.
+    * ``stop()`` is idempotent and leaves nothing behind: the listener and every session are
+      closed, the thread joined, the event loop closed, and the temporary CA file removed.
+    * ``repr()`` and ``url`` never show a password or token.
+    * Each server has its own CA: a client trusts it only through ``client_tls_context()``,
+      ``ca_pem`` or ``ca_path``.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import shutil
+import socket
+import ssl
+import tempfile
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import trustme
+
+from smtpkit.config import Security, is_loopback
+from smtpkit.errors import ConfigurationError
+from smtpkit.testing._server_aiosmtpd import ThreadedServer
+from smtpkit.testing._server_handler import Handler, TokenCheck
+from smtpkit.testing._server_state import (
+    AuthAttempt,
+    FailurePhase,
+    ReceivedMessage,
+    ServerState,
+)
+
+__all__ = ["AUTH_MECHANISMS", "LocalServer"]
+
+#: Every SASL mechanism the server implements, in the order a client would prefer them.
+AUTH_MECHANISMS = ("PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER")
+
+#: Seconds ``start()`` waits for the server thread to accept its first connection.
+READY_TIMEOUT = 5.0
+
+_URL_SCHEMES = {Security.TLS: "smtps", Security.STARTTLS: "smtp+starttls", Security.NONE: "smtp"}
+
+
+class LocalServer:
+    """An SMTP server on 127.0.0.1 (or ::1) in a background thread.
+
+    Args:
+        security: ``Security.STARTTLS`` (plaintext greeting, STARTTLS advertised and required
+            before any other command but EHLO/NOOP/QUIT), ``Security.TLS`` (TLS from the first
+            byte, like port 465) or ``Security.NONE`` (plaintext; AUTH is still offered since
+            the link is loopback).
+        credentials: user name to password for PLAIN and LOGIN. ``None`` accepts any user
+            name and password (AUTH is still offered and recorded).
+        host: the loopback address to listen on (``"localhost"`` means ``127.0.0.1``).
+        port: the port; ``None`` picks a free ephemeral port.
+        hostname: the name in the greeting and EHLO reply; also added to the certificate.
+        require_auth: answer ``MAIL`` before a successful AUTH with
+            ``530 5.7.0 Authentication required``.
+        auth_mechanisms: the SASL mechanisms to offer, a subset of :data:`AUTH_MECHANISMS`.
+            ``None`` offers PLAIN and LOGIN, plus XOAUTH2 and OAUTHBEARER when
+            ``oauth_tokens`` is given. An empty tuple offers no AUTH at all.
+        size_limit: advertise ``SIZE n`` (RFC 1870) and answer larger messages with 552.
+            ``None`` advertises no SIZE and accepts any size.
+        smtputf8: advertise and accept SMTPUTF8 (RFC 6531).
+        pipelining: advertise PIPELINING (RFC 2920).
+        save_dir: also write each accepted message there as ``<UTC time>-<counter>.eml``.
+        on_message: called on the server thread with each accepted message. Its exceptions
+            do not change the reply; they are logged and kept in :attr:`errors`.
+        oauth_tokens: for XOAUTH2 and OAUTHBEARER, a mapping of user to the currently valid
+            token or a validator ``(user, token) -> bool``. ``None`` accepts any token.
+        ca_path: where to write the CA certificate (kept after ``stop()``); by default it
+            goes to a temporary directory removed by ``stop()``.
+
+    Raises:
+        ConfigurationError: a non-loopback host or an invalid option.
+    """
+
+    def __init__(
+        self,
+        *,
+        security: Security = Security.STARTTLS,
+        credentials: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        hostname: str = "localhost",
+        require_auth: bool = False,
+        auth_mechanisms: Collection[str] | None = None,
+        size_limit: int | None = None,
+        smtputf8: bool = True,
+        pipelining: bool = True,
+        save_dir: Path | None = None,
+        on_message: Callable[[ReceivedMessage], None] | None = None,
+        oauth_tokens: TokenCheck | None = None,
+        ca_path: Path | None = None,
+    ) -> None:
+        if not isinstance(security, Security):
+            raise ConfigurationError(f"security must be a Security member, got {security!r}")
+        self._host = _loopback_address(host)
+        if port is not None and (isinstance(port, bool) or not 0 < port < 65536):
+            raise ConfigurationError(f"port must be in 1..65535 or None, got {port!r}")
+        if size_limit is not None and (isinstance(size_limit, bool) or size_limit < 1):
+            raise ConfigurationError(f"size_limit must be a positive integer, got {size_limit!r}")
+        mechanisms: tuple[str, ...]
+        if auth_mechanisms is None:
+            mechanisms = AUTH_MECHANISMS if oauth_tokens is not None else AUTH_MECHANISMS[:2]
+        else:
+            mechanisms = tuple(m.upper() for m in auth_mechanisms)
+            unknown = sorted(set(mechanisms) - set(AUTH_MECHANISMS))
+            if isinstance(auth_mechanisms, str) or unknown:
+                raise ConfigurationError(
+                    f"auth_mechanisms must be a collection of {AUTH_MECHANISMS}, "
+                    f"got {auth_mechanisms!r}"
+                )
+        self._security = security
+        self._requested_port = port
+        self._port: int | None = None
+        self._hostname = hostname
+        self._size_limit = size_limit
+        self._smtputf8 = smtputf8
+        self._save_dir = save_dir
+        self._users = tuple(sorted(credentials)) if credentials is not None else None
+        self._state = ServerState(save_dir=save_dir, on_message=on_message)
+        self._handler = Handler(
+            self._state,
+            credentials=credentials,
+            oauth_tokens=oauth_tokens,
+            require_auth=require_auth,
+            mechanisms=mechanisms,
+            pipelining=pipelining,
+            implicit_tls=security is Security.TLS,
+        )
+        self._mechanisms = mechanisms
+        self._ca = trustme.CA()
+        names = dict.fromkeys(["localhost", "127.0.0.1", "::1", hostname])
+        self._server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._ca.issue_cert(*names).configure_cert(self._server_context)
+        self._given_ca_path = ca_path
+        self._ca_path: Path | None = None
+        self._temp_dir: Path | None = None
+        self._controller: ThreadedServer | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Bind, start the server thread and wait until it answers. Returns ``self``.
+
+        Raises:
+            RuntimeError: the server is already running.
+            OSError: the requested port is taken (an ephemeral port is retried instead).
+        """
+        if self._controller is not None:
+            raise RuntimeError(f"{self!r} is already running")
+        _quiet_aiosmtpd_logger()
+        if self._save_dir is not None:
+            self._save_dir.mkdir(parents=True, exist_ok=True)
+        self._write_ca()
+        sock = self._bind()
+        implicit = self._security is Security.TLS
+        controller = ThreadedServer(
+            self._handler,
+            sock=sock,
+            ssl_context=self._server_context if implicit else None,
+            ready_timeout=READY_TIMEOUT,
+            server_hostname=self._hostname,
+            tls_context=self._server_context if self._security is Security.STARTTLS else None,
+            require_starttls=self._security is Security.STARTTLS,
+            # aiosmtpd only knows about TLS started by STARTTLS: on an implicit-TLS listener
+            # it would hide AUTH unless told TLS is not required. Plaintext AUTH is acceptable
+            # here only because the listener is loopback.
+            auth_require_tls=self._security is Security.STARTTLS,
+            authenticator=self._handler.check_password,
+            auth_exclude_mechanism=[m for m in AUTH_MECHANISMS if m not in self._mechanisms],
+            data_size_limit=self._size_limit,
+            enable_SMTPUTF8=self._smtputf8,
+            decode_data=False,
+        )
+        self._port = sock.getsockname()[1]
+        try:
+            controller.start()
+        except BaseException:
+            controller.shutdown()
+            self._port = None
+            self._remove_temp_dir()
+            raise
+        self._controller = controller
+        return self
+
+    def stop(self) -> None:
+        """Close every session and the listener, join the thread. Safe to call repeatedly."""
+        controller, self._controller = self._controller, None
+        try:
+            if controller is not None:
+                controller.shutdown()
+        finally:
+            if controller is not None and self._requested_port is None:
+                self._port = None
+            self._remove_temp_dir()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        attempts = 1 if self._requested_port is not None else 5
+        for attempt in range(attempts):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                # Lets a restarted server reuse its fixed port while old connections sit in
+                # TIME_WAIT; Linux still refuses a port another socket is listening on.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((self._host, self._requested_port or 0))
+            except OSError as error:
+                sock.close()
+                if error.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                    raise
+                continue
+            return sock
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write_ca(self) -> None:
+        if self._given_ca_path is not None:
+            path = self._given_ca_path
+        else:
+            self._temp_dir = Path(tempfile.mkdtemp(prefix="smtpkit-ca-"))
+            path = self._temp_dir / "ca.pem"
+        path.write_bytes(self.ca_pem)
+        self._ca_path = path
+
+    def _remove_temp_dir(self) -> None:
+        temp_dir, self._temp_dir = self._temp_dir, None
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            self._ca_path = None
+
+    # -- where and how -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is accepting connections."""
+        return self._controller is not None
+
+    @property
+    def host(self) -> str:
+        """The loopback address the server listens on (``127.0.0.1`` or ``::1``)."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on.
+
+        Raises:
+            RuntimeError: no port was given and the server is not running.
+        """
+        port = self._port or self._requested_port
+        if port is None:
+            raise RuntimeError("LocalServer has no port until start() is called")
+        return port
+
+    @property
+    def security(self) -> Security:
+        """How the listener is protected."""
+        return self._security
+
+    @property
+    def hostname(self) -> str:
+        """The name in the greeting and EHLO reply."""
+        return self._hostname
+
+    @property
+    def url(self) -> str:
+        """``smtps://``, ``smtp+starttls://`` or ``smtp://`` host and port; never credentials."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{_URL_SCHEMES[self._security]}://{host}:{self.port}"
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The PEM of this server's own CA certificate."""
+        pem: bytes = self._ca.cert_pem.bytes()
+        return pem
+
+    @property
+    def ca_path(self) -> Path:
+        """A PEM file holding :attr:`ca_pem` (written by ``start()``).
+
+        Raises:
+            RuntimeError: the server is not running and no ``ca_path`` was given.
+        """
+        if self._ca_path is not None:
+            return self._ca_path
+        if self._given_ca_path is not None:
+            self._given_ca_path.write_bytes(self.ca_pem)
+            self._ca_path = self._given_ca_path
+            return self._ca_path
+        raise RuntimeError("LocalServer writes its CA file on start()")
+
+    def client_tls_context(self) -> ssl.SSLContext:
+        """A verifying client context (``ssl.create_default_context()``) trusting only this CA."""
+        return ssl.create_default_context(cadata=self.ca_pem.decode("ascii"))
+
+    # -- what was received ---------------------------------------------------------------------
+
+    @property
+    def messages(self) -> list[ReceivedMessage]:
+        """A copy of the accepted messages, oldest first."""
+        return self._state.messages
+
+    @property
+    def auth_attempts(self) -> list[AuthAttempt]:
+        """A copy of the completed AUTH exchanges as ``(mechanism, username, success)``."""
+        return self._state.auth_attempts
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Exceptions raised inside the server: bugs (answered 451) and ``on_message`` errors."""
+        return self._state.errors
+
+    def clear(self) -> None:
+        """Forget received messages, auth attempts and errors; scripted failures stay queued."""
+        self._state.clear()
+
+    def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[ReceivedMessage]:
+        """Wait until at least ``count`` messages were accepted; return all of them.
+
+        Args:
+            count: how many messages to wait for (counted since start or the last ``clear()``).
+            timeout: seconds to wait at most.
+
+        Raises:
+            TimeoutError: fewer messages arrived; the message quotes recent server events
+                (rejected recipients, failed AUTH, scripted failures, drops, errors).
+            ConfigurationError: ``count`` or ``timeout`` is not a positive finite number.
+        """
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigurationError(f"count must be a positive integer, got {count!r}")
+        if not 0 < timeout < float("inf"):
+            raise ConfigurationError(f"timeout must be a finite number > 0, got {timeout!r}")
+        return self._state.wait_for(count, timeout, repr(self))
+
+    # -- scripting -----------------------------------------------------------------------------
+
+    def reject_recipient(self, address: str, reply: str = "550 5.1.1 User unknown") -> None:
+        """Answer every ``RCPT TO`` for ``address`` (compared case-insensitively) with ``reply``.
+
+        ``reply`` is a 4xx/5xx reply; a multi-line reply is given as lines joined with
+        ``"\\n"`` (the code may be omitted after the first line).
+        """
+        self._state.reject_recipient(address, reply)
+
+    def fail_next(self, phase: FailurePhase, reply: str, times: int = 1) -> None:
+        """Answer the next ``times`` commands of ``phase`` with ``reply`` instead of accepting.
+
+        Phases: ``"mail"`` (the reply to MAIL FROM), ``"rcpt"`` (to RCPT TO), ``"data"`` (to the
+        DATA command itself, instead of 354) and ``"message"`` (the final reply after the
+        content; the message is not recorded). Failures queue up and are consumed in order.
+        ``reply`` follows the same rules as in :meth:`reject_recipient`.
+        """
+        self._state.fail_next(phase, reply, times)
+
+    def drop_connection_after_data(self, times: int = 1, *, deliver: bool = True) -> None:
+        """Close the next ``times`` connections right after a message's final ``.``, unanswered.
+
+        The client cannot know whether the message was delivered (RFC 5321 §4.1.1.4). With
+        ``deliver=True`` (the default) the server keeps the message, as a real server whose
+        reply got lost would - the case that makes a blind resend a duplicate; with
+        ``deliver=False`` it is discarded.
+        """
+        self._state.drop_after_data(times, deliver=deliver)
+
+    def __repr__(self) -> str:
+        where = self.url if self._port or self._requested_port else f"{self._host}:<unbound>"
+        users = "any" if self._users is None else list(self._users)
+        return (
+            f"LocalServer({where}, running={self.running}, users={users}, "
+            f"messages={len(self._state.messages)})"
+        )
+
+
+def _quiet_aiosmtpd_logger() -> None:
+    """Keep aiosmtpd's log off stderr unless the application configures logging.
+
+    Without a handler of its own, aiosmtpd's warnings (a client cancelling AUTH, say) would
+    reach stderr through logging's last-resort handler - noise in a CLI run.
+    """
+    logger = logging.getLogger("mail.log")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
+def _loopback_address(host: str) -> str:
+    """The numeric loopback address for ``host``, or ConfigurationError."""
+    if not isinstance(host, str) or not is_loopback(host):
+        raise ConfigurationError(
+            f"LocalServer listens only on a loopback address (127.0.0.1, ::1, localhost), "
+            f"got {host!r}"
+        )
+    name = host.strip("[]")
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return "127.0.0.1"  # "localhost" and *.localhost
