@@ -21,7 +21,10 @@ __all__ = ["EnhancedStatus", "Phase", "Reply"]
 
 # RFC 3463 §2: class "." subject "." detail, with class in {2, 4, 5}, subject 1-3 digits,
 # detail 1-3 digits (RFC 3463 allows 1-3 digits for each; Microsoft's 5.7.139 uses three).
-_ENHANCED_RE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
+# Some MTAs write the code with a leading "#" (``452 #4.5.3 Too many recipients``, an old
+# qmail/sendmail habit); the "#" is accepted and dropped.
+# [0-9], not \d: \d would also match non-ASCII digits (Arabic-Indic, Devanagari, ...).
+_ENHANCED_RE = re.compile(r"^#?([245])\.([0-9]{1,3})\.([0-9]{1,3})(?=\s|$)")
 
 
 class Phase(enum.Enum):
@@ -58,6 +61,8 @@ class EnhancedStatus:
 
         >>> EnhancedStatus.parse("5.7.139 Authentication unsuccessful")
         EnhancedStatus(klass=5, subject=7, detail=139)
+        >>> EnhancedStatus.parse("#4.5.3 Too many recipients")
+        EnhancedStatus(klass=4, subject=5, detail=3)
         >>> EnhancedStatus.parse("6.6.0 not a valid class") is None
         True
         """
@@ -113,13 +118,16 @@ class Reply:
     @property
     def text(self) -> str:
         """The human text: all lines joined by newlines, enhanced-code prefixes removed."""
-        enhanced = self.enhanced_code
-        if enhanced is None:
-            return "\n".join(line.strip() for line in self.lines)
+        status = self.status
         out = []
         for line in self.lines:
-            body = line[len(enhanced) :] if line.startswith(enhanced) else line
-            out.append(body.strip())
+            # Match the code as a token: a textual prefix test would cut "5.7.1" out of
+            # "5.7.14 ...", and would miss "5.7.01", which is the same code written longer.
+            match = _ENHANCED_RE.match(line)
+            if status is not None and match is not None and EnhancedStatus.parse(line) == status:
+                out.append(line[match.end() :].strip())
+            else:
+                out.append(line.strip())
         return "\n".join(out)
 
     @property
@@ -142,8 +150,12 @@ class Reply:
         out = []
         last = len(self.lines) - 1
         for index, line in enumerate(self.lines):
-            sep = " " if index == last else "-"
-            out.append(f"{self.code}{sep}{line}".rstrip(" ") + "\r\n")
+            if index == last:
+                # A bare "250" when there is no text; otherwise the text is kept as received
+                # (trailing spaces included) so that parsing the bytes gives this reply back.
+                out.append(f"{self.code} {line}\r\n" if line else f"{self.code}\r\n")
+            else:
+                out.append(f"{self.code}-{line}\r\n")
         return "".join(out).encode("utf-8", "surrogateescape")
 
     def __str__(self) -> str:

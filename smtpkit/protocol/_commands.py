@@ -32,12 +32,14 @@ MAX_AUTH_LINE = 12288
 
 # C0 controls, DEL and the C1 controls: none may appear in a command argument.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# These patterns are used with fullmatch(): "$" alone would also accept a trailing "\n",
+# which would let an AUTH argument end the command line early.
 # ESMTP parameter: keyword=value (RFC 5321 §4.1.2 esmtp-param), printable, no spaces or "=".
-_PARAM_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
-_PARAM_VALUE_RE = re.compile(r"^[\x21-\x3c\x3e-\x7e]+$")
-_MECHANISM_RE = re.compile(r"^[A-Z0-9_-]{1,20}$")  # RFC 4422 §3.1 sasl-mech
-_BASE64_RE = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
-_DOMAIN_LITERAL_RE = re.compile(r"^\[[^\[\]\\]+\]$")
+_PARAM_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+_PARAM_VALUE_RE = re.compile(r"[\x21-\x3c\x3e-\x7e]+")
+_MECHANISM_RE = re.compile(r"[A-Z0-9_-]{1,20}")  # RFC 4422 §3.1 sasl-mech
+_BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_DOMAIN_LITERAL_RE = re.compile(r"\[[^\[\]\\]+\]")
 
 
 def _refuse_controls(what: str, value: str) -> None:
@@ -72,7 +74,7 @@ def validate_address(address: str, *, what: str = "address") -> str:
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
         raise MessageError(f"{what} {address!r} is not an address of the form user@domain")
-    if not _DOMAIN_LITERAL_RE.match(domain) and (
+    if not _DOMAIN_LITERAL_RE.fullmatch(domain) and (
         domain.startswith(".") or domain.endswith(".") or ".." in domain
     ):
         raise MessageError(f"{what} {address!r} has an invalid domain {domain!r}")
@@ -87,7 +89,7 @@ def _validate_params(params: Sequence[str]) -> tuple[str, ...]:
     for param in params:
         _refuse_controls("ESMTP parameter", param)
         key, eq, value = param.partition("=")
-        if not _PARAM_KEY_RE.match(key) or (eq and not _PARAM_VALUE_RE.match(value)):
+        if not _PARAM_KEY_RE.fullmatch(key) or (eq and not _PARAM_VALUE_RE.fullmatch(value)):
             raise MessageError(f"invalid ESMTP parameter {param!r} (RFC 5321 §4.1.2)")
         out.append(param)
     return tuple(out)
@@ -197,19 +199,22 @@ class Command:
 
         Args:
             mechanism: the SASL mechanism name, e.g. ``"PLAIN"``.
-            initial_response: base64 text, or ``"="`` for an empty response; ``None`` to
-                wait for the server's ``334`` challenge instead.
+            initial_response: base64 text, or ``"="`` (or ``""``) for an empty response;
+                ``None`` to wait for the server's ``334`` challenge instead.
 
         Raises:
             MessageError: a malformed mechanism or response, or a line over 512 octets
                 (callers must then send the response after a ``334``: RFC 4954 §4).
         """
-        if not _MECHANISM_RE.match(mechanism):
+        if not _MECHANISM_RE.fullmatch(mechanism):
             raise MessageError(f"invalid SASL mechanism name {mechanism!r} (RFC 4422 §3.1)")
         if initial_response is None:
             line = f"AUTH {mechanism}"
             return cls._plain("AUTH", line, Phase.AUTH)
-        if initial_response != "=" and not _BASE64_RE.match(initial_response):
+        if initial_response == "":
+            # RFC 4954 §4: a zero-length initial response is sent as a single "=".
+            initial_response = "="
+        if initial_response != "=" and not _BASE64_RE.fullmatch(initial_response):
             raise MessageError("an AUTH initial response must be base64 text")
         line = f"AUTH {mechanism} {initial_response}"
         if len(line) + 2 > MAX_COMMAND_LINE:
@@ -225,7 +230,7 @@ class Command:
 
         ``"*"`` cancels the exchange (RFC 4954 §4); ``""`` is an empty response.
         """
-        if response != "*" and not _BASE64_RE.match(response):
+        if response != "*" and not _BASE64_RE.fullmatch(response):
             raise MessageError("an AUTH continuation must be base64 text (or '*' to cancel)")
         if len(response) + 2 > MAX_AUTH_LINE:
             raise MessageError(f"AUTH continuation exceeds {MAX_AUTH_LINE} octets (RFC 4954 §4)")

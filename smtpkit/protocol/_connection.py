@@ -168,9 +168,7 @@ class ClientConnection:
     def end_content(self) -> bytes:
         """The terminating ``CRLF.CRLF``; the server's final reply becomes pending."""
         if self._state is not State.CONTENT:
-            raise LocalProtocolError(
-                f"cannot end message content in state {self._state.value!r}"
-            )
+            raise LocalProtocolError(f"cannot end message content in state {self._state.value!r}")
         encoder = self._encoder or ContentEncoder()
         tail = encoder.finish()
         octets = encoder.octets
@@ -252,8 +250,9 @@ class ClientConnection:
             if kind in ("AUTH", "") and reply.code == 235:
                 self._authenticated = True
             self._state = next_state
-        elif reply.code == 421:
-            # RFC 5321 §3.8: 421 means the server is closing the channel.
+        if reply.code == 421:
+            # RFC 5321 §3.8: 421 means the server is closing the channel, whatever the
+            # command (a 421 greeting or a 421 to EHLO too).
             self._state = State.CLOSED
 
     # -- TLS and closing -----------------------------------------------------------------

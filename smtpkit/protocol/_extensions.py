@@ -124,7 +124,8 @@ def _parse_size(params: str | None) -> int | None:
     if not params:
         return None
     token = params.split()[0]
-    if not token.isdigit():
+    # isascii(): str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (token.isascii() and token.isdigit()):
         return None
     size = int(token)
     return size or None

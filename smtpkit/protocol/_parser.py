@@ -51,8 +51,14 @@ class ReplyParser:
     def feed(self, data: bytes) -> None:
         """Add received bytes."""
         self._buffer += data
-        if self._buffer.find(b"\n", 0, MAX_REPLY_LINE + 1) < 0 and len(self._buffer) > (
-            MAX_REPLY_LINE
+        size = len(self._buffer)
+        if size <= MAX_REPLY_LINE:
+            return
+        # Check the first line and the unterminated tail: the tail is what grows when the
+        # driver feeds again before draining, so it alone must be bounded here.
+        if (
+            self._buffer.find(b"\n", 0, MAX_REPLY_LINE + 1) < 0
+            or self._buffer.rfind(b"\n", size - MAX_REPLY_LINE - 1) < 0
         ):
             raise RemoteProtocolError(
                 f"the server sent a reply line longer than {MAX_REPLY_LINE} octets"

@@ -6,7 +6,7 @@ Two tables drive the client (see :class:`~smtpkit.protocol.ClientConnection`):
   not in the table is illegal: the connection raises ``LocalProtocolError`` naming both.
 * ``ON_REPLY`` says where the reply to a *synchronising* command leads. Those are the
   commands a client must wait on before sending anything else (RFC 2920 §3.1: EHLO, DATA,
-  and, from their own RFCs, STARTTLS and AUTH); the replies to other commands do not move
+  QUIT, and, from their own RFCs, STARTTLS and AUTH); the replies to other commands do not move
   the state, because with pipelining they arrive after later commands were already sent.
 
 Invariants:
@@ -114,4 +114,5 @@ ON_REPLY = MappingProxyType(
 )
 
 #: Commands after which nothing may be sent until their reply arrives.
-SYNCHRONISING = frozenset({"EHLO", "HELO", "STARTTLS", "AUTH", "", "DATA", "<greeting>"})
+#: QUIT is one: its reply (221, or an error) takes QUIT_SENT to CLOSED through ON_REPLY.
+SYNCHRONISING = frozenset({"EHLO", "HELO", "STARTTLS", "AUTH", "", "DATA", "QUIT", "<greeting>"})
