@@ -159,5 +159,8 @@ class Reply:
         return "".join(out).encode("utf-8", "surrogateescape")
 
     def __str__(self) -> str:
-        flat = " ".join(line.strip() for line in self.lines if line.strip())
-        return f"{self.code} {flat}".rstrip()
+        # One line for messages and logs: the enhanced code once, not on every line.
+        flat = " ".join(part for part in self.text.split("\n") if part)
+        enhanced = self.enhanced_code
+        head = f"{self.code} {enhanced}" if enhanced else str(self.code)
+        return f"{head} {flat}".rstrip()

@@ -18,7 +18,7 @@
     │   ├── RemoteProtocolError            the server broke the SMTP grammar
     │   └── DeliveryUnknown                lost after the final "." - outcome unknown
     └── ReplyError                         the server answered with a failure reply
-        ├── ServiceUnavailable             421 / 554 "service not available"
+        ├── ServiceUnavailable             421 / 45x "try again later"
         ├── ConnectionRejected             greeting refused
         ├── TLSUnavailable (also TLSError) STARTTLS refused
         ├── AuthenticationError
@@ -98,8 +98,8 @@ TRANSCRIPT_TAIL = 20
 class CredentialKind(enum.Enum):
     """What kind of secret the client authenticated with; it changes the advice we give."""
 
-    PASSWORD = "password"
-    APP_PASSWORD = "app_password"
+    PASSWORD = "password"  # noqa: S105 - a kind of credential, not a credential
+    APP_PASSWORD = "app_password"  # noqa: S105
     OAUTH2 = "oauth2"
 
 
@@ -293,7 +293,7 @@ class ReplyError(SMTPError):
 
 
 class ServiceUnavailable(ReplyError):
-    """The server is shutting the channel or temporarily unable to serve (421, 554 greeting)."""
+    """The server is closing the channel or cannot serve now (421, 45x "try again later")."""
 
 
 class ConnectionRejected(ReplyError):
