@@ -14,11 +14,25 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from smtpkit.testing._fake import FakeStream, FakeTransport, SentMessage
+from smtpkit.testing._fake_script import FakeCapabilities, FakeTLS, ScriptAction, Scripted
+
 if TYPE_CHECKING:
     from smtpkit.testing._server import LocalServer
     from smtpkit.testing._server_state import AuthAttempt, ReceivedMessage
 
-__all__ = ["AuthAttempt", "LocalServer", "ReceivedMessage"]
+__all__ = [
+    "AuthAttempt",
+    "FakeCapabilities",
+    "FakeStream",
+    "FakeTLS",
+    "FakeTransport",
+    "LocalServer",
+    "ReceivedMessage",
+    "ScriptAction",
+    "Scripted",
+    "SentMessage",
+]
 
 _LAZY = {
     "LocalServer": "smtpkit.testing._server",
