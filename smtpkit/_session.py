@@ -34,7 +34,6 @@ from smtpkit.errors import (
     MessageError,
     MessageTooLarge,
     OperationTimeout,
-    RecipientRejected,
     RemoteProtocolError,
     ReplyError,
     ServerDisconnected,
@@ -173,7 +172,7 @@ class Session:
     def _greeting(self) -> Reply:
         try:
             event = self._read(self._settings.timeouts.command)
-        except OperationTimeout:
+        except OperationTimeout as error:
             if (
                 self._settings.security is not Security.TLS
                 and self._settings.port == IMPLICIT_TLS_PORT
@@ -185,6 +184,13 @@ class Session:
                         "Security.STARTTLS with port 587"
                     ),
                 ) from None
+            if self._settings.security is not Security.TLS and error.hint is None:
+                # An implicit-TLS server waits for the client's handshake and says nothing,
+                # so on another port the client cannot tell it from a slow server.
+                error.hint = (
+                    "the server sent no greeting: if this port expects TLS from the first "
+                    "byte (implicit TLS, usually port 465), use Security.TLS"
+                )
             raise
         return event.reply
 
@@ -229,6 +235,8 @@ class Session:
             self._alive = False
             error.attach_transcript(self._conn.transcript)
             raise
+        # The handshake ran under the connect timeout; EHLO and AUTH are commands.
+        self._stream.set_timeout(self._settings.timeouts.command)
         self._conn.tls_established()
         self._ehlo()
 
@@ -343,39 +351,7 @@ class Session:
         mail = Command.mail(envelope.sender, params)
         rcpts = [Command.rcpt(address) for address in envelope.recipients]
         self._stream.set_timeout(self._settings.timeouts.command)
-        pipelined = self.extensions.pipelining
-        first_use = self.messages_sent == 0
-
-        try:
-            if pipelined:
-                self._write([mail, *rcpts, Command.data()])
-                mail_reply = self._read_reply()
-            else:
-                mail_reply = self._exchange(mail)
-        except (ServerDisconnected, OperationTimeout) as error:
-            if first_use:
-                raise
-            raise ConnectionStale(str(error), transcript=self._conn.transcript) from None
-        if mail_reply.code == 421 and not first_use:
-            self._alive = False
-            raise ConnectionStale(
-                f"the server closed the idle connection: {mail_reply}",
-                transcript=self._conn.transcript,
-            )
-
-        rcpt_replies: list[Reply] = []
-        if pipelined:
-            rcpt_replies = [self._read_reply() for _ in rcpts]
-            data_reply = self._read_reply()
-        elif mail_reply.is_positive:
-            for command in rcpts:
-                rcpt_replies.append(self._exchange(command))
-                if rcpt_replies[-1].code == 421:
-                    break
-            data_reply = None
-        else:
-            data_reply = None
-
+        mail_reply, rcpt_replies, data_reply = self._envelope(mail, rcpts)
         if not mail_reply.is_positive:
             self._abandon(data_reply)
             raise self._error(mail_reply, Phase.MAIL, command=mail.redacted)
@@ -425,6 +401,44 @@ class Session:
             reply=final,
         )
 
+    def _envelope(
+        self, mail: Command, rcpts: Sequence[Command]
+    ) -> tuple[Reply, list[Reply], Reply | None]:
+        """Send MAIL, RCPT (and with PIPELINING, DATA); return their replies.
+
+        The DATA reply is ``None`` when DATA was not sent yet (no PIPELINING).
+        """
+        pipelined = self.extensions.pipelining
+        first_use = self.messages_sent == 0
+        try:
+            if pipelined:
+                self._write([mail, *rcpts, Command.data()])
+                mail_reply = self._read_reply()
+            else:
+                mail_reply = self._exchange(mail)
+        except (ServerDisconnected, OperationTimeout) as error:
+            if first_use:
+                raise
+            raise ConnectionStale(str(error), transcript=self._conn.transcript) from None
+        if mail_reply.code == 421 and not first_use:
+            self._alive = False
+            raise ConnectionStale(
+                f"the server closed the idle connection: {mail_reply}",
+                transcript=self._conn.transcript,
+            )
+
+        rcpt_replies: list[Reply] = []
+        data_reply = None
+        if pipelined:
+            rcpt_replies = [self._read_reply() for _ in rcpts]
+            data_reply = self._read_reply()
+        elif mail_reply.is_positive:
+            for command in rcpts:
+                rcpt_replies.append(self._exchange(command))
+                if rcpt_replies[-1].code == 421:
+                    break
+        return mail_reply, rcpt_replies, data_reply
+
     def _mail_params(self, prepared: PreparedMessage) -> list[str]:
         extensions = self.extensions
         params: list[str] = []
@@ -470,7 +484,7 @@ class Session:
         last_start = max(0, len(content) - CONTENT_SLICE)
         for start in range(0, last_start, CONTENT_SLICE):
             chunk = bytes(content[start : min(start + CONTENT_SLICE, last_start)])
-            self._stream.send(conn.content(chunk))
+            self._send_bytes(conn.content(chunk))
         tail = conn.content(bytes(content[last_start:])) + conn.end_content()
         recipients = prepared.envelope.recipients
         try:
@@ -501,7 +515,7 @@ class Session:
         if data_reply is not None and data_reply.code == 354:
             # RFC 2920 §3.1: DATA accepted with no valid recipient - send an empty message's
             # terminator, and the server refuses it.
-            self._stream.send(self._conn.end_content())
+            self._send_bytes(self._conn.end_content())
             self._read_reply()
         if self._alive:
             self._exchange(Command.rset())
@@ -541,6 +555,11 @@ class Session:
         data = b"".join(self._conn.send(command) for command in commands)
         for command in commands:
             wire_logger.debug("C: %s", command.redacted)
+        self._send_bytes(data)
+
+    def _send_bytes(self, data: bytes) -> None:
+        # A failed send leaves the protocol state mid-command or mid-content: the session
+        # must never be used again, or the next MAIL would be refused locally.
         try:
             self._stream.send(data)
         except TransportError as error:

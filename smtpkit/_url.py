@@ -40,26 +40,39 @@ class ServerURL:
     security: Security
     username: str | None = None
     password: Secret | None = field(default=None, repr=False)
-    options: MappingProxyType[str, str] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    options: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def __repr__(self) -> str:
         user = f"{self.username!r}, password=***" if self.password else repr(self.username)
         return f"ServerURL({self.host!r}, {self.port}, {self.security.name}, user={user})"
 
 
+#: The hint for a URL whose user name or password holds an unencoded special character.
+_ENCODE_HINT = (
+    "percent-encode special characters in the user name and password "
+    "(@ as %40, / as %2F, ? as %3F, # as %23, : as %3A), or put the password in "
+    "SMTPKIT_PASSWORD"
+)
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe for messages and logs)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
+    """``url`` with any password replaced by ``***`` (safe for messages and logs).
+
+    The password is taken to run from the first ``:`` after ``user`` to the *last* ``@``,
+    without trusting a URL parser: a password holding an unencoded ``/``, ``?`` or ``#``
+    would otherwise be read as part of a path, query or fragment and shown. An ``@`` in
+    a query can make this hide more than the password, never less.
+    """
+    if not isinstance(url, str):
+        return "<not a URL>"
+    scheme, separator, rest = url.partition("://")
+    if not separator or "@" not in rest:
         return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    userinfo, host = rest.rsplit("@", 1)
+    if ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
 
 
 def parse_url(url: str) -> ServerURL:
@@ -80,8 +93,13 @@ def parse_url(url: str) -> ServerURL:
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
-    except ValueError as error:
-        raise ConfigurationError(f"invalid server URL {shown}: {error}") from None
+    except ValueError:
+        # urllib's message quotes the text it took for a port, which is a piece of the
+        # password when the password holds an unencoded "/", "?" or "#".
+        raise ConfigurationError(
+            f"invalid server URL {shown}: the host or port is malformed",
+            hint=f"the port is a number from 1 to 65535; {_ENCODE_HINT}",
+        ) from None
     security = SCHEMES.get(parts.scheme.lower())
     if security is None:
         raise ConfigurationError(
@@ -91,7 +109,14 @@ def parse_url(url: str) -> ServerURL:
     if not parts.hostname:
         raise ConfigurationError(f"the server URL {shown} has no host")
     if parts.path not in ("", "/"):
-        raise ConfigurationError(f"the server URL {shown} must not have a path")
+        raise ConfigurationError(
+            f"the server URL {shown} must not have a path",
+            hint=_ENCODE_HINT if "@" in parts.path else None,
+        )
+    if port == 0:
+        raise ConfigurationError(
+            f"invalid server URL {shown}: the port must be a number from 1 to 65535"
+        )
     options: dict[str, str] = {}
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         options[key] = value

@@ -6,8 +6,8 @@ an embedded local server (STARTTLS and AUTH on, loopback only), sends through it
 arrived under ``./smtpkit-outbox/`` and says how to send for real.
 
 Invariants:
-    * Exit status 0 only when the server accepted the message; 1 for a send failure (the
-      error and its hint are printed); 2 for bad usage.
+    * Exit status 0 only when the server accepted the message; 1 for a failure to send or
+      a bad setting (the error and its hint are printed); 2 for bad command-line usage.
     * No password is ever printed: URLs are shown redacted.
 """
 
@@ -128,9 +128,7 @@ def _submitter_for(server: ServerURL, timeout: float) -> Submitter:
                 hint="put it in the URL (percent-encoded) or set SMTPKIT_PASSWORD",
             )
         auth = PasswordAuth(server.username, password)
-    return Submitter(
-        server.host, server.port, security=server.security, auth=auth, timeout=timeout
-    )
+    return Submitter(server.host, server.port, security=server.security, auth=auth, timeout=timeout)
 
 
 def _send_real(args: argparse.Namespace, url: str, *, out: TextIO) -> int:

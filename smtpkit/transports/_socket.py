@@ -11,6 +11,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 
@@ -57,15 +58,16 @@ def translate_os_error(error: OSError, *, during: str, endpoint: Endpoint) -> Tr
             ),
         )
     if isinstance(error, ssl.SSLError):
-        if error.reason in _NOT_TLS_REASONS:
+        # ``reason`` is set by the C layer only; an SSLError raised elsewhere lacks it.
+        reason = getattr(error, "reason", None)
+        if reason in _NOT_TLS_REASONS:
             return TLSModeMismatch(
-                f"TLS handshake with {where} failed ({error.reason}): the server did not "
-                "answer in TLS",
+                f"TLS handshake with {where} failed ({reason}): the server did not answer in TLS",
                 hint=_mode_hint(endpoint),
             )
         if isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError):
             return ServerDisconnected(f"{where} closed the connection during {during}")
-        return TLSError(f"TLS error with {where} during {during}: {error.reason or error}")
+        return TLSError(f"TLS error with {where} during {during}: {reason or error}")
     if isinstance(error, TimeoutError | socket.timeout):
         return OperationTimeout(f"{during} with {where} timed out")
     if isinstance(error, socket.gaierror):
@@ -128,10 +130,8 @@ class SocketStream:
         if self._closed:
             return
         self._closed = True
-        try:
+        with contextlib.suppress(OSError):  # close() on a dead socket
             self._sock.close()
-        except OSError:  # pragma: no cover - close() on a dead socket
-            pass
 
     def __repr__(self) -> str:
         tls = "TLS" if self._encrypted else "plaintext"
@@ -155,10 +155,8 @@ class SocketTransport:
             )
         except OSError as error:
             raise translate_os_error(error, during="connect", endpoint=endpoint) from None
-        try:
+        with contextlib.suppress(OSError):  # not every socket family supports it
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:  # pragma: no cover - not every socket family supports it
-            pass
         stream = SocketStream(sock, endpoint)
         if endpoint.security is Security.TLS:
             context = endpoint.tls_context or ssl.create_default_context()
