@@ -229,7 +229,10 @@ class LocalServer:
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
         attempts = 1 if self._requested_port is not None else 5
         for attempt in range(attempts):
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when
+            # the listener's proto says TCP; with proto 0, multi-line replies wait on Nagle
+            # plus the client's delayed ACK (about 40 ms each).
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             try:
                 # Lets a restarted server reuse its fixed port while old connections sit in
                 # TIME_WAIT; Linux still refuses a port another socket is listening on.

@@ -1,0 +1,1 @@
+"""Benchmarks for smtpkit against its peers (run from the repository root: ``python -m ...``)."""
