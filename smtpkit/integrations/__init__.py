@@ -1,0 +1,1 @@
+"""Adapters for third-party libraries (imported only on demand: each needs its library)."""

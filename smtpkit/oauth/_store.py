@@ -1,0 +1,282 @@
+"""``FileTokenStore``: a refresh token (and how to use it) in a private JSON file.
+
+The file is one JSON object (``docs/oauth.md`` documents it)::
+
+    {
+      "smtpkit_store": 1,
+      "provider": "microsoft",                  # "google", "microsoft" or "oauth2"
+      "username": "alice@contoso.com",          # the mailbox, for XOAUTH2's user=
+      "client_id": "00000000-0000-0000-0000-000000000000",
+      "tenant": "contoso.onmicrosoft.com",      # Microsoft only
+      "token_url": "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token",
+      "scopes": ["https://outlook.office.com/SMTP.Send", "offline_access"],
+      "client_secret": "...",                   # optional
+      "refresh_token": "..."
+    }
+
+A Google store also holds ``"type": "authorized_user"``, so google-auth's
+``Credentials.from_authorized_user_file`` reads it as well.
+
+Invariants:
+    * Every write goes to a new file created with mode 0600 in the same directory, is
+      fsynced, and replaces the old file with ``os.replace``: a reader sees the old file or
+      the new one, never a torn one, and the token is never readable by others.
+    * ``save(refresh_token)`` keeps the other fields; writes in one process are serialised.
+    * Errors name the path, never the content.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import stat
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from smtpkit.auth import Secret
+from smtpkit.errors import ConfigurationError
+
+__all__ = ["STORE_VERSION", "FileTokenStore", "StoredGrant"]
+
+logger = logging.getLogger("smtpkit.oauth")
+
+#: The ``smtpkit_store`` format version written by this code.
+STORE_VERSION = 1
+#: Owner read/write only: the file holds a long-lived credential.
+FILE_MODE = 0o600
+#: A store larger than this is not a token store.
+MAX_STORE_BYTES = 64 * 1024
+#: The providers a store may name.
+PROVIDERS = ("google", "microsoft", "oauth2")
+
+
+@dataclass(frozen=True)
+class StoredGrant:
+    """Everything needed to refresh tokens for one mailbox.
+
+    Attributes:
+        provider: ``"google"``, ``"microsoft"`` or ``"oauth2"`` (any other RFC 6749 server).
+        client_id: the OAuth2 client ID.
+        token_url: the token endpoint.
+        refresh_token: the refresh token.
+        username: the mailbox address.
+        client_secret: the client secret, if the client has one.
+        tenant: the Microsoft tenant (ID or domain).
+        scopes: the scopes to request.
+    """
+
+    provider: str
+    client_id: str
+    token_url: str
+    refresh_token: Secret = field(repr=False)
+    username: str | None = None
+    client_secret: Secret | None = field(default=None, repr=False)
+    tenant: str | None = None
+    scopes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.provider not in PROVIDERS:
+            raise ConfigurationError(
+                f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}"
+            )
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON object written to the file."""
+        data: dict[str, object] = {"smtpkit_store": STORE_VERSION, "provider": self.provider}
+        if self.provider == "google":
+            data["type"] = "authorized_user"  # google-auth's authorized-user file format
+        if self.username:
+            data["username"] = self.username
+        data["client_id"] = self.client_id
+        if self.tenant:
+            data["tenant"] = self.tenant
+        data["token_url"] = self.token_url
+        if self.scopes:
+            data["scopes"] = list(self.scopes)
+        if self.client_secret is not None:
+            data["client_secret"] = self.client_secret.reveal()
+        data["refresh_token"] = self.refresh_token.reveal()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object], where: str) -> StoredGrant:
+        """Parse a store object; ``where`` names the file in errors.
+
+        Raises:
+            ConfigurationError: a missing or mistyped field (named, never its value).
+        """
+
+        def text(key: str, required: bool = True) -> str | None:
+            value = data.get(key)
+            if value is None and not required:
+                return None
+            if not isinstance(value, str) or not value:
+                raise ConfigurationError(
+                    f"{where}: field {key!r} is missing or not a string",
+                    hint="create the store with 'smtpkit oauth google|microsoft ...'",
+                )
+            return value
+
+        scopes = data.get("scopes", [])
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise ConfigurationError(f"{where}: field 'scopes' must be a list of strings")
+        secret = text("client_secret", required=False)
+        provider = text("provider", required=False) or "oauth2"
+        return cls(
+            provider=provider,
+            client_id=text("client_id") or "",
+            token_url=text("token_url") or "",
+            refresh_token=Secret(text("refresh_token") or ""),
+            username=text("username", required=False),
+            client_secret=Secret(secret) if secret else None,
+            tenant=text("tenant", required=False),
+            scopes=tuple(scopes),
+        )
+
+
+class FileTokenStore:
+    """Persist a refresh token in a mode-0600 JSON file, replaced atomically.
+
+    ::
+
+        store = FileTokenStore("~/.config/smtpkit/alice.json")
+        provider = RefreshTokenProvider(url, client_id, store.load(), on_rotate=store.save)
+
+    Args:
+        path: the file (``~`` is expanded). Its directory must exist.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = Path(path).expanduser()
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        """The store file."""
+        return self._path
+
+    def load(self) -> str | None:
+        """The stored refresh token, or ``None`` when the file does not exist.
+
+        Raises:
+            ConfigurationError: the file is not a store or has no refresh token.
+        """
+        data = self._read_raw()
+        if data is None:
+            return None
+        token = data.get("refresh_token")
+        if not isinstance(token, str) or not token:
+            raise ConfigurationError(f"{self._path}: no refresh_token in the token store")
+        return token
+
+    def read_json(self) -> dict[str, object] | None:
+        """The file's JSON object as is, or ``None`` when the file does not exist.
+
+        Raises:
+            ConfigurationError: the file is not a JSON object.
+        """
+        return self._read_raw()
+
+    def read(self) -> StoredGrant | None:
+        """The whole stored grant, or ``None`` when the file does not exist.
+
+        Raises:
+            ConfigurationError: the file is not a complete store.
+        """
+        data = self._read_raw()
+        return None if data is None else StoredGrant.from_json(data, str(self._path))
+
+    def save(self, refresh_token: str) -> None:
+        """Replace the stored refresh token, keeping the other fields (an ``on_rotate`` hook).
+
+        Raises:
+            ConfigurationError: an empty token, or the existing file is not a store.
+            OSError: the file could not be written.
+        """
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise ConfigurationError("refresh_token must be a non-empty str")
+        with self._lock:
+            data = self._read_raw() or {"smtpkit_store": STORE_VERSION}
+            data["refresh_token"] = refresh_token
+            self._write_raw(data)
+
+    def write(self, grant: StoredGrant) -> None:
+        """Write ``grant`` as the whole store.
+
+        Raises:
+            OSError: the file could not be written.
+        """
+        with self._lock:
+            self._write_raw(grant.to_json())
+
+    def _read_raw(self) -> dict[str, object] | None:
+        try:
+            with self._path.open("rb") as handle:
+                mode = os.fstat(handle.fileno()).st_mode
+                raw = handle.read(MAX_STORE_BYTES + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot read token store {self._path}: {error.strerror}"
+            ) from None
+        if stat.S_IMODE(mode) & 0o077:
+            logger.warning(
+                "token store %s is readable by other users (mode %o); chmod 600 it",
+                self._path,
+                stat.S_IMODE(mode),
+            )
+        data: object = None
+        if len(raw) <= MAX_STORE_BYTES:
+            try:
+                data = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                data = None
+        if not isinstance(data, dict):
+            raise ConfigurationError(
+                f"{self._path} is not a smtpkit token store (expected a JSON object)"
+            )
+        return data
+
+    def _write_raw(self, data: Mapping[str, object]) -> None:
+        payload = (json.dumps(data, indent=2) + "\n").encode("utf-8")
+        directory = self._path.parent
+        temp = directory / f".{self._path.name}.{secrets.token_hex(6)}.tmp"
+        # O_EXCL: never write through a file or symlink someone else put there.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        try:
+            try:
+                os.fchmod(fd, FILE_MODE)  # the umask may have removed bits we want exact
+                view = memoryview(payload)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, self._path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        _fsync_directory(directory)
+
+    def __repr__(self) -> str:
+        return f"FileTokenStore({str(self._path)!r})"
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
