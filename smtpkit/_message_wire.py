@@ -1,24 +1,32 @@
 """Wire octets for :mod:`smtpkit.message`: the generator call and the header-block reader.
 
-Invariant: :func:`serialise` output has CRLF line endings only (RFC 5321 §2.3.8), is not
-dot-stuffed, and never ``>From``-mangled (that is an mbox convention, not SMTP's).
+Invariants:
+    * :func:`serialise` output has CRLF line endings only (RFC 5321 §2.3.8), is not
+      dot-stuffed, and never ``>From``-mangled (that is an mbox convention, not SMTP's).
+    * It is a :class:`~smtpkit._message_stream.WireContent`: large payloads are not copied
+      into it but produced slice by slice when the content is iterated, and every error is
+      raised here, before anything is sent.
 """
 
 from __future__ import annotations
 
-import io
 import re
 from email import policy as email_policy
-from email.generator import BytesGenerator
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import EmailPolicy, Policy
 from typing import Any
 
+from smtpkit._message_stream import WireContent, flatten_streaming
 from smtpkit.errors import MessageError
-from smtpkit.protocol import normalize_line_endings
 
-__all__ = ["HEADER_END_RE", "header_block", "read_message_id", "serialise"]
+__all__ = [
+    "HEADER_END_RE",
+    "generator_policy",
+    "header_block",
+    "read_message_id",
+    "serialise",
+]
 
 # The end of the header block (RFC 5322 §2.1), once line endings are CRLF.
 HEADER_END_RE = re.compile(rb"\r\n\r\n")
@@ -37,8 +45,8 @@ def read_message_id(content: bytes) -> str | None:
     return None if value is None else str(value).strip() or None
 
 
-def serialise(work: Message, *, utf8: bool, seven_bit: bool) -> bytes:
-    """Generate the octets with CRLF endings (RFC 5321 §2.3.8) and no ``>From`` mangling."""
+def generator_policy(work: Message, *, utf8: bool, seven_bit: bool) -> Policy[Any]:
+    """The policy the message is generated with: CRLF, no ``>From``, SMTPUTF8 or not."""
     if isinstance(work.policy, EmailPolicy):
         base = email_policy.SMTPUTF8 if utf8 else email_policy.SMTP
         # Keep the caller's EmailPolicy choices (header_factory, max_line_length, ...).
@@ -50,14 +58,21 @@ def serialise(work: Message, *, utf8: bool, seven_bit: bool) -> bytes:
     if seven_bit:
         # RFC 6152 §3: without 8BITMIME, 8-bit parts must be converted to a 7-bit encoding.
         gen_policy = gen_policy.clone(cte_type="7bit")
-    buffer = io.BytesIO()
+    return gen_policy
+
+
+def serialise(work: Message, *, utf8: bool, seven_bit: bool) -> WireContent:
+    """Generate the octets with CRLF endings (RFC 5321 §2.3.8) and no ``>From`` mangling.
+
+    The generator runs once, here; ``work`` may be changed by it (a generated MIME boundary
+    is stored in the part), which is why it must be the private copy.
+    """
+    gen_policy = generator_policy(work, utf8=utf8, seven_bit=seven_bit)
     try:
-        BytesGenerator(buffer, policy=gen_policy).flatten(work, unixfrom=False)
+        return flatten_streaming(work, gen_policy)
     except (ValueError, TypeError, LookupError, UnicodeError) as exc:
         # HeaderParseError and HeaderWriteError are ValueErrors; a bad charset is LookupError.
         raise MessageError(
             f"cannot serialise the message: {exc}",
             hint="check header values and part charsets",
         ) from exc
-    # The generator writes policy.linesep, but a body given with bare LF or CR keeps them.
-    return normalize_line_endings(buffer.getvalue())

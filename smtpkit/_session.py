@@ -21,15 +21,13 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from datetime import datetime
 
-from smtpkit._result import SendResult
-from smtpkit.auth import AuthContext, AuthStrategy
+from smtpkit.auth import AuthContext, AuthFlow, AuthStrategy, TokenAuthStrategy
 from smtpkit.config import Endpoint, Security, Timeouts, is_loopback
 from smtpkit.errors import (
-    DeliveryUnknown,
     InsecureAuthRefused,
     MessageError,
     MessageTooLarge,
@@ -40,6 +38,7 @@ from smtpkit.errors import (
     SMTPError,
     StartTLSNotOffered,
     TLSModeMismatch,
+    TokenRejected,
     TransportError,
     detect_provider,
     error_for_reply,
@@ -67,6 +66,10 @@ CONTENT_SLICE = 1 << 20
 IMPLICIT_TLS_PORT = 465
 
 
+class _ReconnectForToken(Exception):
+    """The server closed the connection after refusing a token; log in on a new one."""
+
+
 class ConnectionStale(ServerDisconnected):
     """A reused connection turned out closed before the server accepted anything.
 
@@ -88,6 +91,7 @@ class SessionSettings:
     auth: AuthStrategy | None = None
     allow_unencrypted_auth: bool = False
     provider: str | None = None
+    chunking: bool = True  # use BDAT (RFC 3030) when the server offers CHUNKING
 
     def endpoint(self) -> Endpoint:
         """The transport endpoint for these settings."""
@@ -119,6 +123,10 @@ class Session:
         self.opened_at = clock()
         self.last_used = self.opened_at
         self.messages_sent = 0
+        #: True once the session was handed out again after being idle (pool reuse).
+        self.reused = False
+        #: When the OAuth2 token used to log in expires (None: no token, or no expiry).
+        self.auth_expires_at: datetime | None = None
 
     # -- opening -------------------------------------------------------------------------
 
@@ -150,24 +158,33 @@ class Session:
         stream = transport.connect(settings.endpoint())
         session = cls(settings, stream, clock=clock)
         try:
-            session._negotiate()
+            session._negotiate(token_retry=True)
+        except _ReconnectForToken:
+            # The server hung up after refusing the OAuth2 token; the provider now holds a
+            # fresh one. One new connection, and no further refresh on it.
+            session = cls(settings, transport.connect(settings.endpoint()), clock=clock)
+            try:
+                session._negotiate(token_retry=False)
+            except BaseException:
+                session.abort()
+                raise
         except BaseException:
             session.abort()
             raise
         return session
 
-    def _negotiate(self) -> None:
+    def _negotiate(self, *, token_retry: bool) -> None:
         settings = self._settings
         greeting = self._greeting()
         self._provider = self._provider or detect_provider(greeting)
         if not greeting.is_positive:
             self._quit_quietly()
-            raise self._error(greeting, Phase.GREETING)
+            raise self.error(greeting, Phase.GREETING)
         self._ehlo()
         if settings.security is Security.STARTTLS and not self._stream.is_encrypted:
             self._starttls()
         if settings.auth is not None:
-            self._authenticate(settings.auth)
+            self._authenticate(settings.auth, token_retry=token_retry)
 
     def _greeting(self) -> Reply:
         try:
@@ -195,19 +212,19 @@ class Session:
         return event.reply
 
     def _ehlo(self) -> Extensions:
-        reply = self._exchange(Command.ehlo(self._settings.local_hostname))
+        reply = self.exchange(Command.ehlo(self._settings.local_hostname))
         if reply.is_positive:
             assert self._conn.extensions is not None
             return self._conn.extensions
         if reply.code in (500, 502, 504):
             # RFC 5321 §3.2: a server that does not know EHLO is answered with HELO.
-            helo = self._exchange(Command.helo(self._settings.local_hostname))
+            helo = self.exchange(Command.helo(self._settings.local_hostname))
             if helo.is_positive:
                 assert self._conn.extensions is not None
                 return self._conn.extensions
             reply = helo
         self._quit_quietly()
-        raise self._error(reply, Phase.EHLO)
+        raise self.error(reply, Phase.EHLO)
 
     def _starttls(self) -> None:
         extensions = self.extensions
@@ -223,10 +240,10 @@ class Session:
                 ),
                 transcript=self._conn.transcript,
             )
-        reply = self._exchange(Command.starttls())
+        reply = self.exchange(Command.starttls())
         if reply.code != 220:
             self._quit_quietly()
-            raise self._error(reply, Phase.STARTTLS)
+            raise self.error(reply, Phase.STARTTLS)
         context = self._settings.tls_context or ssl.create_default_context()
         self._stream.set_timeout(self._settings.timeouts.connect)
         try:
@@ -240,7 +257,7 @@ class Session:
         self._conn.tls_established()
         self._ehlo()
 
-    def _authenticate(self, strategy: AuthStrategy) -> None:
+    def _authenticate(self, strategy: AuthStrategy, *, token_retry: bool) -> None:
         settings = self._settings
         if not (
             self._stream.is_encrypted
@@ -261,35 +278,107 @@ class Session:
             port=settings.port,
             encrypted=self._stream.is_encrypted,
         )
+        if isinstance(strategy, TokenAuthStrategy):
+            self._token_login(strategy, context, token_retry=token_retry)
+            return
+        reply, details = self._run_flow(lambda: strategy.flow(context))
+        if reply.code != 235:
+            self._quit_quietly()
+            raise self._auth_error(strategy, context, reply, details)
+        logger.debug("authenticated to %s as %s", settings.host, strategy.username)
+
+    def _token_login(
+        self, strategy: TokenAuthStrategy, context: AuthContext, *, token_retry: bool
+    ) -> None:
+        """AUTH with an OAuth2 token: on rejection, one forced refresh and one more try.
+
+        The provider refreshes a token that expires soon by itself. When the server refuses
+        a token the provider still believed valid (revoked, or Gmail ending it early), the
+        provider is asked for exactly one forced refresh (single flight: ``rejected=`` lets
+        threads sharing the provider reuse one refresh) and AUTH runs once more - on this
+        connection if the server kept it open, else on a new one.
+        """
+        provider = strategy.token_provider
         try:
-            flow = strategy.flow(context)
+            token = provider.get_token()
+        except SMTPError:
+            self._quit_quietly()
+            raise
+        reply, details = self._run_flow(lambda: strategy.token_flow(context, token))
+        if reply.code == 235:
+            self.auth_expires_at = token.expires_at
+            return
+        error = self._auth_error(strategy, context, reply, details)
+        if not (token_retry and isinstance(error, TokenRejected)):
+            self._quit_quietly()
+            raise error
+        logger.info("the server refused the OAuth2 token; refreshing it once and retrying")
+        try:
+            fresh = provider.get_token(force_refresh=True, rejected=token)
+        except SMTPError:
+            self._quit_quietly()
+            raise
+        if not self._alive:
+            raise _ReconnectForToken()
+        reply, details = self._run_flow(lambda: strategy.token_flow(context, fresh))
+        if reply.code == 235:
+            self.auth_expires_at = fresh.expires_at
+            return
+        self._quit_quietly()
+        raise self._auth_error(strategy, context, reply, details)
+
+    def _run_flow(self, start: Callable[[], AuthFlow]) -> tuple[Reply, Mapping[str, str] | None]:
+        """Drive an AUTH flow to its final reply (RFC 4954 §4)."""
+        try:
+            flow = start()
             command = next(flow)
         except SMTPError:
             self._quit_quietly()
             raise
-        details = None
+        details: Mapping[str, str] | None = None
         while True:
-            reply = self._exchange(command)
+            reply = self.exchange(command)
             try:
                 command = flow.send(reply)
             except StopIteration as stop:
                 details = stop.value
                 break
-        if reply.code == 334:
+            except SMTPError:
+                # The flow could not read a challenge: cancel (RFC 4954 §4) and give up.
+                if self._alive:
+                    self.exchange(Command.auth_response("*"))
+                self._quit_quietly()
+                raise
+        if reply.code == 334 and self._alive:
             # The flow gave up mid-exchange: cancel it (RFC 4954 §4) so the server resets.
-            reply = self._exchange(Command.auth_response("*"))
-        if reply.code != 235:
-            self._quit_quietly()
-            raise error_for_reply(
-                reply,
-                Phase.AUTH,
-                command=f"AUTH {strategy.choose_mechanism(context)}",
-                provider=self._provider,
-                credential_kind=strategy.credential_kind,
-                challenge=details,
-                transcript=self._conn.transcript,
-            )
-        logger.debug("authenticated to %s as %s", settings.host, strategy.username)
+            reply = self.exchange(Command.auth_response("*"))
+        return reply, details
+
+    def _auth_error(
+        self,
+        strategy: AuthStrategy,
+        context: AuthContext,
+        reply: Reply,
+        details: Mapping[str, str] | None,
+    ) -> ReplyError:
+        return error_for_reply(
+            reply,
+            Phase.AUTH,
+            command=f"AUTH {strategy.choose_mechanism(context)}",
+            provider=self._provider,
+            credential_kind=strategy.credential_kind,
+            challenge=details,
+            transcript=self._conn.transcript,
+        )
+
+    def token_expires_within(self, seconds: float, now: datetime) -> bool:
+        """Whether the OAuth2 token this session logged in with expires within ``seconds``.
+
+        Gmail ends an OAuth2 session when its token expires, so a kept connection must be
+        replaced (and logged in again) before that.
+        """
+        expires = self.auth_expires_at
+        return expires is not None and (expires - now).total_seconds() <= seconds
 
     # -- state ---------------------------------------------------------------------------
 
@@ -317,129 +406,37 @@ class Session:
         return self._stream.is_encrypted
 
     @property
+    def settings(self) -> SessionSettings:
+        """The settings this session was opened with."""
+        return self._settings
+
+    @property
+    def conn(self) -> ClientConnection:
+        """The sans-IO protocol state (for the transaction driver)."""
+        return self._conn
+
+    def clock(self) -> float:
+        """The session's monotonic clock."""
+        return self._clock()
+
+    def set_timeout(self, seconds: float) -> None:
+        """Timeout for the following sends and receives."""
+        self._stream.set_timeout(seconds)
+
+    @property
     def provider(self) -> str | None:
         """The provider recognised from configuration or the server's wording."""
         return self._provider
 
-    # -- sending -------------------------------------------------------------------------
+    # -- transactions (driven by smtpkit._transaction) ----------------------------------
 
-    def send(self, prepared: PreparedMessage) -> SendResult:
-        """Send one prepared message: MAIL, RCPT for each recipient, DATA, content.
-
-        With PIPELINING (RFC 2920 §3.1) the envelope travels in one flight::
-
-            C: MAIL FROM:<a@example.com> SIZE=1234
-            C: RCPT TO:<b@example.com>
-            C: RCPT TO:<c@example.com>
-            C: DATA
-            S: 250 2.1.0 OK
-            S: 250 2.1.5 OK
-            S: 550 5.1.1 No such user
-            S: 354 Go ahead
-            C: <content, dot-stuffed> .
-            S: 250 2.0.0 OK queued as 1A2B3C
+    def mail_params(self, prepared: PreparedMessage) -> list[str]:
+        """ESMTP parameters for MAIL FROM; checks SIZE, 8BITMIME and SMTPUTF8 first.
 
         Raises:
-            MessageTooLarge: the message exceeds the advertised SIZE (nothing was sent).
+            MessageTooLarge: the message exceeds the advertised SIZE (nothing is sent).
             MessageError: the message needs SMTPUTF8/8BITMIME and the server lacks it.
-            SenderRejected, RecipientRejected, MessageRejected, RateLimited, ...: refusals.
-            ConnectionStale: the connection was found closed before anything was accepted.
-            DeliveryUnknown: the connection failed after the final ``.``.
         """
-        envelope = prepared.envelope
-        params = self._mail_params(prepared)
-        mail = Command.mail(envelope.sender, params)
-        rcpts = [Command.rcpt(address) for address in envelope.recipients]
-        self._stream.set_timeout(self._settings.timeouts.command)
-        mail_reply, rcpt_replies, data_reply = self._envelope(mail, rcpts)
-        if not mail_reply.is_positive:
-            self._abandon(data_reply)
-            raise self._error(mail_reply, Phase.MAIL, command=mail.redacted)
-
-        accepted = [
-            c.address or "" for c, r in zip(rcpts, rcpt_replies, strict=False) if r.is_positive
-        ]
-        rejected = {
-            c.address or "": r
-            for c, r in zip(rcpts, rcpt_replies, strict=False)
-            if not r.is_positive
-        }
-        for reply in rejected.values():
-            if reply.code == 421:
-                self._abandon(data_reply)
-                raise self._error(reply, Phase.RCPT)
-        if not accepted:
-            self._abandon(data_reply)
-            first_address, first_reply = next(iter(rejected.items()))
-            raise error_for_reply(
-                first_reply,
-                Phase.RCPT,
-                command=f"RCPT TO:<{first_address}>",
-                recipient=first_address,
-                rejected=rejected,
-                provider=self._provider,
-                transcript=self._conn.transcript,
-            )
-        if data_reply is None:
-            data_reply = self._exchange(Command.data())
-        if data_reply.code != 354:
-            self._abandon(None)
-            raise self._error(data_reply, Phase.DATA, command="DATA")
-
-        final = self._send_content(prepared)
-        self.last_used = self._clock()
-        if not final.is_positive:
-            if final.code == 421:
-                self._alive = False
-            raise self._error(final, Phase.MESSAGE, command="end of data")
-        self.messages_sent += 1
-        return SendResult(
-            message_id=prepared.message_id,
-            sender=envelope.sender,
-            accepted=tuple(accepted),
-            rejected=MappingProxyType(rejected),
-            reply=final,
-        )
-
-    def _envelope(
-        self, mail: Command, rcpts: Sequence[Command]
-    ) -> tuple[Reply, list[Reply], Reply | None]:
-        """Send MAIL, RCPT (and with PIPELINING, DATA); return their replies.
-
-        The DATA reply is ``None`` when DATA was not sent yet (no PIPELINING).
-        """
-        pipelined = self.extensions.pipelining
-        first_use = self.messages_sent == 0
-        try:
-            if pipelined:
-                self._write([mail, *rcpts, Command.data()])
-                mail_reply = self._read_reply()
-            else:
-                mail_reply = self._exchange(mail)
-        except (ServerDisconnected, OperationTimeout) as error:
-            if first_use:
-                raise
-            raise ConnectionStale(str(error), transcript=self._conn.transcript) from None
-        if mail_reply.code == 421 and not first_use:
-            self._alive = False
-            raise ConnectionStale(
-                f"the server closed the idle connection: {mail_reply}",
-                transcript=self._conn.transcript,
-            )
-
-        rcpt_replies: list[Reply] = []
-        data_reply = None
-        if pipelined:
-            rcpt_replies = [self._read_reply() for _ in rcpts]
-            data_reply = self._read_reply()
-        elif mail_reply.is_positive:
-            for command in rcpts:
-                rcpt_replies.append(self._exchange(command))
-                if rcpt_replies[-1].code == 421:
-                    break
-        return mail_reply, rcpt_replies, data_reply
-
-    def _mail_params(self, prepared: PreparedMessage) -> list[str]:
         extensions = self.extensions
         params: list[str] = []
         size = prepared.size
@@ -476,56 +473,12 @@ class Session:
             params.append("SMTPUTF8")
         return params
 
-    def _send_content(self, prepared: PreparedMessage) -> Reply:
-        content = memoryview(prepared.content)
-        conn = self._conn
-        # Everything before the terminator: a failure here means the server cannot have
-        # accepted the message (no final "."), so the error stays a retryable one.
-        last_start = max(0, len(content) - CONTENT_SLICE)
-        for start in range(0, last_start, CONTENT_SLICE):
-            chunk = bytes(content[start : min(start + CONTENT_SLICE, last_start)])
-            self._send_bytes(conn.content(chunk))
-        tail = conn.content(bytes(content[last_start:])) + conn.end_content()
-        recipients = prepared.envelope.recipients
-        try:
-            self._stream.send(tail)
-            self._stream.set_timeout(self._settings.timeouts.final_reply)
-            return self._read_reply()
-        except (ServerDisconnected, OperationTimeout, RemoteProtocolError) as error:
-            self.abort()
-            raise DeliveryUnknown(
-                f"the connection failed after the message was sent, before the server "
-                f"confirmed it ({error.message}); it may or may not have been delivered",
-                message_id=prepared.message_id,
-                recipients=recipients,
-                hint=(
-                    "check the recipient's mailbox or the server's logs before sending "
-                    "again; smtpkit never resends such a message by itself"
-                ),
-                transcript=self._conn.transcript,
-            ) from None
-        finally:
-            if self._alive:
-                self._stream.set_timeout(self._settings.timeouts.command)
-
-    def _abandon(self, data_reply: Reply | None) -> None:
-        """Close a failed transaction: finish a stray 354, then RSET (RFC 5321 §4.1.1.5)."""
-        if not self._alive:
-            return
-        if data_reply is not None and data_reply.code == 354:
-            # RFC 2920 §3.1: DATA accepted with no valid recipient - send an empty message's
-            # terminator, and the server refuses it.
-            self._send_bytes(self._conn.end_content())
-            self._read_reply()
-        if self._alive:
-            self._exchange(Command.rset())
-
     # -- closing -------------------------------------------------------------------------
 
     def noop(self) -> bool:
         """A health check: True when the server answers NOOP with 250."""
         try:
-            return self._exchange(Command.noop()).code == 250
+            return self.exchange(Command.noop()).code == 250
         except (TransportError, ReplyError):
             self.abort()
             return False
@@ -538,7 +491,7 @@ class Session:
         if self._alive:
             try:
                 self._stream.set_timeout(min(self._settings.timeouts.command, 5.0))
-                self._exchange(Command.quit())
+                self.exchange(Command.quit())
             except SMTPError:
                 pass
         self.abort()
@@ -551,13 +504,19 @@ class Session:
 
     # -- I/O helpers ---------------------------------------------------------------------
 
-    def _write(self, commands: Sequence[Command]) -> None:
-        data = b"".join(self._conn.send(command) for command in commands)
-        for command in commands:
-            wire_logger.debug("C: %s", command.redacted)
-        self._send_bytes(data)
+    def encode(self, commands: Sequence[Command]) -> bytes:
+        """Register ``commands`` with the protocol core and return their bytes."""
+        data = b"".join([self._conn.send(command) for command in commands])
+        if wire_logger.isEnabledFor(logging.DEBUG):
+            for command in commands:
+                wire_logger.debug("C: %s", command.redacted)
+        return data
 
-    def _send_bytes(self, data: bytes) -> None:
+    def write(self, commands: Sequence[Command]) -> None:
+        """Send ``commands`` in one write (pipelined when more than one)."""
+        self.send_bytes(self.encode(commands))
+
+    def send_bytes(self, data: bytes) -> None:
         # A failed send leaves the protocol state mid-command or mid-content: the session
         # must never be used again, or the next MAIL would be refused locally.
         try:
@@ -567,11 +526,11 @@ class Session:
             error.attach_transcript(self._conn.transcript)
             raise
 
-    def _exchange(self, command: Command) -> Reply:
-        self._write([command])
-        return self._read_reply()
+    def exchange(self, command: Command) -> Reply:
+        self.write([command])
+        return self.read_reply()
 
-    def _read_reply(self) -> Reply:
+    def read_reply(self) -> Reply:
         return self._read(None).reply
 
     def _read(self, timeout: float | None) -> ReplyReceived:
@@ -597,19 +556,20 @@ class Session:
                 f"the reply to {waiting}",
                 transcript=conn.transcript,
             )
-        for line in event.reply.to_bytes().decode("utf-8", "replace").splitlines():
-            wire_logger.debug("S: %s", line)
+        if wire_logger.isEnabledFor(logging.DEBUG):
+            for line in event.reply.to_bytes().decode("utf-8", "replace").splitlines():
+                wire_logger.debug("S: %s", line)
         if event.command is None and conn.pending:
             # An unsolicited reply while commands await theirs (RFC 5321 §4.1.1.10 only
             # allows 421 here): treat it as the server giving up.
             self.abort()
-            raise self._error(event.reply, Phase.GREETING)
+            raise self.error(event.reply, Phase.GREETING)
         if event.reply.code == 421:
             self._alive = False
             self._stream.close()
         return event
 
-    def _error(self, reply: Reply, phase: Phase, *, command: str | None = None) -> ReplyError:
+    def error(self, reply: Reply, phase: Phase, *, command: str | None = None) -> ReplyError:
         return error_for_reply(
             reply,
             phase,

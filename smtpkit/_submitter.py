@@ -5,30 +5,49 @@ Invariants:
     * A connection is reused only through a context manager (or ``open()``); a reused
       connection the server closed while idle is replaced transparently, but only when the
       server had not accepted anything of the message (so no message is ever sent twice).
-    * ``repr()`` shows no secret. ``send`` is safe to call from several threads: sends on one
-      Submitter are serialised by a lock.
+    * ``repr()`` shows no secret. ``send`` and ``send_many`` are safe to call from many
+      threads: connections come from a pool, each used by one thread at a time, with one
+      login per connection.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import Message
 from types import TracebackType
+from typing import Unpack
 
+from smtpkit._bulk import Job, RateLimiter, deliver
+from smtpkit._configure import (
+    SubmitterOptions,
+    options_for_provider,
+    options_from_env,
+    options_from_url,
+)
+from smtpkit._pool import PoolLimits, SessionPool
 from smtpkit._result import SendResult
-from smtpkit._session import ConnectionStale, Session, SessionSettings
+from smtpkit._session import Session, SessionSettings
+from smtpkit._transaction import Outcome
 from smtpkit.auth import AuthStrategy
 from smtpkit.config import Security, Timeouts
-from smtpkit.errors import ConfigurationError
-from smtpkit.message import prepare_message
+from smtpkit.errors import ConfigurationError, SMTPError
+from smtpkit.message import PreparedMessage, prepare_message
+from smtpkit.retry import Retry
 from smtpkit.transports import SocketTransport, Transport
 
-__all__ = ["Submitter"]
+__all__ = ["Outgoing", "Submitter"]
+
+#: Replace a kept OAuth2 session this many seconds before its token expires: Gmail ends
+#: OAuth2 sessions at token expiry, and a send that starts just before would be cut off.
+TOKEN_EXPIRY_MARGIN = 60.0
 
 logger = logging.getLogger("smtpkit")
 
@@ -41,6 +60,19 @@ def default_local_hostname() -> str:
     """
     name = socket.gethostname()
     return name if "." in name and name.isascii() else "localhost"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message for :meth:`Submitter.send_many` with an explicit envelope.
+
+    Plain ``EmailMessage`` objects can be passed to ``send_many`` directly; wrap a message
+    in ``Outgoing`` to give its envelope (required for raw bytes).
+    """
+
+    message: Message | bytes
+    sender: str | None = None
+    recipients: Sequence[str] | None = None
 
 
 class Submitter:
@@ -62,7 +94,9 @@ class Submitter:
         result = submitter.send(msg)
         print(result.message_id, result.reply)
 
-    Use it as a context manager to keep one authenticated connection for many messages.
+    Use it as a context manager to keep authenticated connections for many messages (one
+    login per connection; logging in per message trips Gmail's "454 4.7.0 Too many login
+    attempts"). Outside one, each ``send`` opens and closes its own connection.
 
     Args:
         host: the server's host name or address.
@@ -77,6 +111,17 @@ class Submitter:
             :class:`smtpkit.testing.FakeTransport`.
         allow_unencrypted_auth: send credentials over plaintext to a non-loopback host.
             Dangerous: anyone on the path can read them.
+        provider: a provider name (e.g. ``"gmail"``) that sharpens error hints; set by
+            :meth:`for_provider` and :meth:`from_url`.
+        retry: a :class:`~smtpkit.Retry` policy for transient failures before the server
+            could have accepted a message. Default: no retry (a connection found closed
+            while idle is still replaced once, transparently).
+        max_connections: connections open at once (the pool size).
+        max_messages_per_connection: replace a connection after this many messages.
+        idle_timeout: close kept connections idle this long instead of reusing them.
+        rate_limit: at most this many messages per second (all threads together).
+        use_chunking: send with BDAT (RFC 3030) when the server offers CHUNKING.
+        clock, wall_clock: monotonic and UTC clocks, injectable for tests.
     """
 
     def __init__(
@@ -91,7 +136,15 @@ class Submitter:
         local_hostname: str | None = None,
         transport: Transport | None = None,
         allow_unencrypted_auth: bool = False,
+        provider: str | None = None,
+        retry: Retry | None = None,
+        max_connections: int = 4,
+        max_messages_per_connection: int | None = 100,
+        idle_timeout: float = 60.0,
+        rate_limit: float | None = None,
+        use_chunking: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] | None = None,
     ) -> None:
         if not isinstance(host, str) or not host.strip():
             raise ConfigurationError("host must be a non-empty server name or address")
@@ -106,6 +159,10 @@ class Submitter:
             raise ConfigurationError(f"port must be an integer from 1 to 65535, got {port!r}")
         if tls_context is not None and not isinstance(tls_context, ssl.SSLContext):
             raise ConfigurationError("tls_context must be an ssl.SSLContext")
+        if retry is not None and not isinstance(retry, Retry):
+            raise ConfigurationError("retry must be a smtpkit.Retry value")
+        if rate_limit is not None and rate_limit <= 0:
+            raise ConfigurationError("rate_limit must be a positive number of messages/s")
         self._settings = SessionSettings(
             host=host.strip(),
             port=port,
@@ -115,12 +172,63 @@ class Submitter:
             tls_context=tls_context,
             auth=auth,
             allow_unencrypted_auth=allow_unencrypted_auth,
+            provider=provider,
+            chunking=use_chunking,
         )
         self._transport: Transport = transport if transport is not None else SocketTransport()
         self._clock = clock
-        self._lock = threading.RLock()
-        self._session: Session | None = None
-        self._keep_open = False
+        self._wall_clock = wall_clock or (lambda: datetime.now(UTC))
+        self._retry = retry or Retry.never()
+        self._rate_limit = rate_limit
+        self._pool = SessionPool(
+            self._open_session,
+            PoolLimits(
+                max_connections=max_connections,
+                max_messages_per_connection=max_messages_per_connection,
+                idle_timeout=idle_timeout,
+            ),
+            clock=clock,
+            expires=self._token_expiring,
+        )
+        self._keep_lock = threading.Lock()
+        self._keep_open = 0  # nesting depth of with-blocks / open() calls
+
+    # -- other ways to build one ---------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Unpack[SubmitterOptions]) -> Submitter:
+        """A Submitter from a server URL such as ``smtp+starttls://user:pw@host:587``.
+
+        See :func:`smtpkit._configure.options_from_url` for the query options.
+        """
+        return cls(**options_from_url(url, **overrides))
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Unpack[SubmitterOptions]
+    ) -> Submitter:
+        """A Submitter from ``SMTPKIT_URL`` (and ``SMTPKIT_PASSWORD``).
+
+        Raises:
+            ConfigurationError: ``SMTPKIT_URL`` is not set or invalid.
+        """
+        options = options_from_env(os.environ if environ is None else environ, **overrides)
+        if options is None:
+            raise ConfigurationError(
+                "SMTPKIT_URL is not set",
+                hint="export SMTPKIT_URL='smtp+starttls://user%40example.com@host:587'",
+            )
+        return cls(**options)
+
+    @classmethod
+    def for_provider(cls, name: str, **overrides: Unpack[SubmitterOptions]) -> Submitter:
+        """A Submitter with a provider preset's settings (``"gmail"``, ``"microsoft365"``...).
+
+        Example::
+
+            Submitter.for_provider("gmail", auth=AppPasswordAuth("me@gmail.com", "..."))
+        """
+        return cls(**options_for_provider(name, **overrides))
 
     # -- configuration -------------------------------------------------------------------
 
@@ -149,27 +257,50 @@ class Submitter:
         """The authentication strategy, if any."""
         return self._settings.auth
 
+    @property
+    def provider(self) -> str | None:
+        """The provider preset name, if known."""
+        return self._settings.provider
+
+    @property
+    def pool_limits(self) -> PoolLimits:
+        """The connection pool's limits."""
+        return self._pool.limits
+
     # -- connections ---------------------------------------------------------------------
 
+    def _open_session(self) -> Session:
+        return Session.open(self._settings, self._transport, clock=self._clock)
+
+    def _token_expiring(self, session: Session) -> bool:
+        return session.token_expires_within(TOKEN_EXPIRY_MARGIN, self._wall_clock())
+
+    @property
+    def _keeping(self) -> bool:
+        with self._keep_lock:
+            return self._keep_open > 0
+
     def open(self) -> Submitter:
-        """Connect and log in now, and keep the connection for later sends."""
-        with self._lock:
-            self._keep_open = True
-            if self._session is None or not self._session.alive:
-                self._session = Session.open(self._settings, self._transport, clock=self._clock)
+        """Connect and log in now, and keep connections for later sends until ``close()``."""
+        with self._keep_lock:
+            self._keep_open += 1
+        self._pool.reopen()
+        session = self._pool.acquire()
+        self._pool.release(session)
         return self
 
     def close(self) -> None:
-        """Send QUIT and close the kept connection, if any. Never raises."""
-        with self._lock:
-            self._keep_open = False
-            session, self._session = self._session, None
-            if session is not None:
-                session.quit()
+        """Send QUIT on every kept connection and close them. Never raises."""
+        with self._keep_lock:
+            self._keep_open = max(0, self._keep_open - 1)
+            last = self._keep_open == 0
+        if last:
+            self._pool.close()
+            self._pool.reopen()
 
     def __enter__(self) -> Submitter:
-        with self._lock:
-            self._keep_open = True
+        with self._keep_lock:
+            self._keep_open += 1
         return self
 
     def __exit__(
@@ -207,56 +338,109 @@ class Submitter:
             DeliveryUnknown: the connection failed after the content was sent.
             SMTPError: any other failure, typed (see :mod:`smtpkit.errors`).
         """
-        with self._lock:
-            started = self._clock()
-            session = self._session if self._session and self._session.alive else None
-            if session is None:
-                session = self._new_session()
-            try:
-                try:
-                    result = self._send_on(session, message, sender, recipients)
-                except ConnectionStale:
-                    logger.info("connection to %s was closed while idle; reconnecting", self.host)
-                    session = self._new_session()
-                    result = self._send_on(session, message, sender, recipients)
-            finally:
-                if not self._keep_open or not session.alive:
-                    if session.alive:
-                        session.quit()
-                    self._session = None
-            logger.info(
-                "sent message_id=%s recipients=%d rejected=%d reply=%r elapsed=%.3fs",
-                result.message_id,
-                len(result.accepted),
-                len(result.rejected),
-                str(result.reply),
-                self._clock() - started,
-            )
-            return result
+        started = self._clock()
+        job = Job(0, message, sender, tuple(recipients) if recipients else None, self._retry)
+        [outcome] = self._deliver([job], workers=1, on_result=None, per_connection=None)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        self._log(outcome, started)
+        return outcome
 
-    def _new_session(self) -> Session:
-        session = Session.open(self._settings, self._transport, clock=self._clock)
-        if self._keep_open:
-            self._session = session
-        return session
-
-    def _send_on(
+    def send_many(
         self,
-        session: Session,
-        message: Message | bytes,
-        sender: str | None,
-        recipients: Sequence[str] | None,
-    ) -> SendResult:
+        messages: Iterable[Message | Outgoing],
+        *,
+        concurrency: int | None = None,
+        on_result: Callable[[int, SendResult | SMTPError], None] | None = None,
+        max_per_second: float | None = None,
+        max_per_connection: int | None = None,
+    ) -> list[SendResult | SMTPError]:
+        """Send many messages over pooled, pipelined connections.
+
+        Messages stream over up to ``concurrency`` connections; on each, the end of one
+        message travels with the next one's envelope (RFC 2920 §3.1), so a steady stream
+        costs about one round trip per message.
+
+        Args:
+            messages: ``EmailMessage`` objects, or :class:`Outgoing` for an explicit
+                envelope or raw bytes.
+            concurrency: connections to use (default and cap: ``max_connections``).
+            on_result: called as ``on_result(index, outcome)`` as each message finishes
+                (from worker threads, one call at a time).
+            max_per_second: at most this many messages per second (default: the
+                Submitter's ``rate_limit``).
+            max_per_connection: open a new connection after this many messages.
+
+        Returns:
+            One outcome per message in input order: a ``SendResult``, or the ``SMTPError``
+            that message ended with (nothing is raised for a single message's failure).
+        """
+        jobs = []
+        for index, item in enumerate(messages):
+            if isinstance(item, Outgoing):
+                recipients = tuple(item.recipients) if item.recipients else None
+                jobs.append(Job(index, item.message, item.sender, recipients, self._retry))
+            else:
+                jobs.append(Job(index, item, retry=self._retry))
+        if not jobs:
+            return []
+        limit = self._pool.limits.max_connections
+        workers = max(1, min(concurrency or limit, limit, len(jobs)))
+        return self._deliver(
+            jobs,
+            workers=workers,
+            on_result=on_result,
+            per_connection=max_per_connection,
+            rate=max_per_second,
+        )
+
+    def _deliver(
+        self,
+        jobs: list[Job],
+        *,
+        workers: int,
+        on_result: Callable[[int, Outcome], None] | None,
+        per_connection: int | None,
+        rate: float | None = None,
+    ) -> list[Outcome]:
+        keeping = self._keeping
+        try:
+            return deliver(
+                jobs,
+                pool=self._pool,
+                prepare=self._prepare,
+                workers=workers,
+                limiter=RateLimiter(rate or self._rate_limit, clock=self._clock),
+                per_connection=per_connection,
+                on_result=on_result,
+                sleep=self._retry.sleep,
+            )
+        finally:
+            if not keeping:
+                # Outside a with-block nothing is kept: QUIT the connections used.
+                self._pool.close()
+                self._pool.reopen()
+
+    def _prepare(self, job: Job, session: Session) -> PreparedMessage:
         extensions = session.extensions
-        prepared = prepare_message(
-            message,
-            sender=sender,
-            recipients=recipients,
+        return prepare_message(
+            job.message,
+            sender=job.sender,
+            recipients=job.recipients,
             local_hostname=self._settings.local_hostname,
             utf8_allowed=extensions.smtputf8,
             eight_bit_allowed=extensions.eight_bit_mime,
         )
-        return session.send(prepared)
+
+    def _log(self, result: SendResult, started: float) -> None:
+        logger.info(
+            "sent message_id=%s recipients=%d rejected=%d reply=%r elapsed=%.3fs",
+            result.message_id,
+            len(result.accepted),
+            len(result.rejected),
+            str(result.reply),
+            self._clock() - started,
+        )
 
     def __repr__(self) -> str:
         auth = ""

@@ -10,8 +10,13 @@ Invariants:
       ``Date`` are applied to a private copy.
     * ``Bcc`` and ``Resent-Bcc`` never appear in ``content`` (RFC 5322 §3.6.3: their
       recipients must not be disclosed to the others).
-    * ``content`` uses CRLF line endings only (RFC 5321 §2.3.8), is not dot-stuffed and has
+    * The content uses CRLF line endings only (RFC 5321 §2.3.8), is not dot-stuffed and has
       no end-of-data terminator: the protocol layer adds both.
+    * The content is generated once, in :func:`prepare_message` (Message-ID, Date and MIME
+      boundaries are fixed there, and every serialisation error is raised there), but large
+      payloads are not copied: :meth:`PreparedMessage.iter_content` produces them slice by
+      slice from the strings the message already holds, so sending a big attachment adds
+      only a few slices of memory. ``size`` is exact before anything is sent.
     * No header can be injected: a CR or LF in a header value that is not folding white space
       is refused with :class:`~smtpkit.errors.MessageError`, as are control characters in
       envelope addresses.
@@ -25,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
@@ -43,7 +48,8 @@ from smtpkit._message_headers import (
     split_address,
     topmost_resent_block,
 )
-from smtpkit._message_wire import header_block, read_message_id, serialise
+from smtpkit._message_stream import WireContent
+from smtpkit._message_wire import read_message_id, serialise
 from smtpkit.errors import MessageError
 from smtpkit.protocol import normalize_line_endings, validate_address
 
@@ -132,28 +138,56 @@ class Envelope:
 class PreparedMessage:
     """A message ready for the wire.
 
+    Built by :func:`prepare_message`. The content octets (CRLF line endings, not
+    dot-stuffed, without the end-of-data terminator) are read with :meth:`iter_content`,
+    which streams large messages, or all at once with :attr:`content`.
+
     Attributes:
         envelope: sender and recipients for ``MAIL FROM`` / ``RCPT TO``.
-        content: the message octets with CRLF line endings, not dot-stuffed, without the
-            end-of-data terminator.
         message_id: the ``Message-ID`` header value (added when missing), or ``None`` for
             raw bytes without one.
-        body_type: :attr:`BodyType.EIGHT_BIT_MIME` when any octet of ``content`` is above
+        body_type: :attr:`BodyType.EIGHT_BIT_MIME` when any octet of the content is above
             0x7F, else :attr:`BodyType.SEVEN_BIT`.
         needs_smtputf8: the envelope or the headers hold non-ASCII addresses, so ``MAIL
             FROM`` must carry ``SMTPUTF8`` (RFC 6531 §3.4).
     """
 
     envelope: Envelope
-    content: bytes = field(repr=False)
+    _wire: WireContent = field(repr=False)
     message_id: str | None
     body_type: BodyType
     needs_smtputf8: bool
 
     @property
     def size(self) -> int:
-        """Octets of content, for the ``SIZE=`` parameter (RFC 1870 §3)."""
-        return len(self.content)
+        """Exact octets of content, for the ``SIZE=`` parameter (RFC 1870 §3).
+
+        Known without producing the content; equals the total length of
+        :meth:`iter_content`'s chunks.
+        """
+        return self._wire.size
+
+    def iter_content(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The content octets in chunks of ``chunk_size`` (the last one may be shorter).
+
+        The octets are produced as they are consumed, so a large message never exists
+        whole in memory. Every call yields the same octets: a message can be sent again,
+        e.g. on a new connection. At least one chunk is yielded (``b""`` for an empty
+        content).
+
+        Raises:
+            ValueError: ``chunk_size`` is below 1.
+        """
+        return self._wire.iter_chunks(chunk_size)
+
+    @property
+    def content(self) -> bytes:
+        """All the content octets in one ``bytes``.
+
+        Cheap for a small message (the octets are kept as one object), but for a large one
+        this builds a full copy on every access: send with :meth:`iter_content` instead.
+        """
+        return self._wire.tobytes()
 
 
 def prepare_message(
@@ -280,8 +314,8 @@ def _prepare_bytes(
             hint="pass sender= and recipients=, or pass an email.message.EmailMessage",
         )
     envelope = _envelope(sender, recipients, utf8_allowed=utf8_allowed)
-    content = normalize_line_endings(data)
-    eight_bit = not content.isascii()
+    wire = WireContent.from_bytes(data)  # no copy: line endings are normalised lazily
+    eight_bit = wire.eight_bit
     if eight_bit and not eight_bit_allowed:
         raise MessageError(
             "the message has 8-bit octets but the server does not offer 8BITMIME",
@@ -290,8 +324,8 @@ def _prepare_bytes(
         )
     return PreparedMessage(
         envelope=envelope,
-        content=content,
-        message_id=read_message_id(content),
+        _wire=wire,
+        message_id=read_message_id(wire.head()),
         body_type=BodyType.EIGHT_BIT_MIME if eight_bit else BodyType.SEVEN_BIT,
         needs_smtputf8=envelope.needs_smtputf8,
     )
@@ -330,8 +364,8 @@ def _prepare_object(
         # there): punycode the domains, refuse non-ASCII local parts.
         punycode_header_addresses(work, non_ascii)
 
-    content = serialise(work, utf8=use_utf8, seven_bit=not eight_bit_allowed)
-    head = header_block(content)
+    wire = serialise(work, utf8=use_utf8, seven_bit=not eight_bit_allowed)
+    head = wire.head()
     raw_utf8_headers = not head.isascii()
     if raw_utf8_headers:
         _require_utf8(head)
@@ -341,7 +375,7 @@ def _prepare_object(
             hint="use RFC 2047 encoded-words (build the message with EmailMessage) or a "
             "server that offers SMTPUTF8 (RFC 6531)",
         )
-    eight_bit = not content.isascii()
+    eight_bit = wire.eight_bit
     if eight_bit and not eight_bit_allowed:
         raise MessageError(
             "the message has 8-bit octets that cannot be re-encoded, and the server does "
@@ -350,7 +384,7 @@ def _prepare_object(
         )
     return PreparedMessage(
         envelope=envelope,
-        content=content,
+        _wire=wire,
         message_id=message_id,
         body_type=BodyType.EIGHT_BIT_MIME if eight_bit else BodyType.SEVEN_BIT,
         needs_smtputf8=envelope.needs_smtputf8 or use_utf8 or raw_utf8_headers,

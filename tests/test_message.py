@@ -672,6 +672,32 @@ def test_prepared_message_pickles() -> None:
     assert pickle.loads(pickle.dumps(prepared)) == prepared
 
 
+def test_iter_content_matches_content() -> None:
+    prepared = prepare_message(make(From="a@example.com", To="x@example.org"), now=NOW)
+    chunks = list(prepared.iter_content(10))
+    assert b"".join(chunks) == prepared.content
+    assert all(len(chunk) == 10 for chunk in chunks[:-1])
+    assert list(prepared.iter_content(10)) == chunks  # repeatable: a retry sends the same
+    assert prepared.size == len(prepared.content)
+    assert b"".join(prepared.iter_content()) == prepared.content
+
+
+def test_iter_content_keeps_message_id_and_date_fixed() -> None:
+    prepared = prepare_message(make(From="a@example.com", To="x@example.org"))
+    first = b"".join(prepared.iter_content(64))
+    assert first == b"".join(prepared.iter_content(1 << 20))
+    assert prepared.message_id is not None
+    assert prepared.message_id.encode() in first
+
+
+def test_raw_bytes_message_id_with_lf_endings() -> None:
+    data = b"Subject: x\nMessage-ID: <lf@example.com>\n\nbody\n"
+    prepared = prepare_message(data, sender="a@example.com", recipients=["b@example.com"])
+    assert prepared.message_id == "<lf@example.com>"
+    assert prepared.size == len(data) + 4
+    assert b"".join(prepared.iter_content(3)) == data.replace(b"\n", b"\r\n")
+
+
 def test_raw_8bit_headers() -> None:
     utf8 = "From: a@example.com\r\nTo: x@example.org\r\nSubject: hé\r\n\r\nbody\r\n".encode()
     msg = email.message_from_bytes(utf8, policy=policy.default)

@@ -67,6 +67,7 @@ def submitter_for(
     auth: AuthStrategy | None = None,
     transport: CountingTransport | None = None,
     timeout: float = TIMEOUT,
+    max_connections: int = 4,
 ) -> Submitter:
     return Submitter(
         server.host,
@@ -76,6 +77,7 @@ def submitter_for(
         tls_context=server.client_tls_context(),
         timeout=timeout,
         transport=transport,
+        max_connections=max_connections,
     )
 
 
@@ -705,12 +707,15 @@ def test_commands_after_starttls_use_the_command_timeout(
     assert timeouts[b"MAIL"] == 4.0
 
 
-def test_sends_from_several_threads_share_one_connection(
-    server: LocalServer, make_message: MakeMessage
+@pytest.mark.parametrize("max_connections", [1, 2, 4])
+def test_sends_from_several_threads_share_pooled_connections(
+    server: LocalServer, make_message: MakeMessage, max_connections: int
 ) -> None:
     transport = CountingTransport()
     errors: list[BaseException] = []
-    with submitter_for(server, auth=login(), transport=transport) as submitter:
+    with submitter_for(
+        server, auth=login(), transport=transport, max_connections=max_connections
+    ) as submitter:
 
         def work(n: int) -> None:
             try:
@@ -727,5 +732,6 @@ def test_sends_from_several_threads_share_one_connection(
     assert errors == []
     subjects = sorted(m.message["Subject"] for m in server.wait_for(8))
     assert subjects == sorted(f"t{n}-{i}" for n in range(4) for i in range(2))
-    assert transport.connections == 1
-    assert len(server.auth_attempts) == 1
+    # The pool never opens more than max_connections, and logs in once per connection.
+    assert 1 <= transport.connections <= max_connections
+    assert len(server.auth_attempts) == transport.connections

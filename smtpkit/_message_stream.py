@@ -1,0 +1,370 @@
+"""Streaming wire content for :mod:`smtpkit.message`: big bodies are never held twice.
+
+:class:`WireContent` is the content of a prepared message as a sequence of *parts*: small
+``bytes`` (headers, boundaries, small bodies, already in wire form) and lazy
+*segments* that hold a reference to a large payload the caller's message already keeps
+(a base64 ``str`` of an attachment, or the raw ``bytes`` given to ``prepare_message``) and
+turn it into wire octets slice by slice when iterated. Sending a 50 MB attachment then costs
+a few slices of memory, not several copies of the message.
+
+How a message object becomes parts (:func:`flatten_streaming`): the stock
+``email.generator.BytesGenerator`` is run once, through a subclass whose body handler
+writes a short placeholder token instead of a large payload (and remembers the payload).
+Everything else (header folding, MIME boundaries, nested parts, policy choices, the
+re-encoding of 8-bit parts for ``cte_type="7bit"``) stays the standard library's code, so the
+octets are the ones ``BytesGenerator`` would write. The small output is then split at the
+tokens. This was chosen over running the push-based generator in a thread (a thread per
+send, and its errors surface late) or re-running it per chunk (slow): the generator runs
+once, at prepare time, so Message-ID, Date and generated boundaries are fixed, every error
+is raised by ``prepare_message``, and iteration is deterministic and repeatable.
+
+Invariants:
+    * ``b"".join(content.iter_chunks(n))`` is the same for every ``n`` and every call, and
+      equals what ``BytesGenerator`` writes followed by line-ending normalisation: CRLF
+      only (RFC 5321 §2.3.8), not dot-stuffed, no end-of-data terminator.
+    * ``size`` and ``eight_bit`` are exact and known without producing the octets: they are
+      computed from counts over the payloads, which allocates nothing large.
+    * A segment is made only for a payload whose octets are certain: ASCII text, or
+      surrogate-escaped 8-bit text when the policy keeps 8-bit (``cte_type="8bit"``).
+      Anything else goes through the stock handler, so the stock errors are raised.
+    * A generated MIME boundary never occurs in a deferred payload (checked on the
+      payload text; the stock check only sees the placeholder).
+    * A CR at the end of one slice and an LF at the start of the next make one line break.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from email.generator import BytesGenerator
+from email.message import Message
+from email.policy import Policy
+from typing import IO, TYPE_CHECKING, Any
+
+from smtpkit.protocol import normalize_line_endings
+
+__all__ = [
+    "DEFER_MIN",
+    "SLICE",
+    "RawSegment",
+    "TextSegment",
+    "WireContent",
+    "flatten_streaming",
+]
+
+#: Payloads shorter than this are written inline by the generator (a small message stays
+#: one ``bytes``, so ``content`` costs nothing); longer ones become lazy segments, which are
+#: also faster to produce than the generator's line-by-line writing (no list of lines).
+DEFER_MIN = 64 * 1024
+
+#: Characters (or octets) of a payload turned into wire octets at a time while iterating.
+SLICE = 256 * 1024
+
+# A character that BytesGenerator cannot write: not ASCII and not a surrogate escape of an
+# octet (U+DC80..U+DCFF is how the email package keeps undecodable 8-bit octets in a str).
+_UNWRITABLE = re.compile("[^\x00-\x7f\udc80-\udcff]")
+
+_HEADER_END = b"\r\n\r\n"
+
+
+def _normalised_growth(count_cr: int, count_lf: int, count_crlf: int) -> int:
+    """Octets that CRLF normalisation adds: one for each bare CR and each bare LF."""
+    return (count_cr - count_crlf) + (count_lf - count_crlf)
+
+
+@dataclass(frozen=True, eq=False)
+class TextSegment:
+    """A large payload ``str`` from the message, written out lazily.
+
+    Each character is one octet (ASCII, or U+DC80..U+DCFF for octets 0x80..0xFF), so the
+    size is the length plus one octet for every bare CR or LF that becomes CRLF.
+    """
+
+    text: str
+    eight_bit: bool
+
+    @property
+    def size(self) -> int:
+        text = self.text
+        crlf = text.count("\r\n")
+        return len(text) + _normalised_growth(text.count("\r"), text.count("\n"), crlf)
+
+    def contains(self, needle: str) -> bool:
+        return needle in self.text
+
+    def iter_bytes(self, step: int | None = None) -> Iterator[bytes]:
+        """Wire octets (CRLF line endings) in pieces of about ``step`` (:data:`SLICE`)."""
+        step = step or SLICE
+        text = self.text
+        carry = ""
+        for start in range(0, len(text), step):
+            piece = carry + text[start : start + step]
+            carry = ""
+            if piece.endswith("\r"):
+                # Maybe the first half of a CRLF that the next slice completes.
+                piece, carry = piece[:-1], "\r"
+            if piece:
+                yield normalize_line_endings(piece.encode("ascii", "surrogateescape"))
+        if carry:
+            yield b"\r\n"
+
+
+@dataclass(frozen=True, eq=False)
+class RawSegment:
+    """Raw message octets with bare CR or LF, normalised to CRLF slice by slice."""
+
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        data = self.data
+        crlf = data.count(b"\r\n")
+        return len(data) + _normalised_growth(data.count(b"\r"), data.count(b"\n"), crlf)
+
+    def iter_bytes(self, step: int | None = None) -> Iterator[bytes]:
+        """Wire octets (CRLF line endings) in pieces of about ``step`` (:data:`SLICE`)."""
+        step = step or SLICE
+        view = memoryview(self.data)
+        carry = b""
+        for start in range(0, len(view), step):
+            piece = carry + bytes(view[start : start + step])
+            carry = b""
+            if piece.endswith(b"\r"):
+                piece, carry = piece[:-1], b"\r"
+            if piece:
+                yield normalize_line_endings(piece)
+        if carry:
+            yield b"\r\n"
+
+
+Part = bytes | TextSegment | RawSegment
+
+
+class WireContent:
+    """Message content as wire-ready parts; see the module docstring.
+
+    Immutable once built: ``parts``, ``size`` and ``eight_bit`` never change, and iterating
+    never consumes anything, so a message can be sent again on a new connection.
+    """
+
+    __slots__ = ("_parts", "eight_bit", "size")
+
+    def __init__(self, parts: Iterable[Part]) -> None:
+        self._parts: tuple[Part, ...] = tuple(p for p in parts if not isinstance(p, bytes) or p)
+        size = 0
+        eight_bit = False
+        for part in self._parts:
+            if isinstance(part, bytes):
+                size += len(part)
+                eight_bit = eight_bit or not part.isascii()
+            elif isinstance(part, TextSegment):
+                size += part.size
+                eight_bit = eight_bit or part.eight_bit
+            else:
+                size += part.size
+                eight_bit = eight_bit or not part.data.isascii()
+        #: Exact number of octets :meth:`iter_chunks` yields in total.
+        self.size: int = size
+        #: True when any octet is above 0x7F.
+        self.eight_bit: bool = eight_bit
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the octets are equal (compared chunk by chunk, not materialised)."""
+        if not isinstance(other, WireContent):
+            return NotImplemented
+        if self is other:
+            return True
+        if self.size != other.size:
+            return False
+        step = 1 << 16
+        return all(
+            a == b for a, b in zip(self.iter_chunks(step), other.iter_chunks(step), strict=True)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.size, next(self.iter_chunks(4096))))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> WireContent:
+        """Raw octets: kept as they are when already CRLF-only, else normalised lazily.
+
+        No copy of ``data`` is made here; one that is already canonical (every CR is
+        followed by LF and every LF preceded by CR) is even sent from the same buffer.
+        """
+        crlf = data.count(b"\r\n")
+        if data.count(b"\r") == crlf and data.count(b"\n") == crlf:
+            return cls([data])
+        return cls([RawSegment(data)])
+
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        return self._parts
+
+    @property
+    def streamed(self) -> bool:
+        """True when some part is produced lazily (the message was large)."""
+        return any(not isinstance(p, bytes) for p in self._parts)
+
+    def _pieces(self) -> Iterator[bytes]:
+        for part in self._parts:
+            if isinstance(part, bytes):
+                yield part
+            else:
+                yield from part.iter_bytes()
+
+    def iter_chunks(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The octets in chunks of exactly ``chunk_size`` (the last may be shorter).
+
+        Yields at least one chunk: a single ``b""`` when the content is empty.
+
+        Raises:
+            ValueError: at once (not on the first ``next``) when ``chunk_size`` < 1.
+        """
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+        if self.size == 0:
+            return iter((b"",))
+        return _rechunk(self._pieces(), chunk_size)
+
+    def tobytes(self) -> bytes:
+        """All the octets in one ``bytes``: a full copy for a streamed message."""
+        if len(self._parts) == 1 and isinstance(self._parts[0], bytes):
+            return self._parts[0]
+        return b"".join(self._pieces())
+
+    def head(self) -> bytes:
+        """The header section including the blank line that ends it, or all the content.
+
+        Reads only as far as the first CRLF CRLF, which for a message object is always in
+        the first part (the top-level headers come before any body).
+        """
+        buffer = bytearray()
+        for piece in self._pieces():
+            start = max(0, len(buffer) - 3)
+            buffer += piece
+            end = buffer.find(_HEADER_END, start)
+            if end >= 0:
+                return bytes(buffer[: end + len(_HEADER_END)])
+        return bytes(buffer)
+
+
+def _rechunk(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Regroup ``pieces`` into chunks of exactly ``size`` octets, the last one shorter."""
+    buffer = bytearray()
+    for piece in pieces:
+        if not buffer and len(piece) == size:
+            yield piece
+            continue
+        view = memoryview(piece)
+        if buffer:
+            take = size - len(buffer)
+            buffer += view[:take]
+            view = view[take:]
+            if len(buffer) < size:
+                continue
+            yield bytes(buffer)
+            buffer.clear()
+        while len(view) >= size:
+            yield bytes(view[:size])
+            view = view[size:]
+        if view:
+            buffer += view
+    if buffer:
+        yield bytes(buffer)
+
+
+class _Deferred:
+    """What the generators of one flatten share: the token prefix and deferred payloads."""
+
+    def __init__(self) -> None:
+        # Random per run, and NUL-delimited: cannot be confused with message octets.
+        self.prefix = b"\x00smtpkit-part-" + secrets.token_hex(8).encode("ascii") + b"-"
+        self.pattern = re.compile(re.escape(self.prefix) + rb"(\d+)\x00")
+        self.segments: list[TextSegment] = []
+
+    def add(self, segment: TextSegment) -> bytes:
+        self.segments.append(segment)
+        return self.prefix + str(len(self.segments) - 1).encode("ascii") + b"\x00"
+
+
+if TYPE_CHECKING:
+    _BytesGenerator = BytesGenerator[Any]
+else:  # generic only in the type stubs
+    _BytesGenerator = BytesGenerator
+
+
+class _StreamingGenerator(_BytesGenerator):
+    """``BytesGenerator`` that defers large payloads to :class:`TextSegment` parts."""
+
+    def __init__(self, outfp: IO[bytes], *, policy: Policy[Any], deferred: _Deferred) -> None:
+        super().__init__(outfp, False, None, policy=policy)
+        self._deferred = deferred
+
+    def clone(self, fp: Any) -> _StreamingGenerator:
+        assert self.policy is not None  # flatten set it before any part is cloned
+        return _StreamingGenerator(fp, policy=self.policy, deferred=self._deferred)
+
+    def _handle_text(self, msg: Message) -> None:
+        segment = self._deferrable(msg)
+        if segment is None:
+            BytesGenerator._handle_text(self, msg)  # type: ignore[attr-defined]
+        else:
+            self._fp.write(self._deferred.add(segment))  # type: ignore[attr-defined]
+
+    # Non-text leaf parts (application/*, image/*, ...) use the same handler.
+    _writeBody = _handle_text
+
+    def _deferrable(self, msg: Message) -> TextSegment | None:
+        """A segment when the payload is big and its octets are certain, else None.
+
+        Reads ``msg._payload`` directly: ``get_payload()`` would test for surrogates by
+        encoding the whole payload, a transient copy as big as the attachment.
+        """
+        payload = getattr(msg, "_payload", None)
+        if not isinstance(payload, str) or len(payload) < DEFER_MIN:
+            return None
+        if payload.isascii():  # O(1) for str
+            return TextSegment(payload, eight_bit=False)
+        assert self.policy is not None
+        if self.policy.cte_type == "7bit" or _UNWRITABLE.search(payload) is not None:
+            # 8-bit octets to re-encode, or a character the stock code refuses: let it.
+            return None
+        return TextSegment(payload, eight_bit=True)
+
+    def _make_boundary(self, text: bytes | None = None) -> str:
+        """The stock boundary choice, also avoiding the deferred payloads' text."""
+        while True:
+            boundary: str = BytesGenerator._make_boundary(text)  # type: ignore[attr-defined]
+            needle = "--" + boundary
+            if not any(s.contains(needle) for s in self._deferred.segments):
+                return boundary
+
+
+def flatten_streaming(message: Message, policy: Policy[Any]) -> WireContent:
+    """Run the generator once and split its output into wire parts.
+
+    Raises whatever ``BytesGenerator.flatten`` raises; no octets are produced later that
+    could fail.
+    """
+    deferred = _Deferred()
+    buffer = io.BytesIO()
+    _StreamingGenerator(buffer, policy=policy, deferred=deferred).flatten(message, unixfrom=False)
+    skeleton = buffer.getvalue()
+    del buffer
+    if not deferred.segments:
+        return WireContent([normalize_line_endings(skeleton)])
+    pieces = deferred.pattern.split(skeleton)
+    parts: list[Part] = []
+    # re.split with one group: text, index, text, index, ..., text.
+    for position, piece in enumerate(pieces):
+        if position % 2:
+            parts.append(deferred.segments[int(piece)])
+        else:
+            # A segment's octets start and end at a line-break boundary of their own (a
+            # trailing CR is written as CRLF), so normalising the pieces one by one gives
+            # the same octets as normalising the whole output.
+            parts.append(normalize_line_endings(piece))
+    return WireContent(parts)

@@ -1,0 +1,179 @@
+"""A thread-safe pool of authenticated SMTP sessions.
+
+Invariants:
+    * At most ``max_connections`` sessions exist at once (idle plus in use plus opening).
+    * A session is handed to one thread at a time.
+    * A session idle longer than ``idle_timeout`` is closed instead of reused (providers close
+      idle sessions themselves; reusing one would cost a failed write). One idle longer than
+      ``health_check_after`` is checked with NOOP before reuse.
+    * A session that has sent ``max_messages_per_connection`` messages, or whose login
+      expires (an OAuth2 token bound to the session), is closed on release.
+    * Opening a connection happens outside the pool lock, so one slow server handshake never
+      blocks threads that could reuse an idle session.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from smtpkit._session import Session
+from smtpkit.errors import ConfigurationError, OperationTimeout
+
+__all__ = ["PoolLimits", "SessionPool"]
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    """Connection pool limits.
+
+    Attributes:
+        max_connections: sessions open at once. Microsoft 365 allows 3 per mailbox.
+        max_messages_per_connection: close a session after this many messages (``None``:
+            no cap). Some servers limit messages per session (Postfix's default is 100 per
+            client in a burst; Exchange closes after a few hundred).
+        idle_timeout: close sessions idle this long instead of reusing them. Servers close
+            idle sessions after a few minutes (RFC 5321 §4.5.3.2.7 suggests 5).
+        health_check_after: send NOOP before reusing a session idle this long.
+        acquire_timeout: how long a thread waits for a free session.
+    """
+
+    max_connections: int = 4
+    max_messages_per_connection: int | None = 100
+    idle_timeout: float = 60.0
+    health_check_after: float = 10.0
+    acquire_timeout: float = 120.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_connections, bool) or self.max_connections < 1:
+            raise ConfigurationError("max_connections must be >= 1")
+        cap = self.max_messages_per_connection
+        if cap is not None and cap < 1:
+            raise ConfigurationError("max_messages_per_connection must be >= 1 or None")
+        for name in ("idle_timeout", "health_check_after", "acquire_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be > 0 seconds")
+
+
+class SessionPool:
+    """Hands out sessions to threads; opens, reuses, checks and closes them."""
+
+    def __init__(
+        self,
+        open_session: Callable[[], Session],
+        limits: PoolLimits,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        expires: Callable[[Session], bool] | None = None,
+    ) -> None:
+        self._open_session = open_session
+        self._limits = limits
+        self._clock = clock
+        self._expires = expires or (lambda _session: False)
+        self._lock = threading.Condition()
+        self._idle: deque[Session] = deque()
+        self._count = 0  # idle + in use + being opened
+        self._closed = False
+
+    @property
+    def limits(self) -> PoolLimits:
+        """The limits in force."""
+        return self._limits
+
+    @property
+    def size(self) -> int:
+        """Sessions that exist now (idle, in use, or being opened)."""
+        with self._lock:
+            return self._count
+
+    @property
+    def idle(self) -> int:
+        """Sessions waiting for reuse."""
+        with self._lock:
+            return len(self._idle)
+
+    def acquire(self) -> Session:
+        """A healthy session for the calling thread's exclusive use.
+
+        Raises:
+            OperationTimeout: no session became free within ``acquire_timeout``.
+            SMTPError: opening a new session failed.
+        """
+        deadline = self._clock() + self._limits.acquire_timeout
+        while True:
+            candidate: Session | None = None
+            with self._lock:
+                while not self._idle and self._count >= self._limits.max_connections:
+                    remaining = deadline - self._clock()
+                    if remaining <= 0:
+                        raise OperationTimeout(
+                            f"no SMTP connection became free within "
+                            f"{self._limits.acquire_timeout:g} s "
+                            f"(max_connections={self._limits.max_connections})"
+                        )
+                    self._lock.wait(min(remaining, 1.0))
+                if self._idle:
+                    candidate = self._idle.pop()  # most recently used: likeliest alive
+                else:
+                    self._count += 1
+            if candidate is None:
+                return self._open()
+            if self._usable(candidate):
+                candidate.reused = True
+                return candidate
+            self.discard(candidate)
+
+    def _open(self) -> Session:
+        try:
+            return self._open_session()
+        except BaseException:
+            with self._lock:
+                self._count -= 1
+                self._lock.notify()
+            raise
+
+    def _usable(self, session: Session) -> bool:
+        if not session.alive or self._expires(session):
+            return False
+        idle_for = self._clock() - session.last_used
+        if idle_for > self._limits.idle_timeout:
+            return False
+        if idle_for > self._limits.health_check_after:
+            return session.noop()
+        return True
+
+    def release(self, session: Session) -> None:
+        """Give a session back; it is closed if dead, capped, expired, or the pool closed."""
+        cap = self._limits.max_messages_per_connection
+        spent = cap is not None and session.messages_sent >= cap
+        if session.alive and not spent and not self._expires(session):
+            with self._lock:
+                if not self._closed:
+                    self._idle.append(session)
+                    self._lock.notify()
+                    return
+        self.discard(session)
+
+    def discard(self, session: Session) -> None:
+        """Close a session handed out by :meth:`acquire` and free its place."""
+        with self._lock:
+            self._count -= 1
+            self._lock.notify()
+        session.quit()
+
+    def close(self) -> None:
+        """Close idle sessions (QUIT); sessions in use close when released."""
+        with self._lock:
+            self._closed = True
+            idle = list(self._idle)
+            self._idle.clear()
+        for session in idle:
+            self.discard(session)
+
+    def reopen(self) -> None:
+        """Accept sessions again after :meth:`close`."""
+        with self._lock:
+            self._closed = False
