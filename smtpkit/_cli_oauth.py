@@ -7,7 +7,7 @@
   device-code flow (RFC 8628): sign in from any other device, so it works on headless hosts.
 
 Both write a :class:`~smtpkit.oauth.FileTokenStore` (mode 0600) and print the exact
-``SMTPKIT_URL`` for ``smtpkit send`` (``?oauth_store=<path>``) and a Python snippet.
+``SMTPKIT_URL`` for ``smtpkit send`` (``?token_store=<path>``) and a Python snippet.
 :func:`oauth_auth_for_store` turns such a store back into an auth strategy.
 
 Invariants:
@@ -35,8 +35,8 @@ from smtpkit.oauth import (
     MICROSOFT_SMTP_HOST,
     DeviceCodeFlow,
     FileTokenStore,
-    RefreshTokenProvider,
     StoredGrant,
+    provider_from_store,
 )
 
 if TYPE_CHECKING:
@@ -44,8 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = ["STORE_OPTION", "add_oauth_parser", "oauth_auth_for_store", "run_oauth"]
 
-#: The ``SMTPKIT_URL`` query option naming a token store: ``...:587?oauth_store=/path``.
-STORE_OPTION = "oauth_store"
+#: The ``SMTPKIT_URL`` query option naming a token store: ``...:587?token_store=/path``.
+STORE_OPTION = "token_store"
 _GMAIL_HOST = "smtp.gmail.com"
 
 
@@ -226,33 +226,13 @@ def oauth_auth_for_store(
     """An XOAUTH2 strategy whose tokens come from the store at ``path``.
 
     Rotated refresh tokens are saved back to the store. ``username`` defaults to the one
-    stored. Used by ``smtpkit send`` for URLs with ``?oauth_store=<path>``.
+    stored; URLs with ``?token_store=<path>`` get the same through ``Submitter.from_url``.
 
     Raises:
         ConfigurationError: no store there, or it lacks a field.
     """
-    store = FileTokenStore(path)
-    grant = store.read()
-    if grant is None:
-        raise ConfigurationError(
-            f"no token store at {store.path}",
-            hint="create it with 'smtpkit oauth google ...' or 'smtpkit oauth microsoft ...'",
-        )
-    user = username or grant.username
+    provider, stored_user = provider_from_store(path, session=session)
+    user = username or stored_user
     if not user:
-        raise ConfigurationError(f"{store.path} names no user: put it in the URL (user@host)")
-    if grant.provider == "google":
-        from smtpkit.integrations.google import GoogleCredentialsProvider  # noqa: PLC0415
-
-        google = GoogleCredentialsProvider.from_grant(grant, on_rotate=store.save, session=session)
-        return XOAuth2Auth(user, google)
-    provider = RefreshTokenProvider(
-        grant.token_url,
-        grant.client_id,
-        grant.refresh_token,
-        client_secret=grant.client_secret,
-        scopes=grant.scopes,
-        on_rotate=store.save,
-        session=session,
-    )
+        raise ConfigurationError(f"{path} names no user: put it in the URL (user@host)")
     return XOAuth2Auth(user, provider)

@@ -24,7 +24,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
+from smtpkit import providers
 from smtpkit.auth import AuthContext, AuthFlow, AuthStrategy, TokenAuthStrategy
 from smtpkit.config import Endpoint, Security, Timeouts, is_loopback
 from smtpkit.errors import (
@@ -56,6 +58,8 @@ from smtpkit.replies import Phase, Reply
 from smtpkit.transports import Stream, Transport
 
 __all__ = ["ConnectionStale", "Session", "SessionSettings"]
+
+E = TypeVar("E", bound=SMTPError)
 
 logger = logging.getLogger("smtpkit")
 wire_logger = logging.getLogger("smtpkit.wire")
@@ -118,7 +122,10 @@ class Session:
         self._stream = stream
         self._conn = ClientConnection()
         self._clock = clock
-        self._provider = settings.provider
+        # A preset key ("microsoft365", "ses:eu-west-1") names a provider family for the
+        # reply table and adds preset-specific advice (limits, login rules) to errors.
+        self._preset = providers.find(settings.provider)
+        self._provider = self._preset.family if self._preset else settings.provider
         self._alive = True
         self.opened_at = clock()
         self.last_used = self.opened_at
@@ -361,7 +368,7 @@ class Session:
         reply: Reply,
         details: Mapping[str, str] | None,
     ) -> ReplyError:
-        return error_for_reply(
+        error = error_for_reply(
             reply,
             Phase.AUTH,
             command=f"AUTH {strategy.choose_mechanism(context)}",
@@ -370,6 +377,7 @@ class Session:
             challenge=details,
             transcript=self._conn.transcript,
         )
+        return self.enrich(error)
 
     def token_expires_within(self, seconds: float, now: datetime) -> bool:
         """Whether the OAuth2 token this session logged in with expires within ``seconds``.
@@ -424,6 +432,11 @@ class Session:
         self._stream.set_timeout(seconds)
 
     @property
+    def preset(self) -> providers.Preset | None:
+        """The provider preset named in the settings, if any."""
+        return self._preset
+
+    @property
     def provider(self) -> str | None:
         """The provider recognised from configuration or the server's wording."""
         return self._provider
@@ -441,18 +454,20 @@ class Session:
         params: list[str] = []
         size = prepared.size
         if extensions.max_size is not None and size > extensions.max_size:
-            raise MessageTooLarge(
-                Reply(
-                    552,
-                    (
-                        f"5.3.4 Message is {size} octets; the server accepts at most "
-                        f"{extensions.max_size} (SIZE, RFC 1870)",
+            raise self.enrich(
+                MessageTooLarge(
+                    Reply(
+                        552,
+                        (
+                            f"5.3.4 Message is {size} octets; the server accepts at most "
+                            f"{extensions.max_size} (SIZE, RFC 1870)",
+                        ),
                     ),
-                ),
-                Phase.MAIL,
-                hint="send a smaller message, e.g. link to large attachments instead",
-                provider=self._provider,
-                from_server=False,
+                    Phase.MAIL,
+                    hint="send a smaller message, e.g. link to large attachments instead",
+                    provider=self._provider,
+                    from_server=False,
+                )
             )
         if extensions.size_declared:
             params.append(f"SIZE={size}")
@@ -570,14 +585,23 @@ class Session:
         return event
 
     def error(self, reply: Reply, phase: Phase, *, command: str | None = None) -> ReplyError:
-        return error_for_reply(
-            reply,
-            phase,
-            command=command,
-            provider=self._provider,
-            credential_kind=(self._settings.auth.credential_kind if self._settings.auth else None),
-            transcript=self._conn.transcript,
+        """The typed error for a failure reply, with the preset's advice added."""
+        return self.enrich(
+            error_for_reply(
+                reply,
+                phase,
+                command=command,
+                provider=self._provider,
+                credential_kind=(
+                    self._settings.auth.credential_kind if self._settings.auth else None
+                ),
+                transcript=self._conn.transcript,
+            )
         )
+
+    def enrich(self, error: E) -> E:
+        """Add the provider preset's advice (limits, login rules) to ``error``'s hint."""
+        return providers.enrich(error, self._preset)
 
     def __repr__(self) -> str:
         state = "alive" if self._alive else "closed"

@@ -264,14 +264,16 @@ class _Runner(Generic[J]):
                 return session.error(reply, Phase.RCPT, command=f"RCPT TO:<{address}>")
         if len(rejected) == len(flight.rcpts) or len(rcpt_replies) < len(flight.rcpts):
             first_address, first_reply = next(iter(rejected.items()))
-            return error_for_reply(
-                first_reply,
-                Phase.RCPT,
-                command=f"RCPT TO:<{first_address}>",
-                recipient=first_address,
-                rejected=rejected,
-                provider=session.provider,
-                transcript=session.transcript,
+            return session.enrich(
+                error_for_reply(
+                    first_reply,
+                    Phase.RCPT,
+                    command=f"RCPT TO:<{first_address}>",
+                    recipient=first_address,
+                    rejected=rejected,
+                    provider=session.provider,
+                    transcript=session.transcript,
+                )
             )
         if flight.with_data:
             data_reply = replies[-1]

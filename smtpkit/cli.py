@@ -23,9 +23,12 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TextIO
 
+from smtpkit._cli_check import add_check_parser, run_check
+from smtpkit._cli_oauth import add_oauth_parser, run_oauth
+from smtpkit._configure import ENV_PASSWORD, ENV_URL, options_from_url
 from smtpkit._result import SendResult
 from smtpkit._submitter import Submitter
-from smtpkit._url import ServerURL, parse_url, redact_url
+from smtpkit._url import parse_url, redact_url
 from smtpkit.auth import PasswordAuth
 from smtpkit.config import Security
 from smtpkit.errors import ConfigurationError, DeliveryUnknown, SMTPError
@@ -65,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     send.add_argument("--url", help="server URL (default: $SMTPKIT_URL)")
     send.add_argument("--timeout", type=float, default=30.0, help="seconds per step")
+    add_check_parser(sub)
+    add_oauth_parser(sub)
     return parser
 
 
@@ -73,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "send":
         return _send(args, out=sys.stdout, err=sys.stderr)
+    if args.command == "check":
+        return run_check(args, out=sys.stdout, err=sys.stderr)
+    if args.command == "oauth":
+        return run_oauth(args, sys.stdout, sys.stderr)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
@@ -103,7 +112,7 @@ def _build_message(args: argparse.Namespace, default_from: str) -> EmailMessage:
 
 
 def _send(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
-    url = args.url or os.environ.get("SMTPKIT_URL")
+    url = args.url or os.environ.get(ENV_URL)
     try:
         if url:
             return _send_real(args, url, out=out)
@@ -118,19 +127,6 @@ def _send(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         return 1
 
 
-def _submitter_for(server: ServerURL, timeout: float) -> Submitter:
-    password = server.password.reveal() if server.password else os.environ.get("SMTPKIT_PASSWORD")
-    auth = None
-    if server.username:
-        if not password:
-            raise ConfigurationError(
-                f"the URL names user {server.username!r} but no password was given",
-                hint="put it in the URL (percent-encoded) or set SMTPKIT_PASSWORD",
-            )
-        auth = PasswordAuth(server.username, password)
-    return Submitter(server.host, server.port, security=server.security, auth=auth, timeout=timeout)
-
-
 def _send_real(args: argparse.Namespace, url: str, *, out: TextIO) -> int:
     server = parse_url(url)
     default_from = server.username if server.username and "@" in server.username else None
@@ -139,7 +135,10 @@ def _send_real(args: argparse.Namespace, url: str, *, out: TextIO) -> int:
             "no From address: pass --from ADDR (the URL's user name is not an address)"
         )
     message = _build_message(args, default_from or "")
-    with _submitter_for(server, args.timeout) as submitter:
+    options = options_from_url(
+        url, password=os.environ.get(ENV_PASSWORD) or None, timeout=args.timeout
+    )
+    with Submitter(**options) as submitter:
         result = submitter.send(message)
     _report(result, f"via {redact_url(url)}", out=out)
     return 0

@@ -94,7 +94,7 @@ def test_microsoft_device_flow_stores_the_grant_and_prints_next_steps(
     # The printed URL is what smtpkit send parses.
     url = parse_url(exported_url(out))
     assert (url.host, url.port, url.username) == ("smtp.office365.com", 587, "bob@contoso.test")
-    assert url.options["oauth_store"] == str(store)
+    assert url.options["token_store"] == str(store)
     assert f"microsoft_delegated('{CLIENT}', 'contoso.test', store=store)" in out
 
     # The store then drives token refreshes, rotation saved back.

@@ -6,7 +6,8 @@
   with rotation (``on_rotate=``).
 * :class:`ClientCredentialsProvider`: the client-credentials grant (RFC 6749 §4.4).
 * :func:`microsoft_delegated`, :func:`microsoft_app_only`: Microsoft 365 presets.
-* :class:`FileTokenStore`: a refresh token in a mode-0600 file, replaced atomically.
+* :class:`FileTokenStore`: a refresh token in a mode-0600 file, replaced atomically;
+  :func:`provider_from_store` turns one back into a refreshing provider.
 * :class:`DeviceCodeFlow`: sign in on another device (RFC 8628), for headless hosts.
 * :class:`CachingTokenProvider`: the single-flight cache to build other providers on.
 
@@ -21,6 +22,7 @@ failures are :class:`~smtpkit.errors.TokenRefreshError` (``.is_transient``, ``.e
 
 from smtpkit.oauth._cache import REFRESH_SKEW, CachingTokenProvider
 from smtpkit.oauth._device import DEVICE_CODE_GRANT, DeviceAuthorization, DeviceCodeFlow
+from smtpkit.oauth._from_store import provider_from_store
 from smtpkit.oauth._http import DEFAULT_TIMEOUT, HttpTimeout, TokenResponse, token_error
 from smtpkit.oauth._microsoft import (
     MICROSOFT_APP_ONLY_SCOPES,
@@ -56,5 +58,6 @@ __all__ = [
     "microsoft_app_only",
     "microsoft_delegated",
     "microsoft_token_url",
+    "provider_from_store",
     "token_error",
 ]

@@ -46,6 +46,7 @@ from smtpkit.testing._server_state import (
     FailurePhase,
     ReceivedMessage,
     ServerState,
+    normalize_reply,
 )
 
 __all__ = ["AUTH_MECHANISMS", "LocalServer"]
@@ -88,6 +89,11 @@ class LocalServer:
             token or a validator ``(user, token) -> bool``. ``None`` accepts any token.
         ca_path: where to write the CA certificate (kept after ``stop()``); by default it
             goes to a temporary directory removed by ``stop()``.
+        auth_failure_reply: the reply to refused PLAIN/LOGIN credentials, to reproduce a
+            provider's wording (lines joined with ``"\n"``, as for :meth:`fail_next`), e.g.
+            Gmail's ``"535-5.7.8 Username and Password not accepted. Learn more at\n535
+            5.7.8  https://support.google.com/mail/?p=BadCredentials - gsmtp"``. Default:
+            aiosmtpd's ``535 5.7.8 Authentication credentials invalid``.
 
     Raises:
         ConfigurationError: a non-loopback host or an invalid option.
@@ -110,6 +116,7 @@ class LocalServer:
         on_message: Callable[[ReceivedMessage], None] | None = None,
         oauth_tokens: TokenCheck | None = None,
         ca_path: Path | None = None,
+        auth_failure_reply: str | None = None,
     ) -> None:
         if not isinstance(security, Security):
             raise ConfigurationError(f"security must be a Security member, got {security!r}")
@@ -146,6 +153,9 @@ class LocalServer:
             mechanisms=mechanisms,
             pipelining=pipelining,
             implicit_tls=security is Security.TLS,
+            auth_failure_reply=(
+                normalize_reply(auth_failure_reply) if auth_failure_reply is not None else None
+            ),
         )
         self._mechanisms = mechanisms
         self._ca = trustme.CA()

@@ -58,6 +58,8 @@ class Handler:
         mechanisms: the SASL mechanisms offered (an empty collection hides AUTH from EHLO).
         pipelining: advertise PIPELINING (RFC 2920) in the EHLO reply.
         implicit_tls: the listener speaks TLS from the first byte.
+        auth_failure_reply: the wire reply (CRLF-joined lines) to refused PLAIN/LOGIN
+            credentials; ``None`` keeps aiosmtpd's default.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class Handler:
         mechanisms: Collection[str],
         pipelining: bool,
         implicit_tls: bool,
+        auth_failure_reply: str | None = None,
     ) -> None:
         self.state = state
         self._credentials = dict(credentials) if credentials is not None else None
@@ -78,6 +81,7 @@ class Handler:
         self._mechanisms = frozenset(mechanisms)
         self._pipelining = pipelining
         self._implicit_tls = implicit_tls
+        self._auth_failure_reply = auth_failure_reply
 
     # -- EHLO ----------------------------------------------------------------------------------
 
@@ -209,8 +213,9 @@ class Handler:
         self.state.record_attempt(AuthAttempt(mechanism, user, ok))
         if ok:
             return AuthResult(success=True, auth_data=_Identity(user, mechanism))
-        # handled=False: aiosmtpd then sends "535 5.7.8 Authentication credentials invalid".
-        return AuthResult(success=False, handled=False)
+        # handled=False: aiosmtpd then sends the message, by default "535 5.7.8
+        # Authentication credentials invalid".
+        return AuthResult(success=False, handled=False, message=self._auth_failure_reply)
 
     # -- AUTH XOAUTH2 / OAUTHBEARER ------------------------------------------------------------
 

@@ -1,0 +1,331 @@
+"""Turn a server URL, ``SMTPKIT_URL`` or a provider preset into Submitter keyword arguments.
+
+Pure configuration: these functions build values and never connect. ``Submitter.from_url``
+and ``Submitter.for_provider`` call them::
+
+    Submitter(**options_from_url("smtp+starttls://me%40example.com:pw@mail.example.com"))
+    Submitter(**options_for_provider("gmail", auth=AppPasswordAuth("me@gmail.com", "...")))
+
+URL query options (everything else is refused, naming the unknown option):
+
+==========================  ====================================================================
+``timeout=30``              seconds for every step (connect, each command, the final reply)
+``auth=MECHANISM``          ``plain``, ``login`` (password with only that mechanism),
+                            ``password`` (default: PLAIN, else LOGIN), ``app_password``,
+                            ``xoauth2``, ``oauthbearer`` (the URL password is then an access
+                            token, unless ``token_store`` is given)
+``token_store=PATH``        an OAuth2 token store (``smtpkit.oauth.FileTokenStore``); implies
+                            ``auth=xoauth2``; refresh tokens rotate into the same file
+``local_hostname=NAME``     the name sent in EHLO
+``provider=NAME``           a preset name (``gmail``, ``ses:eu-west-1``) for precise hints;
+                            by default the preset serving the URL's host, if any
+``allow_plaintext=true``    required for ``smtp://`` (no TLS at all) to a host that is not
+                            loopback; with credentials it also allows AUTH over that link
+==========================  ====================================================================
+
+Invariants:
+    * The password never appears in a ``repr`` or an error message: URLs are quoted redacted
+      and the password stays in a :class:`~smtpkit.auth.Secret` until the strategy holds it.
+    * ``smtp://`` to a non-loopback host is refused unless the URL says ``allow_plaintext=true``
+      (DESIGN rule 7: secure by default, opt-outs loudly named).
+    * Keyword overrides win over the URL; unknown overrides raise ConfigurationError.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+from collections.abc import Mapping
+from typing import TypedDict, Unpack
+
+from smtpkit import providers
+from smtpkit._url import ServerURL, parse_url, redact_url
+from smtpkit.auth import (
+    AppPasswordAuth,
+    AuthStrategy,
+    OAuthBearerAuth,
+    PasswordAuth,
+    Secret,
+    TokenProvider,
+    XOAuth2Auth,
+)
+from smtpkit.config import Security, Timeouts, is_loopback
+from smtpkit.errors import ConfigurationError
+from smtpkit.oauth import provider_from_store
+from smtpkit.transports import Transport
+
+__all__ = [
+    "URL_OPTIONS",
+    "SubmitterOptions",
+    "options_for_provider",
+    "options_from_env",
+    "options_from_url",
+]
+
+#: The environment variable holding the server URL.
+ENV_URL = "SMTPKIT_URL"
+#: The environment variable holding the password when the URL has none.
+ENV_PASSWORD = "SMTPKIT_PASSWORD"  # noqa: S105 - a variable name, not a password
+
+#: The query options a server URL may carry.
+URL_OPTIONS = frozenset(
+    {"timeout", "auth", "token_store", "local_hostname", "provider", "allow_plaintext"}
+)
+_AUTH_CHOICES = ("password", "plain", "login", "app_password", "xoauth2", "oauthbearer")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class SubmitterOptions(TypedDict, total=False):
+    """Keyword arguments for :class:`smtpkit.Submitter` (``Submitter(**options)``)."""
+
+    host: str
+    port: int
+    security: Security
+    auth: AuthStrategy | None
+    timeout: float | Timeouts | None
+    tls_context: ssl.SSLContext | None
+    local_hostname: str | None
+    transport: Transport | None
+    allow_unencrypted_auth: bool
+    provider: str | None
+
+
+#: Every key :class:`SubmitterOptions` allows, for checking overrides at run time.
+OPTION_NAMES = frozenset(SubmitterOptions.__annotations__)
+
+
+def _check_overrides(overrides: Mapping[str, object]) -> None:
+    unknown = sorted(set(overrides) - OPTION_NAMES)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown Submitter option(s): {', '.join(unknown)}",
+            hint=f"options are: {', '.join(sorted(OPTION_NAMES))}",
+        )
+
+
+# -- presets ---------------------------------------------------------------------------------
+
+
+def options_for_provider(name: str, **overrides: Unpack[SubmitterOptions]) -> SubmitterOptions:
+    """Submitter options from a provider preset (see :mod:`smtpkit.providers`).
+
+    >>> options = options_for_provider("ses:eu-west-1")
+    >>> options["host"], options["port"], options["security"].name
+    ('email-smtp.eu-west-1.amazonaws.com', 587, 'STARTTLS')
+
+    Overriding ``security`` alone also picks the preset's port for that mode (Gmail with
+    ``Security.TLS`` gets 465).
+
+    Args:
+        name: a preset name or alias, optionally with ``:region``.
+        **overrides: ``auth=`` (the authentication strategy) and any other Submitter
+            keyword; these win over the preset.
+
+    Raises:
+        ConfigurationError: an unknown preset, region or option.
+    """
+    _check_overrides(overrides)
+    preset = providers.get(name)
+    options: SubmitterOptions = {
+        "host": preset.host,
+        "port": preset.port,
+        "security": preset.security,
+        "provider": preset.key,
+    }
+    security = overrides.get("security")
+    if isinstance(security, Security) and "port" not in overrides:
+        ports = [port for port, mode in preset.alternatives if mode is security]
+        if security is preset.security:
+            ports.insert(0, preset.port)
+        options["port"] = ports[0] if ports else security.default_port
+    options.update(overrides)
+    return options
+
+
+# -- URLs ------------------------------------------------------------------------------------
+
+
+def _flag(name: str, value: str, shown: str) -> bool:
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"{name}={value!r} in {shown} must be true or false")
+
+
+def _timeout(value: str, shown: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(
+            f"timeout={value!r} in {shown} must be a number of seconds greater than 0"
+        )
+    return seconds
+
+
+def _token_provider(path: str, shown: str) -> tuple[TokenProvider, str | None]:
+    """A refreshing token provider from a token store file, and the mailbox it names."""
+    try:
+        return provider_from_store(path)
+    except ConfigurationError as error:
+        raise ConfigurationError(
+            f"{error.message} (token_store in {shown})", hint=error.hint
+        ) from None
+
+
+def _auth(
+    server: ServerURL, query: Mapping[str, str], password: Secret | None, shown: str
+) -> AuthStrategy | None:
+    choice = query.get("auth", "").strip().lower() or None
+    store = query.get("token_store")
+    if choice is not None and choice not in _AUTH_CHOICES:
+        raise ConfigurationError(
+            f"auth={query['auth']!r} in {shown} is not a known choice",
+            hint=f"choices: {', '.join(_AUTH_CHOICES)}",
+        )
+    if store is not None:
+        if choice not in (None, "xoauth2", "oauthbearer"):
+            raise ConfigurationError(
+                f"token_store in {shown} is for OAuth2: use auth=xoauth2 or auth=oauthbearer"
+            )
+        choice = choice or "xoauth2"
+    user = server.username
+    if choice in ("xoauth2", "oauthbearer"):
+        token_source: TokenProvider
+        if store is not None:
+            token_source, stored_user = _token_provider(store, shown)
+            user = user or stored_user
+        elif password is not None:
+            from smtpkit.oauth import StaticToken  # noqa: PLC0415 - only for this choice
+
+            token_source = StaticToken(password)
+        else:
+            raise ConfigurationError(
+                f"auth={choice} in {shown} needs an access token (as the URL password) or "
+                "token_store=PATH"
+            )
+        if not user:
+            raise ConfigurationError(
+                f"auth={choice} in {shown} needs the mailbox address as the URL user name"
+            )
+        cls = XOAuth2Auth if choice == "xoauth2" else OAuthBearerAuth
+        return cls(user, token_source)
+    if user is None:
+        if choice is not None:
+            raise ConfigurationError(f"auth={choice} in {shown} needs a user name in the URL")
+        return None
+    if password is None:
+        raise ConfigurationError(
+            f"the URL {shown} names user {user!r} but no password was given",
+            hint=f"put it in the URL (percent-encoded) or set {ENV_PASSWORD}",
+        )
+    if choice == "app_password":
+        return AppPasswordAuth(user, password)
+    mechanisms = {"plain": ("PLAIN",), "login": ("LOGIN",)}.get(choice or "", ("PLAIN", "LOGIN"))
+    return PasswordAuth(user, password, mechanisms=mechanisms)
+
+
+def options_from_url(
+    url: str,
+    *,
+    password: str | Secret | None = None,
+    **overrides: Unpack[SubmitterOptions],
+) -> SubmitterOptions:
+    """Submitter options from a server URL.
+
+    >>> options = options_from_url("smtps://me%40example.com:s3cret@mail.example.com?timeout=20")
+    >>> options["host"], options["port"], options["security"].name, options["timeout"]
+    ('mail.example.com', 465, 'TLS', 20.0)
+
+    Args:
+        url: ``smtp+starttls://``, ``smtps://`` or ``smtp://`` with optional
+            ``user:password@`` (percent-encoded) and query options (module docstring).
+        password: used when the URL has a user name but no password.
+        **overrides: Submitter keywords that win over the URL.
+
+    Raises:
+        ConfigurationError: a malformed URL, an unknown or invalid query option, plaintext to
+            a non-loopback host without ``allow_plaintext=true``, or missing credentials.
+            The message shows the URL with its password replaced by ``***``.
+    """
+    _check_overrides(overrides)
+    server = parse_url(url)
+    shown = redact_url(url)
+    query = dict(server.options)
+    unknown = sorted(set(query) - URL_OPTIONS)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown URL option(s) {', '.join(unknown)} in {shown}",
+            hint=f"URL options are: {', '.join(sorted(URL_OPTIONS))}",
+        )
+    secret = server.password
+    if secret is None and password is not None:
+        secret = password if isinstance(password, Secret) else Secret(password)
+    options: SubmitterOptions = {
+        "host": server.host,
+        "port": server.port,
+        "security": server.security,
+    }
+    plaintext_ok = _flag("allow_plaintext", query.get("allow_plaintext", "false"), shown)
+    if "allow_plaintext" in query and server.security is not Security.NONE:
+        raise ConfigurationError(
+            f"allow_plaintext in {shown} only applies to smtp:// URLs (this one uses TLS)"
+        )
+    if server.security is Security.NONE and not is_loopback(server.host) and not plaintext_ok:
+        raise ConfigurationError(
+            f"{shown} asks for plaintext SMTP to {server.host}, which is not loopback: "
+            "messages (and any password) would cross the network unencrypted",
+            hint=(
+                "use smtp+starttls:// (port 587) or smtps:// (port 465); for a trusted "
+                "network add ?allow_plaintext=true"
+            ),
+        )
+    if "timeout" in query:
+        options["timeout"] = _timeout(query["timeout"], shown)
+    if "local_hostname" in query:
+        name = query["local_hostname"].strip()
+        if not name:
+            raise ConfigurationError(f"local_hostname in {shown} is empty")
+        options["local_hostname"] = name
+    if "provider" in query:
+        options["provider"] = providers.get(query["provider"]).key
+    else:
+        preset = providers.for_host(server.host)
+        if preset is not None:
+            options["provider"] = preset.key
+    if "auth" not in overrides:
+        auth = _auth(server, query, secret, shown)
+        if auth is not None:
+            options["auth"] = auth
+            if server.security is Security.NONE and plaintext_ok:
+                options["allow_unencrypted_auth"] = True
+    options.update(overrides)
+    return options
+
+
+def options_from_env(
+    environ: Mapping[str, str], **overrides: Unpack[SubmitterOptions]
+) -> SubmitterOptions | None:
+    """Submitter options from ``SMTPKIT_URL`` (and ``SMTPKIT_PASSWORD``), or ``None`` if unset.
+
+    Args:
+        environ: the environment, usually ``os.environ``.
+        **overrides: Submitter keywords that win over the URL.
+
+    Raises:
+        ConfigurationError: as :func:`options_from_url`; messages name ``SMTPKIT_URL``.
+    """
+    url = environ.get(ENV_URL, "").strip()
+    if not url:
+        return None
+    password = environ.get(ENV_PASSWORD) or None
+    try:
+        return options_from_url(url, password=password, **overrides)
+    except ConfigurationError as error:
+        error.message = f"{ENV_URL}: {error.message}"
+        error.args = (error.message,)
+        raise

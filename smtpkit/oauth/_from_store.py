@@ -1,0 +1,46 @@
+"""Build a refreshing token provider from a token store file.
+
+One function serves every caller (``Submitter.from_url(...?token_store=PATH)``,
+``smtpkit send`` with ``SMTPKIT_URL``): the RFC 6749 §6 refresh grant works the same at
+Google's, Microsoft's and any other token endpoint, and rotated refresh tokens are written
+back to the store atomically.
+"""
+
+from __future__ import annotations
+
+import os
+
+import requests
+
+from smtpkit.errors import ConfigurationError
+from smtpkit.oauth._refresh import RefreshTokenProvider
+from smtpkit.oauth._store import FileTokenStore
+
+__all__ = ["provider_from_store"]
+
+
+def provider_from_store(
+    path: str | os.PathLike[str], *, session: requests.Session | None = None
+) -> tuple[RefreshTokenProvider, str | None]:
+    """A provider refreshing the grant stored at ``path``, and the mailbox it names.
+
+    Raises:
+        ConfigurationError: no store at ``path``, or it lacks a field.
+    """
+    store = FileTokenStore(path)
+    grant = store.read()
+    if grant is None:
+        raise ConfigurationError(
+            f"no token store at {store.path}: the file does not exist",
+            hint="create it with: smtpkit oauth google|microsoft ... --store PATH",
+        )
+    provider = RefreshTokenProvider(
+        grant.token_url,
+        grant.client_id,
+        grant.refresh_token,
+        client_secret=grant.client_secret,
+        scopes=grant.scopes,
+        on_rotate=store.save,
+        session=session,
+    )
+    return provider, grant.username
