@@ -6,7 +6,7 @@ strategies live in :mod:`smtpkit.auth`; the test kit in :mod:`smtpkit.testing`.
 """
 
 from smtpkit._result import SendResult
-from smtpkit._submitter import Submitter
+from smtpkit._submitter import Outgoing, Submitter
 from smtpkit.config import Security, Timeouts
 from smtpkit.errors import (
     AppPasswordRequired,
@@ -46,6 +46,7 @@ from smtpkit.errors import (
     WebLoginRequired,
 )
 from smtpkit.replies import EnhancedStatus, Phase, Reply
+from smtpkit.retry import Retry
 
 __version__ = "0.1.0.dev0"
 
@@ -70,12 +71,14 @@ __all__ = [
     "MessageRejected",
     "MessageTooLarge",
     "OperationTimeout",
+    "Outgoing",
     "Phase",
     "RateLimited",
     "RecipientRejected",
     "RemoteProtocolError",
     "Reply",
     "ReplyError",
+    "Retry",
     "SMTPError",
     "Security",
     "SendResult",

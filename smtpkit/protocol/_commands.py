@@ -40,6 +40,14 @@ _PARAM_VALUE_RE = re.compile(r"[\x21-\x3c\x3e-\x7e]+")
 _MECHANISM_RE = re.compile(r"[A-Z0-9_-]{1,20}")  # RFC 4422 §3.1 sasl-mech
 _BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _DOMAIN_LITERAL_RE = re.compile(r"\[[^\[\]\\]+\]")
+# The common case, checked in one step: a printable-ASCII dot-atom local part (RFC 5322
+# §3.2.3 atext) of at most 64 octets, "@", and dot-separated domain labels. Anything else
+# (quoted local parts, UTF-8, literals, errors) takes the detailed checks below.
+_PLAIN_ADDRESS_RE = re.compile(
+    r"(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?=.{1,255}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+)
 
 
 def _refuse_controls(what: str, value: str) -> None:
@@ -63,6 +71,8 @@ def validate_address(address: str, *, what: str = "address") -> str:
     """
     if not isinstance(address, str):
         raise MessageError(f"{what} must be a str, got {type(address).__name__}")
+    if _PLAIN_ADDRESS_RE.fullmatch(address):
+        return address
     _refuse_controls(what, address)
     if address == "":
         return address

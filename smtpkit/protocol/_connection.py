@@ -98,7 +98,9 @@ class ClientConnection:
         self._authenticated = False
         self._encoder: ContentEncoder | None = None
         self._eof = False
-        self._transcript: deque[str] = deque(maxlen=TRANSCRIPT_LINES)
+        # Entries are formatted only when the transcript is read (errors, debugging): the
+        # send path stores the Command and Reply objects it already has.
+        self._transcript: deque[str | Command | Reply] = deque(maxlen=TRANSCRIPT_LINES)
 
     # -- introspection -------------------------------------------------------------------
 
@@ -125,7 +127,16 @@ class ClientConnection:
     @property
     def transcript(self) -> tuple[str, ...]:
         """The redacted conversation, ``C:``/``S:`` lines, newest last."""
-        return tuple(self._transcript)
+        lines: list[str] = []
+        for entry in self._transcript:
+            if isinstance(entry, Command):
+                lines.append(f"C: {entry.redacted}")
+            elif isinstance(entry, Reply):
+                text = entry.to_bytes().decode("utf-8", "replace")
+                lines.extend(f"S: {line}" for line in text.splitlines())
+            else:
+                lines.append(entry)
+        return tuple(lines[-TRANSCRIPT_LINES:])
 
     # -- sending -------------------------------------------------------------------------
 
@@ -140,7 +151,7 @@ class ClientConnection:
         next_state = self._check(kind)
         self._state = next_state
         self._pending.append(command)
-        self._transcript.append(f"C: {command.redacted}")
+        self._transcript.append(command)
         return command.to_bytes()
 
     def send_chunk(self, data: bytes, *, last: bool) -> bytes:
@@ -224,8 +235,7 @@ class ClientConnection:
                 self._pending.clear()
                 return ConnectionClosed(unanswered)
             return NEED_DATA
-        for line in reply.to_bytes().decode("utf-8", "replace").splitlines():
-            self._transcript.append(f"S: {line}")
+        self._transcript.append(reply)
         if not self._pending:
             if reply.code == 421:
                 self._state = State.CLOSED
