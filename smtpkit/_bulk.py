@@ -116,6 +116,25 @@ class JobQueue:
             yield job
 
 
+def _cap(session: Session, pool: SessionPool, per_connection: int | None) -> int | None:
+    """How many jobs one session may take: ``per_connection`` and the pool's
+    ``max_messages_per_connection`` (less what the session already sent), whichever is
+    smaller; without this a long run would ignore the pool's cap until the session returns.
+    """
+    cap = pool.limits.max_messages_per_connection
+    if cap is None:
+        return per_connection
+    left = max(1, cap - session.messages_sent)
+    return left if per_connection is None else min(per_connection, left)
+
+
+def _tracked(jobs: Iterator[Job], taken: list[Job]) -> Iterator[Job]:
+    """Yield ``jobs``, keeping those without an outcome yet in ``taken``."""
+    for job in jobs:
+        taken.append(job)
+        yield job
+
+
 def _swap(
     prepare: Callable[[Job, Session], PreparedMessage], session: Session, job: Job
 ) -> PreparedMessage:
@@ -134,63 +153,109 @@ def deliver(
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Outcome]:
     """Send every job over the pool with ``workers`` threads; outcomes in input order."""
-    outcomes: list[Outcome | None] = [None] * len(jobs)
-    queue = JobQueue(jobs, limiter)
-    report_lock = threading.Lock()
-
-    def finish(job: Job, outcome: Outcome) -> None:
-        outcomes[job.index] = outcome
-        if on_result is not None:
-            with report_lock:
-                on_result(job.index, outcome)
-
-    def settle(job: Job, outcome: Outcome) -> None:
-        if isinstance(outcome, SendResult):
-            finish(job, outcome)
-            return
-        delay = job.next_try(outcome)
-        if delay is None:
-            finish(job, outcome)
-            return
-        if delay:
-            sleep(delay)
-        queue.push_front(job)
-
-    def work() -> None:
-        while queue:
-            try:
-                session = pool.acquire()
-            except SMTPError as error:
-                job = queue.pop()
-                if job is not None:
-                    settle(job, error)
-                continue
-            spent = False
-            try:
-                feed = queue.feed(per_connection)
-                for job, outcome in run_transactions(
-                    session, feed, partial(_swap, prepare, session)
-                ):
-                    settle(job, outcome)
-                spent = per_connection is not None
-            finally:
-                if spent:
-                    pool.discard(session)
-                else:
-                    pool.release(session)
-
+    delivery = _Delivery(
+        jobs,
+        pool=pool,
+        prepare=prepare,
+        limiter=limiter,
+        per_connection=per_connection,
+        on_result=on_result,
+        sleep=sleep,
+    )
     if workers <= 1:
-        work()
+        delivery.work()
     else:
         threads = [
-            threading.Thread(target=work, name=f"smtpkit-send-{n}", daemon=True)
+            threading.Thread(target=delivery.work, name=f"smtpkit-send-{n}", daemon=True)
             for n in range(workers)
         ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+    outcomes = delivery.outcomes
     missing = [index for index, outcome in enumerate(outcomes) if outcome is None]
     if missing:  # pragma: no cover - a bug guard: never report a message as silently lost
         raise AssertionError(f"no outcome recorded for messages {missing}")
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+class _Delivery:
+    """The state one :func:`deliver` call shares between its worker threads."""
+
+    def __init__(
+        self,
+        jobs: list[Job],
+        *,
+        pool: SessionPool,
+        prepare: Callable[[Job, Session], PreparedMessage],
+        limiter: RateLimiter,
+        per_connection: int | None,
+        on_result: Callable[[int, Outcome], None] | None,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.outcomes: list[Outcome | None] = [None] * len(jobs)
+        self._queue = JobQueue(jobs, limiter)
+        self._pool = pool
+        self._prepare = prepare
+        self._per_connection = per_connection
+        self._on_result = on_result
+        self._sleep = sleep
+        self._report_lock = threading.Lock()
+
+    def finish(self, job: Job, outcome: Outcome) -> None:
+        self.outcomes[job.index] = outcome
+        if self._on_result is not None:
+            with self._report_lock:
+                self._on_result(job.index, outcome)
+
+    def settle(self, job: Job, outcome: Outcome) -> None:
+        if isinstance(outcome, SendResult):
+            self.finish(job, outcome)
+            return
+        delay = job.next_try(outcome)
+        if delay is None:
+            self.finish(job, outcome)
+            return
+        if delay:
+            self._sleep(delay)
+        self._queue.push_front(job)
+
+    def work(self) -> None:
+        """One worker: take a session, send jobs on it, repeat until the queue is empty."""
+        pool, queue = self._pool, self._queue
+        while queue:
+            try:
+                session = pool.acquire()
+            except SMTPError as error:
+                job = queue.pop()
+                if job is not None:
+                    self.settle(job, error)
+                continue
+            spent = True
+            try:
+                spent = self._run(session)
+            finally:
+                if spent:
+                    pool.discard(session)
+                else:
+                    pool.release(session)
+
+    def _run(self, session: Session) -> bool:
+        """Send jobs on ``session``; True when the session must be closed afterwards."""
+        taken: list[Job] = []
+        feed = self._queue.feed(_cap(session, self._pool, self._per_connection))
+        try:
+            for job, outcome in run_transactions(
+                session, _tracked(feed, taken), partial(_swap, self._prepare, session)
+            ):
+                taken[:] = [other for other in taken if other is not job]
+                self.settle(job, outcome)
+        except SMTPError as error:
+            # A failure the transaction driver did not turn into outcomes (a local
+            # protocol error): the session's state is unknown, so it is closed, and every
+            # job taken for it ends with that error rather than silently.
+            for job in taken:
+                self.finish(job, error)
+            return True
+        return self._per_connection is not None

@@ -31,6 +31,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -175,7 +176,10 @@ class _Runner(Generic[J]):
             except TransportError as error:
                 yield flight.job, self._before_accept(error)
                 return
-            self.may_be_stale = False
+            # Later envelopes travel behind an earlier message on a connection this run
+            # has used: a server closing it there (a per-session limit, an idle cutoff)
+            # cannot have accepted them, so they count as stale too.
+            self.may_be_stale = True
             if outcome is not None:
                 # Refused envelope: RSET (after an empty DATA if the server said 354).
                 next_flight = self.take() if session.alive else None
@@ -233,6 +237,10 @@ class _Runner(Generic[J]):
         if self.pipelining:
             for _ in flight.envelope():
                 replies.append(session.read_reply())
+                if not session.alive:
+                    # 421 (RFC 5321 §3.8): the server closed the channel; the commands
+                    # after it get no reply, and reading on would fail on a closed stream.
+                    break
         else:
             replies.append(session.exchange(flight.mail))
             if replies[0].is_positive:
@@ -307,6 +315,35 @@ class _Runner(Generic[J]):
 
     # -- content -------------------------------------------------------------------------
 
+    def _abandon_chunks(self) -> None:
+        """RSET after a refused BDAT chunk (RFC 3030 §3: the transaction is not ended)."""
+        session = self.session
+        if not session.alive:
+            return
+        # A failure closes the session; the refusal stays the message's outcome.
+        with contextlib.suppress(TransportError):
+            session.exchange(Command.rset())
+
+    def _final_reply(self) -> tuple[Reply, Phase]:
+        """Read the replies to the content and return the one that decides, with its phase.
+
+        Pipelined BDAT chunks (RFC 3030 §4.2) get one reply each: the first refusal decides
+        (``Phase.DATA`` for a chunk before the last), later replies are read and dropped.
+        After a 421 nothing more comes (RFC 5321 §3.8), so reading stops there.
+        """
+        session = self.session
+        phases = [c.phase for c in session.conn.pending if c.verb in ("BDAT", ".")]
+        decided: tuple[Reply, Phase] | None = None
+        reply = None
+        for phase in phases or [Phase.MESSAGE]:
+            reply = session.read_reply()
+            if decided is None and not reply.is_positive:
+                decided = (reply, phase)
+            if not session.alive:
+                break
+        assert reply is not None  # at least one reply was read
+        return decided or (reply, Phase.MESSAGE)
+
     def _content(self, flight: _Flight[J], next_flight: _Flight[J] | None) -> tuple[Outcome, bool]:
         """Send the content (with the next envelope pipelined behind it) and read the
         final reply. Returns the outcome and whether the next envelope was sent."""
@@ -325,7 +362,9 @@ class _Runner(Generic[J]):
                         if not self.pipelining:
                             reply = session.read_reply()
                             if not reply.is_positive:
-                                return session.error(reply, Phase.DATA, command="BDAT"), False
+                                error = session.error(reply, Phase.DATA, command="BDAT")
+                                self._abandon_chunks()
+                                return error, False
             else:
                 tail = b""
                 for chunk, last in chunks:
@@ -343,17 +382,8 @@ class _Runner(Generic[J]):
             tail += session.encode(next_flight.envelope())
         try:
             session.send_bytes(tail)
-            replies_expected = 1
-            if self.chunking and self.pipelining:
-                # One reply per BDAT chunk; the last one is the final reply.
-                replies_expected = sum(1 for c in conn.pending if c.verb == "BDAT")
             session.set_timeout(session.settings.timeouts.final_reply)
-            final = session.read_reply()
-            for _ in range(replies_expected - 1):
-                if final.is_positive:
-                    final = session.read_reply()
-                else:
-                    session.read_reply()
+            final, phase = self._final_reply()
         except TransportError as error:
             return _unknown(session, flight, error), next_sent
         finally:
@@ -361,7 +391,8 @@ class _Runner(Generic[J]):
                 session.set_timeout(session.settings.timeouts.command)
         session.last_used = session.clock()
         if not final.is_positive:
-            return session.error(final, Phase.MESSAGE, command="end of data"), next_sent
+            command = "BDAT" if phase is Phase.DATA else "end of data"
+            return session.error(final, phase, command=command), next_sent
         session.messages_sent += 1
         rcpt_replies = flight.replies[1 : 1 + len(flight.rcpts)]
         accepted = tuple(
