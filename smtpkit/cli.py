@@ -25,6 +25,7 @@ from typing import TextIO
 
 from smtpkit._cli_check import add_check_parser, run_check
 from smtpkit._cli_oauth import add_oauth_parser, run_oauth
+from smtpkit._cli_serve import add_serve_parser, run_serve
 from smtpkit._configure import ENV_PASSWORD, ENV_URL, options_from_url
 from smtpkit._result import SendResult
 from smtpkit._submitter import Submitter
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--timeout", type=float, default=30.0, help="seconds per step")
     add_check_parser(sub)
     add_oauth_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 
@@ -82,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_check(args, out=sys.stdout, err=sys.stderr)
     if args.command == "oauth":
         return run_oauth(args, sys.stdout, sys.stderr)
+    if args.command == "serve":
+        return run_serve(args, sys.stdout, sys.stderr)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

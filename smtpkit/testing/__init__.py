@@ -2,11 +2,14 @@
 
 * :class:`FakeTransport` plugs into ``Submitter(..., transport=fake)`` and plays a
   scriptable SMTP server in memory (no sockets, no extra dependencies).
+* :func:`gmail_fake` and :func:`microsoft365_fake` are fakes preset like ``smtp.gmail.com``
+  and ``smtp.office365.com``, with methods that make them refuse in the provider's own words.
 * :class:`LocalServer` is a real server (aiosmtpd, trustme certificates) on 127.0.0.1 for
   integration tests; it needs the ``testing`` extra: ``pip install 'smtpkit[testing]'``.
 
-Names that need the extra are imported on first use, so ``import smtpkit.testing`` costs
-nothing in projects that only use the fake.
+Every name is imported on first use, so ``import smtpkit.testing`` (and the pytest plugin,
+:mod:`smtpkit.testing.pytest_plugin`, which every pytest run loads once smtpkit is installed)
+costs nothing in projects that do not use it, and the fake never loads the extra.
 """
 
 from __future__ import annotations
@@ -14,10 +17,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from smtpkit.testing._fake import FakeStream, FakeTransport, SentMessage
-from smtpkit.testing._fake_script import FakeCapabilities, FakeTLS, ScriptAction, Scripted
-
 if TYPE_CHECKING:
+    from smtpkit.testing._fake import FakeStream, FakeTransport, SentMessage
+    from smtpkit.testing._fake_script import FakeCapabilities, FakeTLS, ScriptAction, Scripted
+    from smtpkit.testing._presets import (
+        GmailFake,
+        Microsoft365Fake,
+        gmail_fake,
+        microsoft365_fake,
+    )
     from smtpkit.testing._server import LocalServer
     from smtpkit.testing._server_state import AuthAttempt, ReceivedMessage
 
@@ -27,24 +35,50 @@ __all__ = [
     "FakeStream",
     "FakeTLS",
     "FakeTransport",
+    "GmailFake",
     "LocalServer",
+    "Microsoft365Fake",
     "ReceivedMessage",
     "ScriptAction",
     "Scripted",
     "SentMessage",
+    "gmail_fake",
+    "microsoft365_fake",
 ]
 
 _LAZY = {
+    "FakeStream": "smtpkit.testing._fake",
+    "FakeTransport": "smtpkit.testing._fake",
+    "SentMessage": "smtpkit.testing._fake",
+    "FakeCapabilities": "smtpkit.testing._fake_script",
+    "FakeTLS": "smtpkit.testing._fake_script",
+    "ScriptAction": "smtpkit.testing._fake_script",
+    "Scripted": "smtpkit.testing._fake_script",
+    "GmailFake": "smtpkit.testing._presets",
+    "Microsoft365Fake": "smtpkit.testing._presets",
+    "gmail_fake": "smtpkit.testing._presets",
+    "microsoft365_fake": "smtpkit.testing._presets",
     "LocalServer": "smtpkit.testing._server",
     "ReceivedMessage": "smtpkit.testing._server_state",
     "AuthAttempt": "smtpkit.testing._server_state",
 }
+
+#: Modules that need the ``testing`` extra (aiosmtpd, trustme).
+_NEED_EXTRA = frozenset({"smtpkit.testing._server", "smtpkit.testing._server_state"})
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'smtpkit.testing' has no attribute {name!r}")
+    if module not in _NEED_EXTRA:
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
     try:
         value = getattr(importlib.import_module(module), name)
     except ImportError as error:  # pragma: no cover - depends on the installed extras
