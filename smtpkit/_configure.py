@@ -51,7 +51,6 @@ from smtpkit.auth import (
 )
 from smtpkit.config import Security, Timeouts, is_loopback
 from smtpkit.errors import ConfigurationError
-from smtpkit.oauth import provider_from_store
 from smtpkit.transports import Transport
 
 __all__ = [
@@ -169,6 +168,10 @@ def _timeout(value: str, shown: str) -> float:
 
 def _token_provider(path: str, shown: str) -> tuple[TokenProvider, str | None]:
     """A refreshing token provider from a token store file, and the mailbox it names."""
+    # Imported here: smtpkit.oauth pulls in requests, which plain `import smtpkit` (and the
+    # pytest plugin every test run loads) should not pay for.
+    from smtpkit.oauth import provider_from_store  # noqa: PLC0415
+
     try:
         return provider_from_store(path)
     except ConfigurationError as error:
