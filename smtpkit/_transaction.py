@@ -53,6 +53,7 @@ from smtpkit.replies import Phase, Reply
 __all__ = ["Outcome", "run_transactions"]
 
 J = TypeVar("J")
+_DATA = Command.data()  # immutable: one instance serves every message
 Outcome = SendResult | SMTPError
 
 
@@ -66,12 +67,15 @@ class _Flight(Generic[J]):
     rcpts: list[Command]
     with_data: bool  # DATA is part of the envelope (no CHUNKING)
     replies: list[Reply] = field(default_factory=list)
+    _envelope: list[Command] | None = field(default=None, repr=False)
 
     def envelope(self) -> list[Command]:
-        commands = [self.mail, *self.rcpts]
-        if self.with_data:
-            commands.append(Command.data())
-        return commands
+        if self._envelope is None:
+            commands = [self.mail, *self.rcpts]
+            if self.with_data:
+                commands.append(_DATA)
+            self._envelope = commands
+        return self._envelope
 
 
 def _unknown(session: Session, flight: _Flight[J], error: SMTPError) -> DeliveryUnknown:

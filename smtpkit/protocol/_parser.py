@@ -75,10 +75,11 @@ class ReplyParser:
 
     def next_reply(self) -> Reply | None:
         """The next complete reply, or ``None`` when more data is needed."""
+        buffer = self._buffer
         while True:
-            end = self._buffer.find(b"\n")
+            end = buffer.find(b"\n")
             if end < 0:
-                if len(self._buffer) > MAX_REPLY_LINE:
+                if len(buffer) > MAX_REPLY_LINE:
                     raise RemoteProtocolError(
                         f"the server sent a reply line longer than {MAX_REPLY_LINE} octets"
                     )
@@ -87,14 +88,28 @@ class ReplyParser:
                 raise RemoteProtocolError(
                     f"the server sent a reply line longer than {MAX_REPLY_LINE} octets"
                 )
-            raw = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
+            stop = end - 1 if end and buffer[end - 1] == 0x0D else end
+            if (
+                self._code is None
+                and stop > 3
+                and buffer[3] == 0x20
+                and 0x32 <= buffer[0] <= 0x35
+                and 0x30 <= buffer[1] <= 0x35
+                and 0x30 <= buffer[2] <= 0x39
+            ):
+                # Fast path, the common case: a complete one-line reply "250 text".
+                code = (buffer[0] - 48) * 100 + (buffer[1] - 48) * 10 + (buffer[2] - 48)
+                text = buffer[4:stop].decode("utf-8", "replace")
+                del buffer[: end + 1]
+                return Reply(code, (text,))
+            raw = bytes(buffer[:stop])
+            del buffer[: end + 1]
             self._reply_bytes += end + 1
             if self._reply_bytes > MAX_REPLY_BYTES:
                 raise RemoteProtocolError(
                     f"the server sent a reply larger than {MAX_REPLY_BYTES} octets"
                 )
-            reply = self._take_line(raw[:-1] if raw.endswith(b"\r") else raw)
+            reply = self._take_line(raw)
             if reply is not None:
                 return reply
 
