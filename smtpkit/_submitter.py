@@ -39,6 +39,7 @@ from smtpkit._transaction import Outcome
 from smtpkit.auth import AuthStrategy
 from smtpkit.config import Security, Timeouts
 from smtpkit.errors import ConfigurationError, SMTPError
+from smtpkit.hooks import SendTracker
 from smtpkit.message import PreparedMessage, prepare_message
 from smtpkit.retry import Retry
 from smtpkit.transports import SocketTransport, Transport
@@ -338,12 +339,10 @@ class Submitter:
             DeliveryUnknown: the connection failed after the content was sent.
             SMTPError: any other failure, typed (see :mod:`smtpkit.errors`).
         """
-        started = self._clock()
         job = Job(0, message, sender, tuple(recipients) if recipients else None, self._retry)
         [outcome] = self._deliver([job], workers=1, on_result=None, per_connection=None)
         if isinstance(outcome, BaseException):
             raise outcome
-        self._log(outcome, started)
         return outcome
 
     def send_many(
@@ -404,15 +403,24 @@ class Submitter:
         rate: float | None = None,
     ) -> list[Outcome]:
         keeping = self._keeping
+        # One INFO line and the smtpkit.hooks callbacks per message, for send and send_many.
+        tracker = SendTracker(
+            self.host,
+            self.port,
+            clock=self._clock,
+            log=self._log,
+            on_result=on_result,
+            per_message=len(jobs) > 1,
+        )
         try:
             return deliver(
                 jobs,
                 pool=self._pool,
-                prepare=self._prepare,
+                prepare=tracker.prepare(self._prepare),
                 workers=workers,
                 limiter=RateLimiter(rate or self._rate_limit, clock=self._clock),
                 per_connection=per_connection,
-                on_result=on_result,
+                on_result=tracker.finished,
                 sleep=self._retry.sleep,
             )
         finally:
@@ -433,6 +441,10 @@ class Submitter:
         )
 
     def _log(self, result: SendResult, started: float) -> None:
+        # Checked first: formatting the reply costs more than the rest of a message's
+        # bookkeeping, and most production loggers run at WARNING.
+        if not logger.isEnabledFor(logging.INFO):
+            return
         logger.info(
             "sent message_id=%s recipients=%d rejected=%d reply=%r elapsed=%.3fs",
             result.message_id,

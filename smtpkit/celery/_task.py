@@ -1,0 +1,351 @@
+"""A Celery task that sends a serialised message through a named Submitter configuration.
+
+This is the only module that imports Celery; Celery is untyped here, so ``Any`` stays in
+this adapter.
+
+Invariants:
+    * The task's arguments are JSON: the message travels as base64 of its bytes, with
+      ``Message-ID`` and ``Date`` fixed when it is queued, so every retry sends the same
+      message (recipients' servers can drop a duplicate by its Message-ID).
+    * Only errors the hierarchy marks transient (``error.is_transient``) are retried, with
+      the :class:`~smtpkit.Retry` policy's backoff, jitter and cap. A
+      :class:`~smtpkit.errors.DeliveryUnknown` (the connection failed after the content was
+      sent) is never retried unless the task was made with ``retry_unknown=True``.
+    * Each worker process builds its own Submitter (and so its own token provider and
+      connections) on first use, keyed by configuration name and process id: nothing
+      made in a parent process is used after a fork.
+    * The task acknowledges late (``acks_late=True``): a message is taken off the queue
+      only when the task finished. ``reject_on_worker_lost`` stays off, so a worker that dies
+      mid-send does not cause a blind resend.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.policy
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from email import message_from_bytes
+from email.message import EmailMessage, Message
+from email.utils import formatdate, getaddresses, make_msgid
+from typing import Any
+
+from celery import signals
+
+from smtpkit._result import SendResult
+from smtpkit._submitter import Submitter
+from smtpkit.errors import ConfigurationError, DeliveryUnknown, SMTPError
+from smtpkit.retry import Retry
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "close_submitters",
+    "get_submitter",
+    "make_send_task",
+    "message_payload",
+    "register_submitter",
+    "summarize",
+]
+
+logger = logging.getLogger("smtpkit.celery")
+
+#: Retry policy of :func:`make_send_task`: 5 tries, 30 s, 60 s, 120 s, 240 s (+ up to 20%
+#: jitter), no wait over 10 minutes. Provider throttling (``421``/``454``) clears in minutes.
+DEFAULT_RETRY = Retry(attempts=5, backoff=30.0, multiplier=2.0, max_backoff=600.0, jitter=0.2)
+#: The configuration name used when none is given.
+DEFAULT_NAME = "default"
+#: Payload format version, so a worker can refuse a payload from a newer client.
+PAYLOAD_VERSION = 1
+
+SubmitterFactory = Callable[[], Submitter]
+
+
+class _Registry:
+    """Named Submitter factories, and the Submitters this process made from them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._factories: dict[str, SubmitterFactory] = {}
+        self._made: dict[tuple[str, int], Submitter] = {}
+
+    def register(self, name: str, factory: SubmitterFactory) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError("a Submitter configuration needs a non-empty name")
+        if not callable(factory):
+            raise ConfigurationError(f"the factory for {name!r} must be callable")
+        with self._lock:
+            self._factories[name] = factory
+            stale = [key for key in self._made if key[0] == name]
+            dropped = [self._made.pop(key) for key in stale]
+        for submitter in dropped:
+            submitter.close()
+
+    def get(self, name: str) -> Submitter:
+        key = (name, os.getpid())
+        with self._lock:
+            submitter = self._made.get(key)
+            if submitter is not None:
+                return submitter
+            factory = self._factories.get(name)
+            if factory is None:
+                known = ", ".join(sorted(self._factories)) or "none"
+                raise ConfigurationError(
+                    f"no Submitter configuration named {name!r} in this process "
+                    f"(registered: {known})",
+                    hint="call smtpkit.celery.register_submitter(name, factory) in the "
+                    "module that defines your Celery app, so workers run it too",
+                )
+            submitter = factory()
+            if not isinstance(submitter, Submitter):
+                raise ConfigurationError(f"the factory for {name!r} did not return a Submitter")
+            # Keep connections between tasks: one login per connection, not per message
+            # (Gmail answers repeated logins with 454 4.7.0 Too many login attempts).
+            submitter.__enter__()
+            self._made[key] = submitter
+            return submitter
+
+    def close(self) -> None:
+        pid = os.getpid()
+        with self._lock:
+            mine = [key for key in self._made if key[1] == pid]
+            closing = [self._made.pop(key) for key in mine]
+            # Entries of other processes (copied by fork) are dropped without touching
+            # their sockets, which belong to the parent.
+            self._made = {key: s for key, s in self._made.items() if key[1] == pid}
+        for submitter in closing:
+            submitter.close()
+
+
+_registry = _Registry()
+
+
+def register_submitter(name: str, factory: SubmitterFactory) -> None:
+    """Name a way to build a Submitter, for tasks to send with.
+
+    Call it at import time of the module that defines the Celery app, so every worker
+    process has it. The factory runs lazily, once per worker process, on the first task
+    that names it; build token providers inside it, so each process has its own (a
+    ``token_store`` URL option or :class:`smtpkit.oauth.FileTokenStore` shares rotated
+    refresh tokens between processes through the file, replaced atomically).
+
+    Example::
+
+        register_submitter("default", lambda: Submitter.from_env())
+        register_submitter(
+            "gmail",
+            lambda: Submitter.from_url(
+                "smtp+starttls://me%40gmail.com@smtp.gmail.com?token_store=/etc/app/gmail.json"
+            ),
+        )
+
+    Registering a name again replaces it (and closes the Submitters made from it here).
+    """
+    _registry.register(name, factory)
+
+
+def get_submitter(name: str = DEFAULT_NAME) -> Submitter:
+    """The Submitter this process uses for ``name`` (made on first use).
+
+    Raises:
+        ConfigurationError: no configuration of that name was registered.
+    """
+    return _registry.get(name)
+
+
+def close_submitters() -> None:
+    """Close this process's Submitters (run at worker shutdown; safe to call any time)."""
+    _registry.close()
+
+
+def _close_on_shutdown(**_: object) -> None:
+    close_submitters()
+
+
+# weak=False: the receivers are module functions, kept alive anyway.
+signals.worker_process_shutdown.connect(_close_on_shutdown, weak=False)
+signals.worker_shutdown.connect(_close_on_shutdown, weak=False)
+
+
+# -- payloads ------------------------------------------------------------------------------
+
+
+def _with_fixed_headers(message: Message) -> bytes:
+    """The message's bytes, with a Message-ID and Date added when missing."""
+    if message.get("Message-ID") is not None and message.get("Date") is not None:
+        return message.as_bytes()
+    copy = message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    if copy.get("Date") is None:
+        copy["Date"] = formatdate(localtime=False, usegmt=True)
+    if copy.get("Message-ID") is None:
+        senders = getaddresses([str(copy.get("Sender") or copy.get("From") or "")])
+        domain = senders[0][1].rpartition("@")[2] if senders else ""
+        copy["Message-ID"] = make_msgid(domain=domain or None)
+    return copy.as_bytes()
+
+
+def message_payload(
+    message: Message | bytes,
+    *,
+    sender: str | None = None,
+    recipients: Sequence[str] | None = None,
+    submitter: str = DEFAULT_NAME,
+) -> dict[str, Any]:
+    """The JSON-safe keyword arguments of the send task for ``message``.
+
+    ``task.apply_async(kwargs=message_payload(msg))`` or ``task.delay(**message_payload(msg))``.
+
+    Args:
+        message: an ``EmailMessage`` (its ``Bcc`` travels to the worker, which takes it out
+            of the headers when sending), or raw bytes (then ``sender`` and ``recipients``
+            are required and the bytes are sent as they are).
+        sender: the envelope sender; default: from the headers, on the worker.
+        recipients: the envelope recipients; default: To, Cc and Bcc, on the worker.
+        submitter: the registered configuration to send with.
+
+    Raises:
+        ConfigurationError: raw bytes without an envelope.
+    """
+    if isinstance(message, bytes | bytearray):
+        if sender is None or not recipients:
+            raise ConfigurationError("raw message bytes need sender= and recipients=")
+        raw, octets = True, bytes(message)
+    elif isinstance(message, Message):
+        raw, octets = False, _with_fixed_headers(message)
+    else:
+        raise ConfigurationError(f"cannot queue a {type(message).__name__} as a message")
+    return {
+        "message": base64.b64encode(octets).decode("ascii"),
+        "raw": raw,
+        "sender": sender,
+        "recipients": list(recipients) if recipients is not None else None,
+        "submitter": submitter,
+        "version": PAYLOAD_VERSION,
+    }
+
+
+def _decode(message: str, raw: bool) -> EmailMessage | bytes:
+    try:
+        octets = base64.b64decode(message.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, AttributeError) as error:
+        raise ConfigurationError("the task's message is not valid base64") from error
+    if raw:
+        return octets
+    parsed = message_from_bytes(octets, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)  # the default policy's message class
+    return parsed
+
+
+def summarize(result: SendResult) -> dict[str, Any]:
+    """A JSON-safe summary of a :class:`~smtpkit.SendResult` (what the task returns).
+
+    Example::
+
+        {"message_id": "<...@example.com>", "sender": "app@example.com",
+         "accepted": ["a@example.com"],
+         "rejected": {"b@example.com": [550, "5.1.1", "User unknown"]},
+         "reply": [250, "2.0.0 OK queued as 1234"]}
+    """
+    return {
+        "message_id": result.message_id,
+        "sender": result.sender,
+        "accepted": list(result.accepted),
+        "rejected": {
+            address: [reply.code, reply.enhanced_code, reply.text]
+            for address, reply in result.rejected.items()
+        },
+        "reply": [result.reply.code, "\n".join(result.reply.lines)],
+    }
+
+
+# -- the task ------------------------------------------------------------------------------
+
+
+def _should_retry(error: SMTPError, retry_unknown: bool) -> bool:
+    if isinstance(error, DeliveryUnknown):
+        return retry_unknown
+    return error.is_transient
+
+
+def _countdown(policy: Retry, error: SMTPError, retries_done: int) -> float:
+    """The wait before retry number ``retries_done + 1``, from the policy's own backoff."""
+    for _ in range(retries_done + 1):  # bounded: retries_done < policy.attempts
+        policy = policy.increment(error)
+    return policy.delay()
+
+
+def make_send_task(
+    app: Any,
+    *,
+    name: str = "smtpkit.send",
+    retry: Retry = DEFAULT_RETRY,
+    retry_unknown: bool = False,
+    **task_options: Any,
+) -> Any:
+    """Register and return a Celery task that sends one queued message.
+
+    Example (in the module that defines your app)::
+
+        app = Celery("proj", broker="redis://...")
+        smtpkit.celery.register_submitter("default", lambda: smtpkit.Submitter.from_env())
+        send_email = smtpkit.celery.make_send_task(app)
+
+        # anywhere:
+        send_email.delay(**smtpkit.celery.message_payload(msg))
+
+    The task returns :func:`summarize` of the result. A failure that is final raises the
+    typed :class:`~smtpkit.errors.SMTPError` (the task fails); a transient one is retried
+    after ``retry.delay()`` seconds, at most ``retry.attempts`` tries in all.
+
+    Args:
+        app: the Celery application.
+        name: the task name.
+        retry: the backoff policy (``attempts``, ``backoff``, ``multiplier``,
+            ``max_backoff``, ``jitter``). Its ``retry_unknown`` is ignored: use the keyword.
+        retry_unknown: also retry ``DeliveryUnknown``; the message may then arrive twice.
+        **task_options: more ``app.task`` options (``queue=``, ``rate_limit=``...).
+    """
+    if not isinstance(retry, Retry):
+        raise ConfigurationError("retry must be a smtpkit.Retry value")
+    options: dict[str, Any] = {
+        "acks_late": True,
+        "serializer": "json",
+        "max_retries": retry.attempts - 1,
+        **task_options,
+    }
+
+    @app.task(bind=True, name=name, **options)  # type: ignore[untyped-decorator]
+    def send_message(
+        self: Any,
+        message: str,
+        *,
+        raw: bool = False,
+        sender: str | None = None,
+        recipients: list[str] | None = None,
+        submitter: str = DEFAULT_NAME,
+        version: int = PAYLOAD_VERSION,
+    ) -> dict[str, Any]:
+        if version > PAYLOAD_VERSION:
+            raise ConfigurationError(f"payload version {version} is newer than this worker")
+        outgoing = _decode(message, raw)
+        target = get_submitter(submitter)
+        try:
+            result = target.send(outgoing, sender=sender, recipients=recipients)
+        except SMTPError as error:
+            retries_done = int(self.request.retries or 0)
+            if not _should_retry(error, retry_unknown) or retries_done + 1 >= retry.attempts:
+                raise
+            countdown = _countdown(retry, error, retries_done)
+            logger.warning(
+                "transient failure (%s); retry %d of %d in %.1fs",
+                error,
+                retries_done + 1,
+                retry.attempts - 1,
+                countdown,
+            )
+            raise self.retry(exc=error, countdown=countdown) from error
+        return summarize(result)
+
+    return send_message

@@ -1,0 +1,10 @@
+"""Django integration: ``EMAIL_BACKEND = "smtpkit.django.EmailBackend"`` (``docs/django.md``).
+
+Needs the ``django`` extra: ``pip install 'smtpkit[django]'``. Works with Django 5.2
+(``EMAIL_BACKEND`` and the ``EMAIL_*`` settings) and Django 6.1's ``MAILERS`` (options as
+keyword arguments).
+"""
+
+from smtpkit.django._backend import EmailBackend
+
+__all__ = ["EmailBackend"]

@@ -1,0 +1,214 @@
+"""Hooks before and after each message a :class:`~smtpkit.Submitter` sends, for metrics.
+
+Register a callback once, at start-up; every Submitter in the process calls it::
+
+    import smtpkit.hooks
+
+    def count(event: smtpkit.hooks.SendFinished) -> None:
+        outcome = "sent" if event.ok else type(event.error).__name__
+        metrics.histogram("smtp.send.seconds", event.elapsed, tags={"outcome": outcome})
+
+    remove = smtpkit.hooks.on_send_end(count)
+    ...
+    remove()  # unregister (tests)
+
+``on_send_start`` callbacks run just before a message's transaction starts (once per
+message, even when it is retried); ``on_send_end`` callbacks run once per message with its
+outcome: a :class:`~smtpkit.SendResult` or the :class:`~smtpkit.errors.SMTPError` it ended
+with. Both ``send()`` and ``send_many()`` call them.
+
+Invariants:
+    * Registering and removing are thread-safe; a send uses the callbacks registered when it
+      calls them (a snapshot), so registering from another thread never blocks a send.
+    * A callback's exception is logged (``WARNING`` on logger ``smtpkit.hooks``, with the
+      traceback) and swallowed: metrics never change what happens to a message.
+    * Callbacks run on the sending thread (a ``send_many`` worker thread), one
+      ``on_send_end`` call at a time per ``send_many`` batch. Keep them short.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from smtpkit._result import SendResult
+from smtpkit.errors import SMTPError
+
+__all__ = [
+    "SendFinished",
+    "SendStarted",
+    "clear",
+    "on_send_end",
+    "on_send_start",
+]
+
+logger = logging.getLogger("smtpkit.hooks")
+
+_J = TypeVar("_J")
+_S = TypeVar("_S")
+_P = TypeVar("_P")
+
+
+@dataclass(frozen=True)
+class SendStarted:
+    """A message is about to be sent.
+
+    Attributes:
+        host: the server host.
+        port: the server port.
+        index: the message's position in a ``send_many`` batch (0 for ``send``).
+    """
+
+    host: str
+    port: int
+    index: int
+
+
+@dataclass(frozen=True)
+class SendFinished:
+    """A message's outcome is known.
+
+    Attributes:
+        host: the server host.
+        port: the server port.
+        index: the message's position in a ``send_many`` batch (0 for ``send``).
+        elapsed: seconds from the message's start (its first try) to its outcome.
+        result: what the server said, when it accepted the message.
+        error: the error the message ended with, when it was not sent.
+    """
+
+    host: str
+    port: int
+    index: int
+    elapsed: float
+    result: SendResult | None = None
+    error: SMTPError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the server accepted the message."""
+        return self.result is not None
+
+
+class _Callbacks:
+    """A copy-on-write list of callbacks guarded by a lock."""
+
+    def __init__(self, kind: str) -> None:
+        self._kind = kind
+        self._lock = threading.Lock()
+        self._callbacks: tuple[Callable[..., object], ...] = ()
+
+    def add(self, callback: Callable[..., object]) -> Callable[[], None]:
+        if not callable(callback):
+            raise TypeError(f"{self._kind} callback must be callable, got {callback!r}")
+        with self._lock:
+            self._callbacks = (*self._callbacks, callback)
+
+        def remove() -> None:
+            with self._lock:
+                items = list(self._callbacks)
+                if callback in items:
+                    items.remove(callback)
+                self._callbacks = tuple(items)
+
+        return remove
+
+    def clear(self) -> None:
+        with self._lock:
+            self._callbacks = ()
+
+    def __bool__(self) -> bool:
+        return bool(self._callbacks)
+
+    def emit(self, event: object) -> None:
+        callbacks = self._callbacks  # a snapshot: the tuple is never mutated
+        for callback in callbacks:
+            try:
+                callback(event)
+            except Exception:
+                logger.warning("%s callback %r failed", self._kind, callback, exc_info=True)
+
+
+_started = _Callbacks("on_send_start")
+_finished = _Callbacks("on_send_end")
+
+
+def on_send_start(callback: Callable[[SendStarted], object]) -> Callable[[], None]:
+    """Call ``callback(SendStarted)`` before each message; returns a function that removes it."""
+    return _started.add(callback)
+
+
+def on_send_end(callback: Callable[[SendFinished], object]) -> Callable[[], None]:
+    """Call ``callback(SendFinished)`` after each message; returns a function that removes it."""
+    return _finished.add(callback)
+
+
+def clear() -> None:
+    """Remove every registered callback (for tests)."""
+    _started.clear()
+    _finished.clear()
+
+
+class SendTracker:
+    """Per-batch bookkeeping the Submitter uses to call the hooks and log each message.
+
+    Not part of the public API. It wraps the batch's ``prepare`` step (the start of a
+    message's transaction) and its ``on_result`` callback (the outcome). With
+    ``per_message=False`` (a single ``send``) the elapsed time runs from the call itself, so
+    it includes connecting and logging in; in a batch it runs from the message's first
+    transaction start.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        clock: Callable[[], float],
+        log: Callable[[SendResult, float], None],
+        on_result: Callable[[int, SendResult | SMTPError], None] | None,
+        per_message: bool = True,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._clock = clock
+        self._log = log
+        self._on_result = on_result
+        self._lock = threading.Lock()
+        self._begun = clock()
+        self._starts: dict[int, float] = {}
+        self._per_message = per_message
+
+    def prepare(self, prepare: Callable[[_J, _S], _P]) -> Callable[[_J, _S], _P]:
+        """Wrap ``prepare(job, session)``: record the job's first start and call the hooks."""
+
+        def wrapped(job: _J, session: _S) -> _P:
+            index: int = getattr(job, "index", 0)
+            with self._lock:
+                first = index not in self._starts
+                if first:
+                    self._starts[index] = self._clock()
+            if first and _started:  # no event built when nobody listens
+                _started.emit(SendStarted(self._host, self._port, index))
+            return prepare(job, session)
+
+        return wrapped
+
+    def finished(self, index: int, outcome: SendResult | SMTPError) -> None:
+        """Log a sent message, call the end hooks, then the caller's ``on_result``."""
+        with self._lock:
+            started = self._starts.get(index, self._begun) if self._per_message else self._begun
+        elapsed = self._clock() - started
+        if isinstance(outcome, SendResult):
+            self._log(outcome, started)
+        if _finished:  # no event built when nobody listens
+            if isinstance(outcome, SendResult):
+                event = SendFinished(self._host, self._port, index, elapsed, result=outcome)
+            else:
+                event = SendFinished(self._host, self._port, index, elapsed, error=outcome)
+            _finished.emit(event)
+        if self._on_result is not None:
+            self._on_result(index, outcome)
