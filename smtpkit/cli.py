@@ -25,6 +25,7 @@ from typing import TextIO
 
 from smtpkit._cli_check import add_check_parser, run_check
 from smtpkit._cli_oauth import add_oauth_parser, run_oauth
+from smtpkit._cli_progress import Progress
 from smtpkit._cli_serve import add_serve_parser, run_serve
 from smtpkit._configure import ENV_PASSWORD, ENV_URL, options_from_url
 from smtpkit._result import SendResult
@@ -51,14 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     send = sub.add_parser(
         "send",
-        help="send one message",
+        help="send a message (or one per recipient with --each / --to-file)",
         description=(
-            "Send one message. Server from --url or SMTPKIT_URL "
+            "Send a message. Server from --url or SMTPKIT_URL "
             "(smtp+starttls://user:pass@host:587, smtps://...:465, smtp://...); password "
             "also from SMTPKIT_PASSWORD. Without a server, an embedded local server is used."
         ),
     )
-    send.add_argument("--to", action="append", required=True, metavar="ADDR", help="recipient")
+    send.add_argument("--to", action="append", default=[], metavar="ADDR", help="recipient")
+    send.add_argument(
+        "--to-file",
+        type=Path,
+        metavar="FILE",
+        help="recipients, one per line (# comments allowed); implies --each",
+    )
+    send.add_argument(
+        "--each",
+        action="store_true",
+        help="send a separate message to each recipient (with a progress bar on a terminal)",
+    )
     send.add_argument("--cc", action="append", default=[], metavar="ADDR", help="Cc recipient")
     send.add_argument("--bcc", action="append", default=[], metavar="ADDR", help="Bcc recipient")
     send.add_argument("--from", dest="sender", metavar="ADDR", help="From address")
@@ -77,8 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "send":
+        if not args.to and args.to_file is None:
+            parser.error("send: one of --to ADDR or --to-file FILE is required")
         return _send(args, out=sys.stdout, err=sys.stderr)
     if args.command == "check":
         return run_check(args, out=sys.stdout, err=sys.stderr)
@@ -89,10 +104,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
-def _build_message(args: argparse.Namespace, default_from: str) -> EmailMessage:
+def _recipients(args: argparse.Namespace) -> list[str]:
+    recipients = list(args.to)
+    if args.to_file is not None:
+        try:
+            lines = args.to_file.read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise ConfigurationError(f"cannot read {args.to_file}: {error.strerror}") from None
+        recipients += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if not recipients:
+        raise ConfigurationError("no recipient: pass --to ADDR or --to-file FILE")
+    return recipients
+
+
+def _build_messages(args: argparse.Namespace, default_from: str) -> list[EmailMessage]:
+    recipients = _recipients(args)
+    if args.each or args.to_file is not None:
+        return [_build_message(args, default_from, [address]) for address in recipients]
+    return [_build_message(args, default_from, recipients)]
+
+
+def _build_message(
+    args: argparse.Namespace, default_from: str, recipients: list[str]
+) -> EmailMessage:
     message = EmailMessage()
     message["From"] = args.sender or default_from
-    message["To"] = ", ".join(args.to)
+    message["To"] = ", ".join(recipients)
     if args.cc:
         message["Cc"] = ", ".join(args.cc)
     if args.bcc:
@@ -119,8 +156,8 @@ def _send(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     url = args.url or os.environ.get(ENV_URL)
     try:
         if url:
-            return _send_real(args, url, out=out)
-        return _send_embedded(args, out=out)
+            return _send_real(args, url, out=out, err=err)
+        return _send_embedded(args, out=out, err=err)
     except SMTPError as error:
         kind = type(error).__name__
         print(f"smtpkit: {kind}: {error.message}", file=err)
@@ -131,24 +168,44 @@ def _send(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
         return 1
 
 
-def _send_real(args: argparse.Namespace, url: str, *, out: TextIO) -> int:
+def _deliver(
+    submitter: Submitter,
+    messages: list[EmailMessage],
+    where: str,
+    *,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """Send one message (errors raise) or many (progress, summary, exit 1 if any failed)."""
+    if len(messages) == 1:
+        _report(submitter.send(messages[0]), where, out=out)
+        return 0
+    progress = Progress(len(messages), err)
+    outcomes = submitter.send_many(messages, on_result=progress)
+    progress.finish()
+    for message, outcome in zip(messages, outcomes, strict=True):
+        if isinstance(outcome, SMTPError):
+            print(f"Failed: {message['To']}: {type(outcome).__name__}: {outcome}", file=err)
+    print(f"Sent {progress.sent} of {len(messages)} messages {where}", file=out)
+    return 0 if progress.failed == 0 else 1
+
+
+def _send_real(args: argparse.Namespace, url: str, *, out: TextIO, err: TextIO) -> int:
     server = parse_url(url)
     default_from = server.username if server.username and "@" in server.username else None
     if not args.sender and default_from is None:
         raise ConfigurationError(
             "no From address: pass --from ADDR (the URL's user name is not an address)"
         )
-    message = _build_message(args, default_from or "")
+    messages = _build_messages(args, default_from or "")
     options = options_from_url(
         url, password=os.environ.get(ENV_PASSWORD) or None, timeout=args.timeout
     )
     with Submitter(**options) as submitter:
-        result = submitter.send(message)
-    _report(result, f"via {redact_url(url)}", out=out)
-    return 0
+        return _deliver(submitter, messages, f"via {redact_url(url)}", out=out, err=err)
 
 
-def _send_embedded(args: argparse.Namespace, *, out: TextIO) -> int:
+def _send_embedded(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     try:
         from smtpkit.testing import LocalServer  # noqa: PLC0415 - optional dependency
     except ImportError:
@@ -164,33 +221,33 @@ def _send_embedded(args: argparse.Namespace, *, out: TextIO) -> int:
         require_auth=True,
         save_dir=OUTBOX_DIR,
     ) as server:
-        message = _build_message(args, "smtpkit@localhost")
-        submitter = Submitter(
+        messages = _build_messages(args, "smtpkit@localhost")
+        address = f"{server.host}:{server.port}"
+        print(
+            "No server configured (--url or SMTPKIT_URL): using an embedded local server on "
+            f"{address} (STARTTLS, AUTH).",
+            file=out,
+        )
+        with Submitter(
             server.host,
             server.port,
             security=Security.STARTTLS,
             auth=PasswordAuth(EMBEDDED_USER, password),
             tls_context=server.client_tls_context(),
             timeout=args.timeout,
-        )
-        result = submitter.send(message)
-        [received] = server.wait_for(1)
-        address = f"{server.host}:{server.port}"
-    print(
-        "No server configured (--url or SMTPKIT_URL): used an embedded local server on "
-        f"{address} (STARTTLS, AUTH).",
-        file=out,
-    )
-    _report(result, "to the embedded server", out=out)
-    if received.path is not None:
-        print(f"Saved: {received.path}", file=out)
+        ) as submitter:
+            status = _deliver(submitter, messages, "to the embedded server", out=out, err=err)
+        received = server.messages
+    for item in received:
+        if item.path is not None:
+            print(f"Saved: {item.path}", file=out)
     print(
         "To send for real, e.g. through Gmail with an app password:\n"
-        "  SMTPKIT_URL='smtp+starttls://you%40gmail.com@smtp.gmail.com:587' "
+        "  SMTPKIT_URL='smtp+starttls://you%40gmail.com@smtp.gmail.com:587?auth=app_password' "
         "SMTPKIT_PASSWORD='your app password' smtpkit send --to ... --subject ... --text ...",
         file=out,
     )
-    return 0
+    return status
 
 
 def _report(result: SendResult, where: str, *, out: TextIO) -> None:
