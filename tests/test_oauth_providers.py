@@ -197,7 +197,8 @@ def test_rotation_is_kept_and_persisted(
     first, second = endpoint.requests
     assert first.form["refresh_token"] == REFRESH
     assert second.form["refresh_token"] not in (REFRESH, store.load())  # rotated twice
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.json"]  # no temp files left
+    # No temp files left; save() locks the store through its sidecar lock file.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.json", "store.json.lock"]
 
 
 def test_invalid_grant_is_permanent_with_a_hint_and_no_retry_storm(

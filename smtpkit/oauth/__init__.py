@@ -3,11 +3,12 @@
 
 * :class:`StaticToken`: a token obtained elsewhere.
 * :class:`RefreshTokenProvider`: the refresh-token grant (RFC 6749 §6) for any provider,
-  with rotation (``on_rotate=``).
+  with rotation, shared between processes through a token store (``store=``).
 * :class:`ClientCredentialsProvider`: the client-credentials grant (RFC 6749 §4.4).
 * :func:`microsoft_delegated`, :func:`microsoft_app_only`: Microsoft 365 presets.
-* :class:`FileTokenStore`: a refresh token in a mode-0600 file, replaced atomically;
-  :func:`provider_from_store` turns one back into a refreshing provider.
+* :class:`FileTokenStore`: a refresh token in a mode-0600 file, replaced atomically and
+  locked across processes (``<file>.lock``); :func:`provider_from_store` turns one back into
+  a refreshing provider.
 * :class:`DeviceCodeFlow`: sign in on another device (RFC 8628), for headless hosts.
 * :class:`CachingTokenProvider`: the single-flight cache to build other providers on.
 
@@ -35,11 +36,12 @@ from smtpkit.oauth._microsoft import (
 )
 from smtpkit.oauth._refresh import ClientCredentialsProvider, RefreshTokenProvider
 from smtpkit.oauth._static import StaticToken
-from smtpkit.oauth._store import FileTokenStore, StoredGrant
+from smtpkit.oauth._store import LOCK_TIMEOUT, FileTokenStore, StoredGrant, StoreLockTimeout
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "DEVICE_CODE_GRANT",
+    "LOCK_TIMEOUT",
     "MICROSOFT_APP_ONLY_SCOPES",
     "MICROSOFT_AUTHORITY",
     "MICROSOFT_DELEGATED_SCOPES",
@@ -53,6 +55,7 @@ __all__ = [
     "HttpTimeout",
     "RefreshTokenProvider",
     "StaticToken",
+    "StoreLockTimeout",
     "StoredGrant",
     "TokenResponse",
     "microsoft_app_only",

@@ -6,7 +6,8 @@ Invariants:
       still the current one. Waiting for the lock is bounded by the refresh's own bound.
     * Nothing here retries: a failed refresh raises at once, and a permanent failure
       (``invalid_grant``, ``invalid_client``, ...) is remembered, so later calls raise it
-      again without a request instead of hammering the endpoint.
+      again without a request instead of hammering the endpoint (unless
+      ``_retry_after_failure()`` says the credentials changed since).
     * Providers refuse to pickle (they hold credentials); copies are the same object.
 """
 
@@ -88,7 +89,9 @@ class CachingTokenProvider(abc.ABC):
             if current is not None and not self._stale(current, force_refresh, rejected):
                 return current
             if self._failure is not None:
-                raise _again(self._failure)
+                if not self._retry_after_failure():
+                    raise _again(self._failure)
+                self._failure = None
             self.refresh_count += 1
             try:
                 token = self._refresh()
@@ -116,6 +119,14 @@ class CachingTokenProvider(abc.ABC):
     @abc.abstractmethod
     def _refresh(self) -> AccessToken:
         """Obtain a new access token (called with the lock held)."""
+
+    def _retry_after_failure(self) -> bool:
+        """Whether a remembered permanent failure may be retried (called with the lock held).
+
+        ``False`` here; a provider whose credentials can change underneath it (a shared
+        token store that someone signed in to again) says when they did.
+        """
+        return False
 
     def __reduce__(self) -> NoReturn:
         raise TypeError(

@@ -42,6 +42,7 @@ from smtpkit.oauth._http import (
     TokenResponse,
     check_timeout,
     check_token_url,
+    default_session,
     post_form,
     raise_for_oauth_error,
 )
@@ -126,7 +127,7 @@ class DeviceCodeFlow:
         self._client_id = client_id
         self._scopes = tuple(scopes)
         self._timeout = check_timeout(timeout)
-        self._session = session if session is not None else requests.Session()
+        self._session = session if session is not None else default_session(self._token_url)
         self._sleep = sleep
         self._monotonic = monotonic
         self._clock = clock

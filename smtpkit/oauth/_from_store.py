@@ -2,8 +2,9 @@
 
 One function serves every caller (``Submitter.from_url(...?token_store=PATH)``,
 ``smtpkit send`` with ``SMTPKIT_URL``): the RFC 6749 §6 refresh grant works the same at
-Google's, Microsoft's and any other token endpoint, and rotated refresh tokens are written
-back to the store atomically.
+Google's, Microsoft's and any other token endpoint. The provider shares the refresh token
+through the store: each refresh holds the store's cross-process lock, adopts a token another
+process saved, and writes a rotated one back atomically before releasing it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ def provider_from_store(
 ) -> tuple[RefreshTokenProvider, str | None]:
     """A provider refreshing the grant stored at ``path``, and the mailbox it names.
 
+    Several processes may build providers from the same file (Celery workers): refreshes
+    are serialised through ``<path>.lock`` and each uses the newest stored refresh token, so
+    a server that rotates refresh tokens (Microsoft) never sees a stale one.
+
     Raises:
         ConfigurationError: no store at ``path``, or it lacks a field.
     """
@@ -40,7 +45,7 @@ def provider_from_store(
         grant.refresh_token,
         client_secret=grant.client_secret,
         scopes=grant.scopes,
-        on_rotate=store.save,
+        store=store,
         session=session,
     )
     return provider, grant.username

@@ -45,6 +45,7 @@ __all__ = [
     "TokenResponse",
     "check_timeout",
     "check_token_url",
+    "default_session",
     "post_form",
     "raise_for_oauth_error",
     "token_error",
@@ -182,6 +183,20 @@ def check_token_url(url: str) -> str:
     raise ConfigurationError(
         f"token_url must be an https:// URL (http:// only to a loopback host), got {url!r}"
     )
+
+
+def default_session(token_url: str) -> requests.Session:
+    """The ``requests.Session`` a provider uses when none is given.
+
+    It honours the environment (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``), except
+    for a loopback token URL (a local identity proxy, a test endpoint): no proxy can reach
+    this host's loopback, so such a session ignores the environment (``trust_env=False``).
+    """
+    session = requests.Session()
+    host = urllib.parse.urlsplit(token_url).hostname or ""
+    if is_loopback(host):
+        session.trust_env = False
+    return session
 
 
 def check_timeout(timeout: HttpTimeout) -> HttpTimeout:

@@ -2,7 +2,8 @@
 
 * :func:`microsoft_delegated`: a user's mailbox, from a refresh token (scope
   ``https://outlook.office.com/SMTP.Send offline_access``). Microsoft rotates the refresh
-  token on every use; pass ``store=`` to persist each new one.
+  token on every use; pass ``store=`` to persist each new one and share it between
+  processes.
 * :func:`microsoft_app_only`: the application itself with a client secret (scope
   ``https://outlook.office365.com/.default``); needs ``SMTP.SendAsApp`` and an Exchange
   service principal with permission on the mailbox (see ``docs/oauth.md``).
@@ -100,27 +101,27 @@ def microsoft_delegated(
         tenant: the tenant ID or domain (``consumers`` for Outlook.com accounts).
         refresh_token: the refresh token; when ``None``, read from ``store``.
         client_secret: for a confidential (web) app registration; public clients have none.
-        store: where rotated refresh tokens are saved (and read from).
+        store: where the refresh token is read from and rotated ones are saved; processes
+            sharing it refresh one at a time with the newest token (see
+            :class:`~smtpkit.oauth.RefreshTokenProvider`).
         authority: the identity platform's base URL.
         timeout, session, clock: as for :class:`~smtpkit.oauth.RefreshTokenProvider`.
 
     Raises:
         ConfigurationError: no refresh token given or stored, or an invalid tenant.
     """
-    if refresh_token is None:
-        refresh_token = store.load() if store is not None else None
-        if refresh_token is None:
-            raise ConfigurationError(
-                "no refresh token: pass refresh_token= or a store that holds one",
-                hint="create one with: smtpkit oauth microsoft --client-id ... --tenant ...",
-            )
+    if refresh_token is None and (store is None or store.load() is None):
+        raise ConfigurationError(
+            "no refresh token: pass refresh_token= or a store that holds one",
+            hint="create one with: smtpkit oauth microsoft --client-id ... --tenant ...",
+        )
     return RefreshTokenProvider(
         microsoft_token_url(tenant, authority),
         client_id,
         refresh_token,
         client_secret=client_secret,
         scopes=MICROSOFT_DELEGATED_SCOPES,
-        on_rotate=store.save if store is not None else None,
+        store=store,
         timeout=timeout,
         session=session,
         clock=clock,

@@ -21,26 +21,39 @@ Invariants:
     * Every write goes to a new file created with mode 0600 in the same directory, is
       fsynced, and replaces the old file with ``os.replace``: a reader sees the old file or
       the new one, never a torn one, and the token is never readable by others.
-    * ``save(refresh_token)`` keeps the other fields; writes in one process are serialised.
+    * ``save(refresh_token)`` keeps the other fields. Writes are serialised between threads
+      (a lock per store object) and between processes (``fcntl.flock`` on the sidecar file
+      ``<store>.lock``, mode 0600, never deleted). :meth:`FileTokenStore.locked` holds both
+      around a read-refresh-write sequence; waiting for it is bounded.
+    * Where ``fcntl`` does not exist (Windows), or the lock file cannot be created (a
+      read-only directory), only the in-process lock applies; the latter is logged.
     * Errors name the path, never the content.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
 import secrets
 import stat
+import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from smtpkit.auth import Secret
 from smtpkit.errors import ConfigurationError
 
-__all__ = ["STORE_VERSION", "FileTokenStore", "StoredGrant"]
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = ["LOCK_TIMEOUT", "STORE_VERSION", "FileTokenStore", "StoreLockTimeout", "StoredGrant"]
 
 logger = logging.getLogger("smtpkit.oauth")
 
@@ -52,6 +65,17 @@ FILE_MODE = 0o600
 MAX_STORE_BYTES = 64 * 1024
 #: The providers a store may name.
 PROVIDERS = ("google", "microsoft", "oauth2")
+#: Seconds ``save()`` and ``write()`` wait for another process holding the store's lock.
+LOCK_TIMEOUT = 30.0
+#: Whether this platform has ``fcntl.flock`` (POSIX); without it the lock is per process.
+CROSS_PROCESS_LOCK = sys.platform != "win32"
+# Polling the lock: first and longest sleep between attempts, seconds.
+_POLL_FIRST = 0.002
+_POLL_MAX = 0.05
+
+
+class StoreLockTimeout(TimeoutError):
+    """Another thread or process held the store's lock for longer than the wait allowed."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +168,11 @@ class FileTokenStore:
     ::
 
         store = FileTokenStore("~/.config/smtpkit/alice.json")
-        provider = RefreshTokenProvider(url, client_id, store.load(), on_rotate=store.save)
+        provider = RefreshTokenProvider(url, client_id, store=store)
+
+    A provider given ``store=`` refreshes under :meth:`locked`: it re-reads the file, adopts
+    a refresh token another process saved, refreshes, and saves the rotated token before
+    the lock is released, so processes sharing the file never use a stale refresh token.
 
     Args:
         path: the file (``~`` is expanded). Its directory must exist.
@@ -152,12 +180,99 @@ class FileTokenStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = Path(path).expanduser()
-        self._lock = threading.Lock()
+        self._lock_path = self._path.with_name(self._path.name + ".lock")
+        # Reentrant: save() inside locked() must not wait for itself. _depth counts the
+        # owning thread's nesting; only the outermost level takes the file lock.
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._warned_unlocked = False
 
     @property
     def path(self) -> Path:
         """The store file."""
         return self._path
+
+    @property
+    def lock_path(self) -> Path:
+        """The sidecar file locked with ``fcntl.flock`` (``<path>.lock``)."""
+        return self._lock_path
+
+    @contextmanager
+    def locked(self, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+        """Hold the store exclusively: other threads, and other processes, wait.
+
+        Reentrant within a thread (``save()`` inside it takes no second lock). The file lock
+        is released when the block ends, or by the OS if the process dies.
+
+        Args:
+            timeout: seconds to wait for the lock.
+
+        Raises:
+            StoreLockTimeout: the lock was not obtained within ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        if not self._lock.acquire(timeout=max(timeout, 0.0)):
+            raise StoreLockTimeout(
+                f"token store {self._path}: another thread held the lock for {timeout:.0f} s"
+            )
+        fd: int | None = None
+        try:
+            if self._depth == 0:
+                fd = self._lock_file(deadline, timeout)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+        finally:
+            if fd is not None:
+                os.close(fd)  # releases the flock
+            self._lock.release()
+
+    def _lock_file(self, deadline: float, timeout: float) -> int | None:
+        """Open and ``flock`` the lock file; ``None`` where no file lock can be had."""
+        if sys.platform == "win32":  # pragma: no cover - no fcntl
+            return None
+        try:
+            # O_NOFOLLOW: never lock (or create) through a symlink someone else put there.
+            fd = os.open(
+                self._lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE
+            )
+        except OSError as error:
+            if not self._warned_unlocked:
+                self._warned_unlocked = True
+                logger.warning(
+                    "cannot create the lock file %s (%s): no cross-process lock for %s",
+                    self._lock_path,
+                    error.strerror,
+                    self._path,
+                )
+            return None
+        try:
+            if stat.S_IMODE(os.fstat(fd).st_mode) != FILE_MODE:
+                # The umask, or an older file; someone else's file can still be locked.
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, FILE_MODE)
+            pause = _POLL_FIRST
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as error:
+                    if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                        raise
+                else:
+                    return fd
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreLockTimeout(
+                        f"token store {self._path}: another process held {self._lock_path.name} "
+                        f"for {timeout:.0f} s"
+                    )
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, _POLL_MAX)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def load(self) -> str | None:
         """The stored refresh token, or ``None`` when the file does not exist.
@@ -193,24 +308,27 @@ class FileTokenStore:
     def save(self, refresh_token: str) -> None:
         """Replace the stored refresh token, keeping the other fields (an ``on_rotate`` hook).
 
+        Holds :meth:`locked` (waiting up to :data:`LOCK_TIMEOUT`) around the read and write.
+
         Raises:
             ConfigurationError: an empty token, or the existing file is not a store.
-            OSError: the file could not be written.
+            OSError: the file could not be written (``StoreLockTimeout``, a ``TimeoutError``,
+                when the lock was not obtained).
         """
         if not isinstance(refresh_token, str) or not refresh_token:
             raise ConfigurationError("refresh_token must be a non-empty str")
-        with self._lock:
+        with self.locked():
             data = self._read_raw() or {"smtpkit_store": STORE_VERSION}
             data["refresh_token"] = refresh_token
             self._write_raw(data)
 
     def write(self, grant: StoredGrant) -> None:
-        """Write ``grant`` as the whole store.
+        """Write ``grant`` as the whole store (under :meth:`locked`, like :meth:`save`).
 
         Raises:
-            OSError: the file could not be written.
+            OSError: the file could not be written, or the lock not obtained.
         """
-        with self._lock:
+        with self.locked():
             self._write_raw(grant.to_json())
 
     def _read_raw(self) -> dict[str, object] | None:
