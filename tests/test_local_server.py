@@ -23,6 +23,9 @@ from smtpkit.testing._server_state import normalize_reply
 pytestmark = pytest.mark.timeout(30)
 
 TIMEOUT = 5.0
+#: The name the smtplib client sends in EHLO: given, so that smtplib does not look up this
+#: machine's own name (a DNS query where /etc/hosts does not have it).
+CLIENT_NAME = "client.example.test"
 USER = "alice@example.test"
 PASSWORD = "correct horse battery staple"
 MESSAGE = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -49,10 +52,14 @@ def connect(server: LocalServer, *, tls: bool = True) -> smtplib.SMTP:
     """An smtplib client that is through TLS (when the server has it) and has said EHLO."""
     if server.security is Security.TLS:
         client: smtplib.SMTP = smtplib.SMTP_SSL(
-            server.host, server.port, timeout=TIMEOUT, context=server.client_tls_context()
+            server.host,
+            server.port,
+            CLIENT_NAME,
+            timeout=TIMEOUT,
+            context=server.client_tls_context(),
         )
     else:
-        client = smtplib.SMTP(server.host, server.port, timeout=TIMEOUT)
+        client = smtplib.SMTP(server.host, server.port, CLIENT_NAME, timeout=TIMEOUT)
     client.ehlo()
     if server.security is Security.STARTTLS and tls:
         client.starttls(context=server.client_tls_context())
@@ -116,7 +123,7 @@ def test_bad_credentials_get_535_without_hanging(
 
 def test_starttls_is_required_before_anything_else(make_server: Factory) -> None:
     server = make_server(credentials={USER: PASSWORD})
-    with smtplib.SMTP(server.host, server.port, timeout=TIMEOUT) as client:
+    with smtplib.SMTP(server.host, server.port, CLIENT_NAME, timeout=TIMEOUT) as client:
         client.ehlo()
         assert "starttls" in client.esmtp_features
         assert "auth" not in client.esmtp_features
@@ -169,10 +176,12 @@ def test_client_that_does_not_trust_the_ca_fails_verification(
     for context in (ssl.create_default_context(), other.client_tls_context()):
         if security is Security.TLS:
             with pytest.raises(ssl.SSLCertVerificationError):
-                smtplib.SMTP_SSL(server.host, server.port, timeout=TIMEOUT, context=context)
+                smtplib.SMTP_SSL(
+                    server.host, server.port, CLIENT_NAME, timeout=TIMEOUT, context=context
+                )
         else:
             with (
-                smtplib.SMTP(server.host, server.port, timeout=TIMEOUT) as client,
+                smtplib.SMTP(server.host, server.port, CLIENT_NAME, timeout=TIMEOUT) as client,
                 pytest.raises(ssl.SSLCertVerificationError),
             ):
                 client.starttls(context=context)

@@ -42,8 +42,10 @@ from smtpkit.errors import ConfigurationError
 from smtpkit.testing._server_aiosmtpd import ThreadedServer
 from smtpkit.testing._server_handler import Handler, TokenCheck
 from smtpkit.testing._server_state import (
+    DROP,
     AuthAttempt,
     FailurePhase,
+    FaultHook,
     ReceivedMessage,
     ServerState,
     normalize_reply,
@@ -89,6 +91,17 @@ class LocalServer:
             token or a validator ``(user, token) -> bool``. ``None`` accepts any token.
         ca_path: where to write the CA certificate (kept after ``stop()``); by default it
             goes to a temporary directory removed by ``stop()``.
+        faults: a fault injector ``faults(phase) -> str | None``, called on the server thread
+            at every ``"mail"``, ``"rcpt"``, ``"data"`` and ``"message"`` (after the content)
+            step that no :meth:`fail_next` script answers: ``None`` proceeds, a 4xx/5xx reply
+            is sent instead (as for :meth:`fail_next`), and :attr:`DROP` closes the
+            connection without a reply (at ``"message"`` the message is kept first, as with
+            :meth:`drop_connection_after_data`). For example random transient failures::
+
+                rng = random.Random(1)
+                LocalServer(faults=lambda phase: "451 4.3.0 Try again" if rng.random() < 0.05
+                            else None)
+
         auth_failure_reply: the reply to refused PLAIN/LOGIN credentials, to reproduce a
             provider's wording (lines joined with ``"\n"``, as for :meth:`fail_next`), e.g.
             Gmail's ``"535-5.7.8 Username and Password not accepted. Learn more at\n535
@@ -98,6 +111,9 @@ class LocalServer:
     Raises:
         ConfigurationError: a non-loopback host or an invalid option.
     """
+
+    #: What a ``faults`` hook returns to close the connection without a reply.
+    DROP = DROP
 
     def __init__(
         self,
@@ -117,6 +133,7 @@ class LocalServer:
         oauth_tokens: TokenCheck | None = None,
         ca_path: Path | None = None,
         auth_failure_reply: str | None = None,
+        faults: FaultHook | None = None,
     ) -> None:
         if not isinstance(security, Security):
             raise ConfigurationError(f"security must be a Security member, got {security!r}")
@@ -144,7 +161,9 @@ class LocalServer:
         self._smtputf8 = smtputf8
         self._save_dir = save_dir
         self._users = tuple(sorted(credentials)) if credentials is not None else None
-        self._state = ServerState(save_dir=save_dir, on_message=on_message)
+        if faults is not None and not callable(faults):
+            raise ConfigurationError(f"faults must be a callable or None, got {faults!r}")
+        self._state = ServerState(save_dir=save_dir, on_message=on_message, faults=faults)
         self._handler = Handler(
             self._state,
             credentials=credentials,

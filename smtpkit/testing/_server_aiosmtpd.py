@@ -29,7 +29,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Session, syntax
 
-from smtpkit.testing._server_handler import Handler
+from smtpkit.testing._server_handler import Handler, drop_connection
+from smtpkit.testing._server_state import DROP
 
 __all__ = ["SASL_LINE_LIMIT", "ThreadedServer", "abort_transport"]
 
@@ -91,6 +92,8 @@ class _LocalSMTP(SMTP):
             handler = self.event_handler
             assert isinstance(handler, Handler)
             scripted = handler.take_data_command_failure()
+            if scripted == DROP:
+                await drop_connection(self)
             if scripted is not None:
                 await self.push(scripted)
                 return

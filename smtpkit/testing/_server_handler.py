@@ -21,7 +21,7 @@ import base64
 import binascii
 import hmac
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
@@ -32,9 +32,9 @@ from smtpkit.testing._server_sasl import (
     parse_oauthbearer,
     parse_xoauth2,
 )
-from smtpkit.testing._server_state import AuthAttempt, ServerState
+from smtpkit.testing._server_state import DROP, AuthAttempt, ServerState
 
-__all__ = ["AUTH_REQUIRED_REPLY", "Handler", "TokenCheck"]
+__all__ = ["AUTH_REQUIRED_REPLY", "Handler", "TokenCheck", "drop_connection"]
 
 #: RFC 4954 §6: the reply to MAIL when the server requires AUTH first.
 AUTH_REQUIRED_REPLY = "530 5.7.0 Authentication required"
@@ -118,6 +118,8 @@ class Handler:
             self.state.note(f"MAIL FROM:<{address}> refused: {AUTH_REQUIRED_REPLY}")
             return AUTH_REQUIRED_REPLY
         scripted = self.state.take_failure("mail")
+        if scripted == DROP:
+            await drop_connection(server)
         if scripted is not None:
             return scripted
         # A hook that answers takes over aiosmtpd's bookkeeping of the envelope.
@@ -138,6 +140,8 @@ class Handler:
         if rejected is not None:
             return rejected
         scripted = self.state.take_failure("rcpt")
+        if scripted == DROP:
+            await drop_connection(server)
         if scripted is not None:
             return scripted
         envelope.rcpt_tos.append(address)
@@ -151,20 +155,17 @@ class Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         """Record the message; or play a scripted ``"message"`` failure or connection drop."""
         scripted = self.state.take_failure("message")
-        if scripted is not None:
+        if scripted is not None and scripted != DROP:
             return scripted
-        drop = self.state.take_drop()
+        drop = True if scripted == DROP else self.state.take_drop()
         if drop is None or drop:
             self._record(server, session, envelope)
         if drop is None:
             return "250 OK"
         # Simulate a link lost after the final "." (RFC 5321 §4.1.1.4 leaves the outcome
-        # unknown to the client): abort without a reply, then wait for aiosmtpd to cancel this
-        # session's task from connection_lost().
-        if isinstance(server.transport, asyncio.Transport):
-            server.transport.abort()
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable: the session task is cancelled")  # pragma: no cover
+        # unknown to the client): abort without a reply.
+        await drop_connection(server)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _record(self, server: SMTP, session: Session, envelope: Envelope) -> None:
         transport = server.transport
@@ -274,6 +275,15 @@ class Handler:
             expected = check.get(user)
             return expected is not None and _same(token, expected)
         return bool(check(user, token))
+
+
+async def drop_connection(server: SMTP) -> NoReturn:
+    """Close the session's connection without a reply, then wait for aiosmtpd to cancel
+    this session's task from ``connection_lost()``."""
+    if isinstance(server.transport, asyncio.Transport):
+        server.transport.abort()
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable: the session task is cancelled")  # pragma: no cover
 
 
 class _Identity:

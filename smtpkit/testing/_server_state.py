@@ -30,8 +30,10 @@ from typing import Literal, NamedTuple, get_args
 from smtpkit.errors import ConfigurationError
 
 __all__ = [
+    "DROP",
     "AuthAttempt",
     "FailurePhase",
+    "FaultHook",
     "ReceivedMessage",
     "ServerState",
     "normalize_reply",
@@ -43,6 +45,14 @@ log = logging.getLogger("smtpkit.testing")
 #: the DATA command itself, or the final reply after the message content.
 FailurePhase = Literal["mail", "rcpt", "data", "message"]
 _PHASES: tuple[FailurePhase, ...] = get_args(FailurePhase)
+
+#: What a fault hook returns to close the connection at once, without a reply. After the
+#: content (phase ``"message"``) the message is kept first, as by ``drop_after_data``.
+DROP = "DROP"
+
+#: ``faults(phase)`` is asked at every command of ``phase`` that no scripted failure
+#: answers: ``None`` to proceed, a 4xx/5xx reply to answer with, or :data:`DROP`.
+FaultHook = Callable[[FailurePhase], str | None]
 
 #: How many recent notable events (rejections, failed AUTH, drops) a timeout message quotes.
 EVENT_HISTORY = 10
@@ -140,6 +150,7 @@ class ServerState:
     Args:
         save_dir: when set, each accepted message is also written there as ``.eml``.
         on_message: called (on the server thread) with each accepted message.
+        faults: a :data:`FaultHook` consulted after the scripted failures.
     """
 
     def __init__(
@@ -147,9 +158,11 @@ class ServerState:
         *,
         save_dir: Path | None,
         on_message: Callable[[ReceivedMessage], None] | None,
+        faults: FaultHook | None = None,
     ) -> None:
         self._save_dir = save_dir
         self._on_message = on_message
+        self._faults = faults
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._messages: list[ReceivedMessage] = []
@@ -187,13 +200,24 @@ class ServerState:
     # -- consumption and recording (server thread) -------------------------------------------
 
     def take_failure(self, phase: FailurePhase) -> str | None:
-        """The next scripted reply for ``phase``, consumed; ``None`` when none is queued."""
+        """The next scripted reply for ``phase``, consumed; else the fault hook's answer
+        (a wire reply or :data:`DROP`); ``None`` to proceed normally."""
         with self._lock:
             queue = self._failures[phase]
             wire = queue.popleft() if queue else None
             if wire is not None:
                 self._events.append(f"{phase.upper()}: scripted reply {wire.splitlines()[-1]!r}")
-            return wire
+                return wire
+        if self._faults is None:
+            return None
+        fault = self._faults(phase)  # outside the lock: the hook is the caller's code
+        if fault is None:
+            return None
+        wire = DROP if fault == DROP else normalize_reply(fault)
+        event = "connection dropped" if wire == DROP else f"reply {wire.splitlines()[-1]!r}"
+        with self._lock:
+            self._events.append(f"{phase.upper()}: fault hook: {event}")
+        return wire
 
     def rejection_for(self, address: str) -> str | None:
         """The reply ``RCPT TO:<address>`` gets from :meth:`reject_recipient`, if any."""
