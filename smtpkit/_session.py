@@ -527,6 +527,14 @@ class Session:
                 wire_logger.debug("C: %s", command.redacted)
         return data
 
+    def encode_chunk(self, data: bytes, *, last: bool) -> bytes:
+        """``BDAT`` with its chunk (RFC 3030 §2), registered and logged like a command."""
+        wire = self._conn.send_chunk(data, last=last)
+        if wire_logger.isEnabledFor(logging.DEBUG):
+            wire_logger.debug("C: BDAT %d%s", len(data), " LAST" if last else "")
+            wire_logger.debug("C: <%d octets of message content>", len(data))
+        return wire
+
     def write(self, commands: Sequence[Command]) -> None:
         """Send ``commands`` in one write (pipelined when more than one)."""
         self.send_bytes(self.encode(commands))

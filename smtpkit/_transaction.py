@@ -358,7 +358,7 @@ class _Runner(Generic[J]):
             if self.chunking:
                 tail = b""
                 for chunk, last in chunks:
-                    piece = conn.send_chunk(chunk, last=last)
+                    piece = session.encode_chunk(chunk, last=last)
                     if last:
                         tail = piece
                     else:
