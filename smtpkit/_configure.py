@@ -17,8 +17,9 @@ URL query options (everything else is refused, naming the unknown option):
 ``token_store=PATH``        an OAuth2 token store (``smtpkit.oauth.FileTokenStore``); implies
                             ``auth=xoauth2``; refresh tokens rotate into the same file
 ``local_hostname=NAME``     the name sent in EHLO
-``provider=NAME``           a preset name (``gmail``, ``ses:eu-west-1``) for precise hints;
-                            by default the preset serving the URL's host, if any
+``provider=NAME``           a preset name (``gmail``, ``ses:eu-west-1``) for precise hints
+                            and the preset's connection and rate limits; by default the
+                            preset serving the URL's host, if any
 ``allow_plaintext=true``    required for ``smtp://`` (no TLS at all) to a host that is not
                             loopback; with credentials it also allows AUTH over that link
 ==========================  ====================================================================
@@ -29,6 +30,9 @@ Invariants:
     * ``smtp://`` to a non-loopback host is refused unless the URL says ``allow_plaintext=true``
       (DESIGN rule 7: secure by default, opt-outs loudly named).
     * Keyword overrides win over the URL; unknown overrides raise ConfigurationError.
+    * A recognised preset (named, or serving the URL's host) brings its documented limits:
+      ``max_connections`` and ``rate_limit`` (:func:`limit_options`); overrides win, and
+      ``rate_limit=None`` turns the throttle off.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from smtpkit.transports import Transport
 __all__ = [
     "URL_OPTIONS",
     "SubmitterOptions",
+    "limit_options",
     "options_for_provider",
     "options_from_env",
     "options_from_url",
@@ -88,6 +93,8 @@ class SubmitterOptions(TypedDict, total=False):
     transport: Transport | None
     allow_unencrypted_auth: bool
     provider: str | None
+    max_connections: int
+    rate_limit: float | None
 
 
 #: Every key :class:`SubmitterOptions` allows, for checking overrides at run time.
@@ -106,6 +113,32 @@ def _check_overrides(overrides: Mapping[str, object]) -> None:
 # -- presets ---------------------------------------------------------------------------------
 
 
+def limit_options(preset: providers.Preset) -> SubmitterOptions:
+    """The Submitter settings that keep within a preset's documented limits.
+
+    ``concurrent_connections`` becomes ``max_connections`` and a per-minute or per-second
+    message limit becomes ``rate_limit`` (messages per second: 30 a minute is ``0.5``).
+    Daily quotas and recipient counts are left to the server (and to the error hints).
+
+    >>> limit_options(providers.get("microsoft365"))
+    {'max_connections': 3, 'rate_limit': 0.5}
+    >>> limit_options(providers.get("gmail"))
+    {}
+    """
+    limits = preset.limits
+    options: SubmitterOptions = {}
+    if limits.concurrent_connections is not None:
+        options["max_connections"] = limits.concurrent_connections
+    rates = []
+    if limits.messages_per_second is not None:
+        rates.append(float(limits.messages_per_second))
+    if limits.messages_per_minute is not None:
+        rates.append(limits.messages_per_minute / 60)
+    if rates:
+        options["rate_limit"] = min(rates)
+    return options
+
+
 def options_for_provider(name: str, **overrides: Unpack[SubmitterOptions]) -> SubmitterOptions:
     """Submitter options from a provider preset (see :mod:`smtpkit.providers`).
 
@@ -114,7 +147,12 @@ def options_for_provider(name: str, **overrides: Unpack[SubmitterOptions]) -> Su
     ('email-smtp.eu-west-1.amazonaws.com', 587, 'STARTTLS')
 
     Overriding ``security`` alone also picks the preset's port for that mode (Gmail with
-    ``Security.TLS`` gets 465).
+    ``Security.TLS`` gets 465). The preset's documented connection and message-rate limits
+    become ``max_connections`` and ``rate_limit`` (see :func:`limit_options`):
+
+    >>> options = options_for_provider("microsoft365")
+    >>> options["max_connections"], options["rate_limit"]
+    (3, 0.5)
 
     Args:
         name: a preset name or alias, optionally with ``:region``.
@@ -131,6 +169,7 @@ def options_for_provider(name: str, **overrides: Unpack[SubmitterOptions]) -> Su
         "port": preset.port,
         "security": preset.security,
         "provider": preset.key,
+        **limit_options(preset),
     }
     security = overrides.get("security")
     if isinstance(security, Security) and "port" not in overrides:
@@ -294,12 +333,12 @@ def options_from_url(
         if not name:
             raise ConfigurationError(f"local_hostname in {shown} is empty")
         options["local_hostname"] = name
-    if "provider" in query:
-        options["provider"] = providers.get(query["provider"]).key
-    else:
-        preset = providers.for_host(server.host)
-        if preset is not None:
-            options["provider"] = preset.key
+    preset = (
+        providers.get(query["provider"]) if "provider" in query else providers.for_host(server.host)
+    )
+    if preset is not None:
+        options["provider"] = preset.key
+        options.update(limit_options(preset))
     if "auth" not in overrides:
         auth = _auth(server, query, secret, shown)
         if auth is not None:

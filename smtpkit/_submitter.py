@@ -181,6 +181,8 @@ class Submitter:
         self._wall_clock = wall_clock or (lambda: datetime.now(UTC))
         self._retry = retry or Retry.never()
         self._rate_limit = rate_limit
+        # One limiter for the Submitter's life, so that separate send() calls share the rate.
+        self._limiter = RateLimiter(rate_limit, clock=clock)
         self._pool = SessionPool(
             self._open_session,
             PoolLimits(
@@ -267,6 +269,11 @@ class Submitter:
     def pool_limits(self) -> PoolLimits:
         """The connection pool's limits."""
         return self._pool.limits
+
+    @property
+    def rate_limit(self) -> float | None:
+        """At most this many messages per second (``None``: no limit)."""
+        return self._rate_limit
 
     # -- connections ---------------------------------------------------------------------
 
@@ -418,7 +425,7 @@ class Submitter:
                 pool=self._pool,
                 prepare=tracker.prepare(self._prepare),
                 workers=workers,
-                limiter=RateLimiter(rate or self._rate_limit, clock=self._clock),
+                limiter=RateLimiter(rate, clock=self._clock) if rate else self._limiter,
                 per_connection=per_connection,
                 on_result=tracker.finished,
                 sleep=self._retry.sleep,

@@ -189,10 +189,27 @@ def test_nothing_listens(closed_port: int) -> None:
 
 
 def test_a_name_that_does_not_resolve() -> None:
-    report = check("smtps://smtp.nonexistent.invalid", timeout=T)
+    asked: list[tuple[str, int, float]] = []
+
+    def nxdomain(host: str, port: int, timeout: float) -> list[str]:
+        asked.append((host, port, timeout))
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    report = check("smtps://smtp.nonexistent.invalid", timeout=T, resolver=nxdomain)
+    assert asked == [("smtp.nonexistent.invalid", 465, T)]
     assert statuses(report)["dns"] == "fail"
-    assert "does not resolve" in finding(report, "dns")[0]
+    observed, advice = finding(report, "dns")
+    assert observed == "smtp.nonexistent.invalid does not resolve: Name or service not known"
+    assert "typos" in advice
     assert statuses(report)["tcp"] == "skip"
+
+
+def test_a_preset_host_typo_names_the_presets_host() -> None:
+    def nxdomain(host: str, port: int, timeout: float) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    report = check("smtps://smtp.gmial.com?provider=gmail", timeout=T, resolver=nxdomain)
+    assert "Gmail uses smtp.gmail.com" in finding(report, "dns")[1]
 
 
 def test_a_dns_timeout() -> None:

@@ -2,7 +2,7 @@
 typed error (and hint) a user would get from the real provider.
 
 Every test sends through ``Submitter`` end to end; the exact reply texts come from
-``../shared/replies/replies.jsonl`` (or the sources named in ``smtpkit/testing/_presets.py``).
+``tests/data/replies.jsonl`` (or the sources named in ``smtpkit/testing/_presets.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from smtpkit.testing import _presets as presets
 GMAIL_USER = "me@gmail.com"
 APP_PASSWORD = "abcdefghijklmnop"  # 16 letters, as Google shows them (spaces dropped)
 MS_USER = "me@contoso.com"
-REPLIES = Path(__file__).resolve().parents[2] / "shared" / "replies" / "replies.jsonl"
+#: The committed copy of captured server replies.
+REPLIES = Path(__file__).resolve().parent / "data" / "replies.jsonl"
 
 
 def message(sender: str = GMAIL_USER) -> EmailMessage:
@@ -65,7 +66,6 @@ def wire_of(reply: str) -> str:
 # -- the texts are the real ones ----------------------------------------------------------
 
 
-@pytest.mark.skipif(not REPLIES.exists(), reason="the shared reply corpus is not present")
 @pytest.mark.parametrize(
     ("constant", "reply_id"),
     [

@@ -33,7 +33,8 @@ def faults_at(
 
 
 def send(server: LocalServer) -> None:
-    with smtplib.SMTP(server.host, server.port, timeout=5) as client:
+    # local_hostname given: smtplib would otherwise look up this machine's name in DNS.
+    with smtplib.SMTP(server.host, server.port, "client.example.test", timeout=5) as client:
         client.sendmail("a@example.test", ["b@example.test"], RAW)
 
 

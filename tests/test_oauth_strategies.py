@@ -36,7 +36,8 @@ from smtpkit.oauth import StaticToken
 from smtpkit.protocol import MAX_COMMAND_LINE, Command
 from smtpkit.replies import Phase, Reply
 
-REPLIES = Path("/work/shared/replies/replies.jsonl")
+#: The committed copy of captured server replies.
+REPLIES = Path(__file__).resolve().parent / "data" / "replies.jsonl"
 USER = "alice@gmail.com"
 TOKEN = "ya29.a0AfB_byC-CANARY-token-4242"
 # S: 250-AUTH LOGIN PLAIN XOAUTH2 PLAIN-CLIENTTOKEN OAUTHBEARER XOAUTH   (smtp.gmail.com)
@@ -292,11 +293,11 @@ def test_the_challenge_becomes_token_rejected_with_its_fields() -> None:
 
 
 def test_decode_error_challenge_from_the_captured_reply() -> None:
-    if REPLIES.exists():
-        rows = [json.loads(line) for line in REPLIES.read_text().splitlines() if line.strip()]
-        [row] = [r for r in rows if r["id"] == 44]
-        code, text = row["wire"].split(" ", 1)
-        assert decode_error_challenge([Reply(int(code), (text,))]) == DECODED
+    lines = REPLIES.read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    [row] = [r for r in rows if r["id"] == 44]
+    code, text = row["wire"].split(" ", 1)
+    assert decode_error_challenge([Reply(int(code), (text,))]) == DECODED
     assert decode_error_challenge([BARE_334]) is None
     assert decode_error_challenge([Reply(334, ("not base64!",))]) is None
     assert decode_error_challenge([Reply(334, (b64("[1, 2]"),))]) is None

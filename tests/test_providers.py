@@ -191,7 +191,11 @@ def test_presets_are_frozen_values() -> None:
         ("a@live.co.uk", "outlook"),
         ("a@msn.com", "outlook"),
         ("a@yahoo.com", "yahoo"),
-        ("a@yahoo.co.jp", "yahoo"),
+        ("a@yahoo.co.uk", "yahoo"),
+        ("a@yahoo.com.br", "yahoo"),
+        ("a@aol.co.uk", "aol"),
+        ("a@hotmail.com.br", "outlook"),
+        ("a@outlook.com.au", "outlook"),
         ("a@ymail.com", "yahoo"),
         ("a@aol.com", "aol"),
         ("a@icloud.com", "icloud"),
@@ -229,7 +233,19 @@ def test_lookup_by_address_or_domain(address: str, key: str) -> None:
     "address",
     [
         "someone@example.com",
-        "a@live.example.org",  # "live.*" means a TLD, not any domain
+        "a@live.example.org",
+        "a@yahoo.co.jp",  # Yahoo! JAPAN: a separate service with its own servers
+        "a@yahoo.jp",
+        "a@live.me",  # domains that merely start with a provider's name
+        "a@live.tv",
+        "a@live.example.com",
+        "a@hotmail.example.com",
+        "a@outlook.example.net",
+        "a@aol.example.org",
+        "a@yahoo.example.co.uk",
+        "a@yahoo.co",
+        "a@outlook.xyz",
+        "a@onmicrosoft.com.evil.example",
         "a@notgmail.com",
         "a@gmail.com.evil.example",
         "",

@@ -12,7 +12,8 @@ offers it as immutable values::
     providers.lookup("someone@hotmail.co.uk")    # the Outlook.com preset
     providers.for_host("smtp.office365.com")     # the Microsoft 365 preset
 
-``Submitter.for_provider(name, auth=...)`` builds a Submitter from a preset;
+``Submitter.for_provider(name, auth=...)`` builds a Submitter from a preset, with the
+preset's connection and message-rate limits as ``max_connections`` and ``rate_limit``;
 :func:`smtpkit.providers.enrich` adds a preset's limits and login advice to an error's hint.
 
 Invariants:
@@ -31,7 +32,6 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib.resources
-import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -54,10 +54,6 @@ __all__ = [
     "provider_hint",
     "render_markdown",
 ]
-
-# A "*" in a domain pattern stands for a top-level domain or a two-level country suffix
-# ("hotmail.*" matches hotmail.fr and hotmail.co.uk, not hotmail.example.org).
-_WILDCARD_TLD = r"(?:[a-z]{2,3}|(?:co|com|net|org)\.[a-z]{2})"
 
 
 @functools.cache
@@ -133,12 +129,11 @@ def _domain_of(address_or_domain: str) -> str:
 
 
 def _matches(domain: str, pattern: str) -> bool:
+    # Patterns are exact domains or "*.name" (any subdomain of a name the provider owns);
+    # the loader refuses anything else, so "yahoo.*" can never claim yahoo.co.jp.
     if pattern.startswith("*."):  # any subdomain: "*.onmicrosoft.com"
         return domain.endswith(pattern[1:])
-    if "*" not in pattern:
-        return domain == pattern
-    regex = re.escape(pattern).replace(r"\*", _WILDCARD_TLD)
-    return re.fullmatch(regex, domain) is not None
+    return domain == pattern
 
 
 def lookup(address_or_domain: str) -> Preset | None:
@@ -152,7 +147,9 @@ def lookup(address_or_domain: str) -> Preset | None:
     True
 
     Only the domain lists in the data are consulted (no DNS): a custom domain hosted at
-    Google Workspace or Microsoft 365 is not recognised; name the preset instead.
+    Google Workspace or Microsoft 365 is not recognised; name the preset instead. Domains
+    are listed one by one (no ``yahoo.*``), so a look-alike such as ``yahoo.co.jp``
+    (Yahoo! JAPAN, a separate service) is ``None`` rather than the wrong preset.
     """
     if not isinstance(address_or_domain, str) or not address_or_domain.strip():
         return None

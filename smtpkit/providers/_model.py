@@ -27,11 +27,17 @@ DATA_FILE = "presets.toml"
 
 _SECURITY = {"starttls": Security.STARTTLS, "tls": Security.TLS, "none": Security.NONE}
 _ALTERNATIVE_RE = re.compile(r"^(\d{1,5})/(starttls|tls|none)$")
+#: An exact domain, or "*." and a domain (every subdomain of it); lower case.
+_DOMAIN_RE = re.compile(r"^(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     """A provider's documented sending limits (``None``: not documented or plan-dependent).
+
+    ``concurrent_connections`` and the per-minute and per-second message limits are applied
+    to Submitters built from the preset (``max_connections``, ``rate_limit``); every limit
+    feeds the error hints.
 
     Attributes:
         messages_per_day: messages per 24 hours.
@@ -92,8 +98,8 @@ class Preset:
             ``"none"``).
         username: what the user name is.
         oauth2_scope, token_endpoint: for OAuth2 (``{tenant}`` marks a per-tenant endpoint).
-        domains: mailbox domains that belong to this preset (a final ``*`` stands for a
-            TLD, a leading ``*.`` for any subdomain).
+        domains: mailbox domains that belong to this preset, each exact or ``*.name``
+            for any subdomain of ``name`` (there is no TLD wildcard).
         aliases: other names :func:`get` accepts.
         regions: region name to host, for providers with one host per region.
         region: the region this preset's ``host`` is for, when it has regions.
@@ -263,6 +269,18 @@ def _alternatives(name: str, items: tuple[str, ...]) -> tuple[tuple[int, Securit
     return tuple(result)
 
 
+def _domains(name: str, items: tuple[str, ...]) -> tuple[str, ...]:
+    domains = tuple(item.strip().lower() for item in items)
+    for domain in domains:
+        if not _DOMAIN_RE.match(domain):
+            raise _fail(
+                name,
+                f"domain {domain!r} must be an exact domain or '*.' and a domain (any "
+                "subdomain); list each domain instead of a wildcard such as 'yahoo.*'",
+            )
+    return domains
+
+
 def _string_table(name: str, data: object, key: str) -> dict[str, str]:
     if data is None:
         return {}
@@ -280,7 +298,7 @@ def _preset(name: str, data: Mapping[str, Any]) -> Preset:
     if not isinstance(region_domains_raw, dict):
         raise _fail(name, "'region_domains' must be a table of lists")
     region_domains = {
-        str(region).lower(): _texts(name, region_domains_raw, str(region))
+        str(region).lower(): _domains(name, _texts(name, region_domains_raw, str(region)))
         for region in region_domains_raw
     }
     default_region = _text(name, data, "default_region")
@@ -310,7 +328,7 @@ def _preset(name: str, data: Mapping[str, Any]) -> Preset:
         username=_text(name, data, "username"),
         oauth2_scope=_text(name, data, "oauth2_scope"),
         token_endpoint=_text(name, data, "token_endpoint"),
-        domains=tuple(d.lower() for d in _texts(name, data, "domains")),
+        domains=_domains(name, _texts(name, data, "domains")),
         aliases=tuple(a.lower() for a in _texts(name, data, "aliases")),
         regions=MappingProxyType(regions),
         region=default_region,

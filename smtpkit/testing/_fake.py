@@ -6,6 +6,7 @@ what it received and script how it fails::
 
     fake = FakeTransport(credentials={"me@example.com": "app-password"})
     fake.reply("rcpt", "550 5.1.1 User unknown", recipient="nobody@example.com")
+    fake.delay("message", 30)     # the final reply takes 30 s (simulated, never slept)
     submitter = Submitter("smtp.example.com", transport=fake, auth=PasswordAuth(...))
     ...
     fake.assert_sent(to="you@example.com", subject="Hello")
@@ -16,7 +17,9 @@ one lock, so several connections (and threads) may use one fake.
 
 Invariants:
     * ``FakeStream.receive`` never blocks: with nothing queued and the connection open it
-      raises ``OperationTimeout`` at once, which is how a client timeout is simulated.
+      raises ``OperationTimeout`` at once, which is how a client timeout is simulated. A
+      reply held back by :meth:`FakeTransport.delay` is measured against the stream's
+      timeout instead of a clock: it arrives when the client would wait long enough.
     * ``outbox`` holds only messages the server accepted (a ``2xx`` after the content).
       Content whose final reply never came (a scripted disconnect or timeout at "message",
       the unknown-outcome case) lands in ``dropped`` instead: the server may deliver it.
@@ -213,6 +216,42 @@ class FakeTransport:
         step = Scripted(coerce_phase(phase), ScriptAction.TIMEOUT, recipient=recipient, times=times)
         return self._script.add(step)
 
+    def delay(
+        self,
+        phase: Phase | str,
+        seconds: float,
+        *,
+        recipient: str | None = None,
+        times: int | None = 1,
+    ) -> Scripted:
+        """Hold back the reply at ``phase`` until the client has waited ``seconds``.
+
+        Nothing sleeps: the wait is simulated against the client's timeout for that reply
+        (what it gave :meth:`FakeStream.set_timeout`). A client willing to wait at least
+        ``seconds`` gets the reply, at once; one with a shorter timeout gets
+        ``OperationTimeout``, as it would from a slow server. The reply itself is the
+        server's own, or one scripted with :meth:`reply` for the same phase. The simulated
+        waiting adds up in :attr:`waited`, and the transcript notes each delay.
+
+        At ``"message"`` the server has already accepted the content when it delays the
+        final reply: a client that gives up cannot know the outcome, and the message is in
+        :attr:`outbox` (a real server would deliver it).
+
+        Args:
+            phase: a :class:`~smtpkit.Phase` or its value (``"message"``, ``"mail"``...).
+            seconds: how long the reply takes (> 0).
+            recipient: only for ``"rcpt"``: delay the reply for this address only.
+            times: how many replies to delay; ``None`` means every one.
+        """
+        step = Scripted(
+            coerce_phase(phase),
+            ScriptAction.DELAY,
+            recipient=recipient,
+            times=times,
+            seconds=seconds,
+        )
+        return self._script.add(step)
+
     def refuse_connect(self, times: int = 1) -> None:
         """Make the next ``times`` calls to :meth:`connect` raise ``ConnectError``."""
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
@@ -246,6 +285,12 @@ class FakeTransport:
             return list(self._recorder.lines)
 
     @property
+    def waited(self) -> float:
+        """Simulated seconds clients spent waiting for replies held back by :meth:`delay`."""
+        with self._recorder.lock:
+            return self._recorder.waited
+
+    @property
     def auth_attempts(self) -> list[AuthAttempt]:
         """Completed AUTH exchanges as ``(mechanism, username, success)``, oldest first."""
         with self._recorder.lock:
@@ -276,7 +321,7 @@ class FakeTransport:
             return list(self._streams)
 
     def clear(self) -> None:
-        """Forget messages, transcript, AUTH attempts, errors and connection counts.
+        """Forget messages, transcript, AUTH attempts, errors, waiting and connection counts.
 
         Scripted steps stay (use ``step.cancel()`` to drop one).
         """
@@ -291,6 +336,7 @@ class FakeTransport:
                 self._streams,
             ):
                 kept.clear()
+            self._recorder.waited = 0.0
 
     def assert_sent(
         self,

@@ -75,9 +75,17 @@ class Recorder:
         self.lines: list[str] = []
         self.errors: list[str] = []
         self.accepted = 0
+        self.waited = 0.0  # simulated seconds clients spent waiting for delayed replies
 
     def take_script(self, phase: Phase, recipient: str | None) -> Scripted | None:
         return self.script.take(phase, recipient)
+
+    def take_delay(self, phase: Phase, recipient: str | None) -> Scripted | None:
+        return self.script.take(phase, recipient, delay=True)
+
+    def wait(self, connection: int, seconds: float) -> None:
+        with self.lock:
+            self.waited += seconds
 
     def message(self, content: ReceivedContent, *, accepted: bool) -> str:
         parsed = email.message_from_bytes(content.raw, policy=email.policy.default)

@@ -17,6 +17,7 @@ Invariants:
 from __future__ import annotations
 
 import enum
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -152,6 +153,7 @@ class ScriptAction(enum.Enum):
     REPLY = "reply"  # send the scripted reply (its code decides success, see Scripted)
     DISCONNECT = "disconnect"  # close the connection without replying
     TIMEOUT = "timeout"  # never reply: the client's receive() raises OperationTimeout
+    DELAY = "delay"  # reply, but only to a client that waits long enough (see Scripted)
 
 
 def coerce_phase(phase: Phase | str) -> Phase:
@@ -216,8 +218,13 @@ def build_reply(code: int, enhanced: str | None, text: str | None) -> Reply:
 class Scripted:
     """One scripted step: at ``phase`` (for ``recipient``), do ``action`` ``times`` times.
 
-    Returned by ``fake.reply()``, ``fake.disconnect()`` and ``fake.timeout()``; tests may
-    keep it to check it was used (``step.used``, ``step.exhausted``) or to ``cancel()`` it.
+    Returned by ``fake.reply()``, ``fake.disconnect()``, ``fake.timeout()`` and
+    ``fake.delay()``; tests may keep it to check it was used (``step.used``,
+    ``step.exhausted``) or to ``cancel()`` it.
+
+    A ``DELAY`` step (``seconds`` set) does not replace the reply: it holds back whatever the
+    server answers at ``phase`` (its own reply or a scripted one) until the client has waited
+    ``seconds``. Time is simulated against the stream's timeout, never slept.
 
     A scripted ``REPLY`` replaces the server's own answer. The command then succeeds when the
     scripted code is of the class the server would normally answer with (``354`` for DATA,
@@ -226,7 +233,7 @@ class Scripted:
     connection (RFC 5321 §3.8).
     """
 
-    __slots__ = ("_lock", "_used", "action", "phase", "recipient", "reply", "times")
+    __slots__ = ("_lock", "_used", "action", "phase", "recipient", "reply", "seconds", "times")
 
     def __init__(
         self,
@@ -236,7 +243,17 @@ class Scripted:
         reply: Reply | None = None,
         recipient: str | None = None,
         times: int | None = 1,
+        seconds: float | None = None,
     ) -> None:
+        if (seconds is None) == (action is ScriptAction.DELAY):
+            raise ConfigurationError("seconds= goes with a delay step, and only with one")
+        if seconds is not None and (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or seconds <= 0
+        ):
+            raise ConfigurationError(f"seconds must be a finite number > 0, got {seconds!r}")
         if times is not None and (isinstance(times, bool) or not isinstance(times, int)):
             raise ConfigurationError(f"times must be a positive int or None, got {times!r}")
         if times is not None and times < 1:
@@ -248,6 +265,7 @@ class Scripted:
         self.reply = reply
         self.recipient = recipient
         self.times = times
+        self.seconds = None if seconds is None else float(seconds)
         self._used = 0
         self._lock = threading.Lock()
 
@@ -285,6 +303,8 @@ class Scripted:
 
     def __repr__(self) -> str:
         what = str(self.reply) if self.reply is not None else self.action.value
+        if self.seconds is not None:
+            what = f"delay {self.seconds:g} s"
         who = f" for {self.recipient}" if self.recipient else ""
         times = "always" if self.times is None else f"{self.used}/{self.times} used"
         return f"<Scripted {self.phase.value}{who}: {what} ({times})>"
@@ -303,10 +323,16 @@ class Script:
             self._steps.append(step)
         return step
 
-    def take(self, phase: Phase, recipient: str | None = None) -> Scripted | None:
-        """Use and return the step for ``phase``/``recipient``, or ``None`` if none applies."""
+    def take(
+        self, phase: Phase, recipient: str | None = None, *, delay: bool = False
+    ) -> Scripted | None:
+        """Use and return the step for ``phase``/``recipient``, or ``None`` if none applies.
+
+        ``delay=False`` looks among the steps that decide the reply (reply, disconnect,
+        timeout); ``delay=True`` among the delays, which apply on top of any reply.
+        """
         with self._lock:
-            steps = list(self._steps)
+            steps = [s for s in self._steps if (s.action is ScriptAction.DELAY) == delay]
         named = [s for s in steps if s.recipient is not None and s.matches(phase, recipient)]
         anyone = [s for s in steps if s.recipient is None and s.matches(phase, recipient)]
         for step in named + anyone:

@@ -215,7 +215,7 @@ class ServerSession(WireSession):
         else:
             default = self._reply_obj(535, "5.7.8", "Authentication credentials invalid")
         step = self._events.take_script(Phase.AUTH, None)
-        reply = self._scripted(step, default, f"AUTH {mechanism}")
+        reply = self._scripted(step, default, f"AUTH {mechanism}", phase=Phase.AUTH)
         if reply is None:
             return
         success = reply.code // 100 == 2
@@ -333,7 +333,7 @@ class ServerSession(WireSession):
         step = self._events.take_script(Phase.MESSAGE, None)
         if step is not None and step.action is not ScriptAction.REPLY:
             self._events.message(content, accepted=False)
-        reply = self._scripted(step, default, "the end of the message content")
+        reply = self._scripted(step, default, "the end of the message content", phase=Phase.MESSAGE)
         if reply is None:
             return
         if reply.code // 100 == 2:

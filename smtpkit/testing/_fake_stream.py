@@ -90,14 +90,21 @@ class FakeStream:
         """Return queued reply bytes, ``b""`` once the server closed and all was read.
 
         Raises:
-            OperationTimeout: nothing is queued and the server will not say more (this is
-                how a timeout is simulated: at once, without sleeping).
+            OperationTimeout: nothing is queued and the server will not say more, or the
+                next reply is held back (``fake.delay``) longer than :attr:`timeout`. This
+                is how a timeout is simulated: at once, without sleeping.
         """
         with self._lock:
             self._check_open()
             if max_bytes < 1:
                 raise ValueError("max_bytes must be >= 1")
             if self._session.pending():
+                gave_up = self._session.wait(self.timeout)
+                if gave_up is not None:
+                    raise OperationTimeout(
+                        f"the fake server held its reply back: {gave_up}",
+                        transcript=self._tail(),
+                    )
                 return self._session.read(max_bytes)
             if self._session.mode is Mode.CLOSED:
                 return b""
@@ -110,7 +117,7 @@ class FakeStream:
             )
 
     def set_timeout(self, seconds: float) -> None:
-        """Remember the timeout (the fake never waits, so it is only recorded)."""
+        """Remember the timeout: it decides whether a delayed reply arrives in time."""
         self.timeout = seconds
 
     def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> None:

@@ -14,6 +14,9 @@ Modes (what the next input bytes are)::
     COMMAND --STARTTLS/220--> TLS (handshake only) --start_tls()--> COMMAND, session reset
     any --scripted timeout--> HUNG;  any --QUIT/421/disconnect--> CLOSED
 
+A scripted delay changes no mode: the reply is queued but held back (``wait``) until the
+client has waited long enough, in simulated time.
+
 Invariants:
     * Replies are queued in the order of the commands they answer, including pipelined ones.
     * A client that sends more before reading the reply to a synchronising command (the
@@ -110,6 +113,14 @@ class SessionEvents(Protocol):
         """The scripted step for this phase (and recipient), consumed; or ``None``."""
         ...
 
+    def take_delay(self, phase: Phase, recipient: str | None) -> Scripted | None:
+        """The scripted delay for this phase (and recipient), consumed; or ``None``."""
+        ...
+
+    def wait(self, connection: int, seconds: float) -> None:
+        """Record simulated seconds a client spent waiting for a delayed reply."""
+        ...
+
     def message(self, content: ReceivedContent, *, accepted: bool) -> str:
         """Record content: accepted (250) or dropped (no final reply); returns a queue id."""
         ...
@@ -125,6 +136,16 @@ class SessionEvents(Protocol):
     def protocol_error(self, connection: int, text: str) -> None:
         """Record a client mistake the server noticed."""
         ...
+
+
+@dataclass(slots=True)
+class _Delay:
+    """A reply held back: the octets from ``offset`` on wait for ``remaining`` seconds."""
+
+    offset: int
+    seconds: float
+    remaining: float
+    what: str
 
 
 class WireSession:
@@ -163,6 +184,8 @@ class WireSession:
         self._tx = Transaction()
         self._chunk_left = 0
         self._chunk_last = False
+        self._delays: deque[_Delay] = deque()  # held-back replies, by offset
+        self._delay_next: tuple[float, str] | None = None  # for the next _send
 
     # -- the stream's side ----------------------------------------------------------------
 
@@ -170,7 +193,7 @@ class WireSession:
         """Queue the greeting (RFC 5321 §3.1)."""
         step = self._events.take_script(Phase.GREETING, None)
         default = Reply(220, (f"{self.config.hostname} ESMTP",))
-        reply = self._scripted(step, default, "the greeting")
+        reply = self._scripted(step, default, "the greeting", phase=Phase.GREETING)
         if reply is None:
             return
         if reply.code != 220:
@@ -181,8 +204,37 @@ class WireSession:
         """Octets queued for the client and not read yet."""
         return len(self._out)
 
+    def wait(self, timeout: float | None) -> str | None:
+        """Let a client that waits ``timeout`` seconds (``None``: forever) at a delayed reply.
+
+        Simulated time, no sleeping: when the next queued octets are held back longer than
+        ``timeout``, the client gives up (the delay shrinks by what it waited, as real time
+        would pass) and the reason is returned; otherwise the reply is released and ``None``
+        is returned.
+        """
+        if not self._delays or self._delays[0].offset != self._read:
+            return None
+        delay = self._delays[0]
+        if timeout is not None and timeout < delay.remaining:
+            delay.remaining -= timeout
+            self._events.wait(self.number, timeout)
+            self._log(
+                f"* the client waited {timeout:g} s for the reply to {delay.what} and gave up "
+                f"(scripted delay {delay.seconds:g} s)"
+            )
+            return (
+                f"no reply to {delay.what} within {timeout:g} s (scripted "
+                f"fake.delay of {delay.seconds:g} s)"
+            )
+        self._events.wait(self.number, delay.remaining)
+        self._log(f"* the reply to {delay.what} came after {delay.seconds:g} s (scripted delay)")
+        self._delays.popleft()
+        return None
+
     def read(self, max_bytes: int) -> bytes:
-        """Take up to ``max_bytes`` queued octets (``b""`` if none)."""
+        """Take up to ``max_bytes`` queued octets (``b""`` if none), up to a held-back reply."""
+        if self._delays and self._delays[0].offset > self._read:
+            max_bytes = min(max_bytes, self._delays[0].offset - self._read)
         data = bytes(self._out[:max_bytes])
         del self._out[: len(data)]
         self._read += len(data)
@@ -320,6 +372,11 @@ class WireSession:
         wire = reply.to_bytes()
         if reply.code == 334 and reply.lines == ("",):
             wire = b"334 \r\n"  # RFC 4954 §4: "334" SP [base64], as Postfix and Exim send it
+        if self._delay_next is not None:
+            seconds, what = self._delay_next
+            self._delay_next = None
+            self._delays.append(_Delay(self._queued, seconds, seconds, what))
+            self._log(f"* the reply to {what} is held back {seconds:g} s (scripted delay)")
         self._out += wire
         self._queued += len(wire)
         for line in wire.decode("utf-8", "replace").splitlines():
@@ -331,8 +388,27 @@ class WireSession:
             # RFC 5321 §3.8: 421 means the server is closing the transmission channel.
             self.close("421")
 
-    def _scripted(self, step: Scripted | None, default: Reply, what: str) -> Reply | None:
-        """The reply to send (scripted or default); ``None`` when the step swallows it."""
+    def _scripted(
+        self,
+        step: Scripted | None,
+        default: Reply,
+        what: str,
+        *,
+        phase: Phase | None = None,
+        recipient: str | None = None,
+    ) -> Reply | None:
+        """The reply to send (scripted or default); ``None`` when the step swallows it.
+
+        With ``phase``, a scripted delay for it holds the reply back (see :meth:`wait`).
+        """
+        reply = self._scripted_reply(step, default, what)
+        if reply is not None and phase is not None:
+            delay = self._events.take_delay(phase, recipient)
+            if delay is not None and delay.seconds is not None:
+                self._delay_next = (delay.seconds, what)
+        return reply
+
+    def _scripted_reply(self, step: Scripted | None, default: Reply, what: str) -> Reply | None:
         if step is None:
             return default
         if step.action is ScriptAction.DISCONNECT:
@@ -363,7 +439,7 @@ class WireSession:
             DATA's 354) and the connection stays open: the command then takes effect.
         """
         step = self._events.take_script(phase, recipient)
-        reply = self._scripted(step, default, what)
+        reply = self._scripted(step, default, what, phase=phase, recipient=recipient)
         if reply is None:
             return False
         self._send(reply, sync=what if sync else None)

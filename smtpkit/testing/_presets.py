@@ -11,7 +11,7 @@ words, so a test sees the exact error class and hint a user would see in product
     submitter.send(message)       # raises RateLimited, with Gmail's quota hint
 
 Each situation is a method that scripts the provider's real reply (quoted in public sources,
-kept in ``../shared/replies/``) and returns the :class:`~smtpkit.testing.Scripted` step, so
+kept in ``tests/data/replies.jsonl``) and returns the :class:`~smtpkit.testing.Scripted` step, so
 a test can check ``step.used`` or ``step.cancel()`` it. Situations that persist at the real
 provider (a wrong password, a daily quota) default to ``times=None`` (every time); passing
 ones (a concurrency limit, login throttling) default to ``times=1``.
@@ -40,7 +40,7 @@ GMAIL_HOST = "smtp.gmail.com"
 MICROSOFT365_HOST = "smtp.office365.com"
 
 # --- Gmail's replies, as they travel (lines joined with "\n") ----------------------------------
-# Sources are the public reports quoted in ../shared/replies/replies.jsonl (by id) or named.
+# Sources are the public reports quoted in tests/data/replies.jsonl (by id) or named.
 
 #: replies.jsonl #45 (2024 wording): wrong password, or the account password where an app
 #: password is needed.
