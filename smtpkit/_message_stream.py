@@ -227,6 +227,9 @@ class WireContent:
             raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
         if self.size == 0:
             return iter((b"",))
+        first = self._parts[0] if len(self._parts) == 1 else None
+        if isinstance(first, bytes) and len(first) <= chunk_size:
+            return iter((first,))  # the common small message: no generator machinery
         return _rechunk(self._pieces(), chunk_size)
 
     def tobytes(self) -> bytes:

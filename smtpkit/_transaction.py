@@ -336,6 +336,8 @@ class _Runner(Generic[J]):
         After a 421 nothing more comes (RFC 5321 §3.8), so reading stops there.
         """
         session = self.session
+        if not self.chunking:
+            return session.read_reply(), Phase.MESSAGE  # DATA: one reply, to the final "."
         phases = [c.phase for c in session.conn.pending if c.verb in ("BDAT", ".")]
         decided: tuple[Reply, Phase] | None = None
         reply = None

@@ -113,6 +113,15 @@ ON_REPLY = MappingProxyType(
     }
 )
 
+# The same tables keyed by the states' names (str hashing is done in C; Enum.__hash__ is a
+# Python-level call, and these lookups run for every command and reply).
+SEND_BY_NAME = MappingProxyType(
+    {(state.name, kind): target for (state, kind), target in SEND.items()}
+)
+ON_REPLY_BY_NAME = MappingProxyType(
+    {(state.name, outcome.name): target for (state, outcome), target in ON_REPLY.items()}
+)
+
 #: Commands after which nothing may be sent until their reply arrives.
 #: QUIT is one: its reply (221, or an error) takes QUIT_SENT to CLOSED through ON_REPLY.
 SYNCHRONISING = frozenset({"EHLO", "HELO", "STARTTLS", "AUTH", "", "DATA", "QUIT", "<greeting>"})
