@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from smtpkit import ConfigurationError, Security
+from smtpkit._cli_check import add_check_parser, run_check
 from smtpkit._configure import options_for_provider
 from smtpkit.auth import AppPasswordAuth, PasswordAuth
 from smtpkit.doctor import Report, Status, check, diagnose, options_for_target, steps_for
@@ -247,6 +251,88 @@ def test_an_untrusted_certificate_is_named(
     assert details["verify_code"] == 20
     assert "127.0.0.1" in details["names"]  # type: ignore[operator]
     assert statuses(report)["auth-mechanisms"] == "skip"
+
+
+def run_cli_json(*argv: str) -> tuple[int, dict[str, Any]]:
+    """``smtpkit check ... --json`` through the CLI; the exit status and the parsed report."""
+    parser = argparse.ArgumentParser(prog="smtpkit")
+    add_check_parser(parser.add_subparsers(dest="command", required=True))
+    out, err = io.StringIO(), io.StringIO()
+    code = run_check(parser.parse_args(["check", *argv, "--json"]), out, err, environ={})
+    assert err.getvalue() == ""
+    document: dict[str, Any] = json.loads(out.getvalue())
+    return code, document
+
+
+def certificate_finding(document: dict[str, Any]) -> dict[str, Any]:
+    [found] = [f for f in document["findings"] if f["step"] == "certificate"]
+    steps = {f["step"]: f["status"] for f in document["findings"]}
+    assert steps["tls"] == "ok"  # the handshake itself works; the certificate is refused
+    assert steps["auth-mechanisms"] == "skip"
+    assert document["exit_code"] == 1
+    assert document["ok"] is False
+    return found
+
+
+@pytest.mark.parametrize(
+    ("security", "scheme"), [(Security.STARTTLS, "smtp+starttls"), (Security.TLS, "smtps")]
+)
+def test_a_certificate_for_another_name(
+    local_server: ServerFactory, security: Security, scheme: str
+) -> None:
+    server = local_server(security=security, certificate_names=("mail.example.test",))
+    code, document = run_cli_json(url(server, scheme), "--cafile", str(server.ca_path))
+    assert code == 1
+    found = certificate_finding(document)
+    assert found["status"] == "fail"
+    assert found["observed"].startswith(
+        "did not verify: IP address mismatch, certificate is not valid for '127.0.0.1'; "
+    )
+    assert found["observed"].endswith(", names mail.example.test")
+    assert found["advice"] == (
+        "the certificate is for mail.example.test, not 127.0.0.1: connect with a name the "
+        "certificate lists (the provider's documented host)"
+    )
+    assert found["details"]["verify_code"] == 64
+    assert found["details"]["names"] == ["mail.example.test"]
+    assert "--cafile" not in found["advice"]  # the CA is trusted: not a trust problem
+
+
+def test_a_certificate_for_another_host_name(local_server: ServerFactory) -> None:
+    server = local_server(certificate_names=("mail.example.test", "127.0.0.2"))
+    report = check(
+        f"smtp+starttls://localhost:{server.port}",
+        cafile=str(server.ca_path),
+        timeout=T,
+        resolver=lambda host, port, timeout: ["127.0.0.1"],
+    )
+    observed, advice = finding(report, "certificate")
+    assert "Hostname mismatch" in observed
+    assert "certificate is for mail.example.test, 127.0.0.2, not localhost" in advice
+    assert report.finding("certificate").details["verify_code"] == 62  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("security", "scheme"), [(Security.STARTTLS, "smtp+starttls"), (Security.TLS, "smtps")]
+)
+def test_an_expired_certificate(
+    local_server: ServerFactory, security: Security, scheme: str
+) -> None:
+    server = local_server(security=security, certificate_expired=True)
+    code, document = run_cli_json(url(server, scheme), "--cafile", str(server.ca_path))
+    assert code == 1
+    found = certificate_finding(document)
+    assert found["status"] == "fail"
+    assert found["observed"].startswith("did not verify: certificate has expired; ")
+    assert found["observed"].endswith(
+        ", names localhost, 127.0.0.1, ::1, expired 2001-01-01 00:00 UTC"
+    )
+    assert found["advice"].startswith(
+        "the certificate expired on 2001-01-01: the server's operator must renew it."
+    )
+    assert "clock" in found["advice"]
+    assert found["details"]["verify_code"] == 10
+    assert found["details"]["not_after"] == "2001-01-01T00:00:00+00:00"
 
 
 def test_no_starttls_offered(local_server: ServerFactory) -> None:

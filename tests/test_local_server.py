@@ -212,6 +212,47 @@ def test_ca_file_and_certificate_names(make_server: Factory, tmp_path: Path) -> 
     assert kept.read_bytes() == server.ca_pem
 
 
+def tls_handshake(server: LocalServer, name: str) -> bytes:
+    """Connect with a client that trusts the server's CA; the greeting's first bytes."""
+    context = ssl.create_default_context(cafile=str(server.ca_path))
+    with (
+        socket.create_connection((server.host, server.port), TIMEOUT) as raw,
+        context.wrap_socket(raw, server_hostname=name) as tls,
+    ):
+        return tls.recv(100)
+
+
+def test_certificate_names_are_exactly_the_names_given(make_server: Factory) -> None:
+    server = make_server(security=Security.TLS, certificate_names=("mail.example.test",))
+    assert tls_handshake(server, "mail.example.test").startswith(b"220 ")
+    for name, code in (("127.0.0.1", 64), ("localhost", 62)):  # IP / host name mismatch
+        with pytest.raises(ssl.SSLCertVerificationError) as caught:
+            tls_handshake(server, name)
+        assert caught.value.verify_code == code
+        assert "mismatch" in str(caught.value.verify_message)
+    assert server.errors == []
+
+
+def test_an_expired_certificate(make_server: Factory) -> None:
+    server = make_server(security=Security.TLS, certificate_expired=True)
+    with pytest.raises(ssl.SSLCertVerificationError) as caught:
+        tls_handshake(server, "127.0.0.1")
+    assert caught.value.verify_code == 10
+    assert caught.value.verify_message == "certificate has expired"
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE  # only to read the dates of the refused certificate
+    with (
+        socket.create_connection((server.host, server.port), TIMEOUT) as raw,
+        unverified.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    assert b"\x17\x0d010101000000Z" in der  # notAfter: UTCTime 2001-01-01 00:00:00
+    with connect(make_server(security=Security.TLS)) as client:  # the default is valid
+        assert client.noop()[0] == 250
+
+
 # -- SIZE, SMTPUTF8, PIPELINING, AUTH offer ------------------------------------------------------
 
 
@@ -533,6 +574,10 @@ def test_non_loopback_host_is_refused(host: str) -> None:
         {"size_limit": 0},
         {"port": 70000},
         {"security": "tls"},
+        {"certificate_names": "localhost"},
+        {"certificate_names": ()},
+        {"certificate_names": ("",)},
+        {"certificate_names": (1,)},
     ],
 )
 def test_invalid_options_are_refused(options: dict[str, Any]) -> None:

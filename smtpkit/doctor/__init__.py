@@ -14,7 +14,8 @@ Steps: ``dns``, ``tcp``, ``tls`` and ``certificate`` (implicit TLS), ``greeting`
 ``login`` (only with ``login=True``: AUTH then QUIT, never MAIL) and ``size``. Known
 mistakes get an exact fix: TLS spoken to a STARTTLS port (``WRONG_VERSION_NUMBER``),
 plaintext to an implicit-TLS port (no greeting), an untrusted certificate (named by subject
-and issuer), no STARTTLS, no AUTH mechanism in common, refused credentials (classified by
+and issuer), a certificate for other names (listing them) or expired (with the date), no
+STARTTLS, no AUTH mechanism in common, refused credentials (classified by
 :mod:`smtpkit.errors` with the preset's advice).
 
 Invariants:

@@ -25,8 +25,9 @@ __all__ = ["TLSSteps"]
 #: A certificate expiring sooner than this many days is a warning.
 EXPIRY_WARNING_DAYS = 14
 # OpenSSL X509_V_ERR codes (x509_vfy.h) that the advice distinguishes.
-_EXPIRED = frozenset({9, 10})  # not yet valid, expired
-_HOSTNAME_MISMATCH = 62
+_NOT_YET_VALID = 9
+_EXPIRED = 10
+_NAME_MISMATCH = frozenset({62, 64})  # host name, IP address
 
 
 class TLSSteps(Walk):
@@ -110,22 +111,34 @@ class TLSSteps(Walk):
 
     def _certificate_failed(self, error: ssl.SSLCertVerificationError) -> bool:
         info = self._fetch_certificate()
-        reason = str(error.verify_message or error.reason)
+        reason = str(error.verify_message or error.reason).rstrip(".")
+        code = error.verify_code
         observed = f"did not verify: {reason}"
         if info is not None:
             observed += f"; subject {info.subject or '(empty)'}, issuer {info.issuer or '(empty)'}"
             if info.names:
                 observed += f", names {', '.join(info.names[:4])}"
-        if error.verify_code == _HOSTNAME_MISMATCH:
+            if code == _EXPIRED and info.not_after is not None:
+                observed += f", expired {info.not_after:%Y-%m-%d %H:%M} UTC"
+            elif code == _NOT_YET_VALID and info.not_before is not None:
+                observed += f", valid from {info.not_before:%Y-%m-%d %H:%M} UTC"
+        if code in _NAME_MISMATCH:
             names = ", ".join(info.names) if info and info.names else "other names"
             advice = (
                 f"the certificate is for {names}, not {self.host}: connect with a name the "
                 "certificate lists (the provider's documented host)"
             )
-        elif error.verify_code in _EXPIRED:
+        elif code == _EXPIRED:
+            when = f" on {info.not_after:%Y-%m-%d}" if info and info.not_after else ""
             advice = (
-                "the certificate is outside its validity period: check this machine's clock; "
-                "otherwise the server's operator must renew the certificate"
+                f"the certificate expired{when}: the server's operator must renew it. If that "
+                "date is still to come, this machine's clock is wrong: set it right"
+            )
+        elif code == _NOT_YET_VALID:
+            when = f" from {info.not_before:%Y-%m-%d}" if info and info.not_before else " later"
+            advice = (
+                f"the certificate is valid only{when}: this machine's clock is probably behind, "
+                "set it right; otherwise the server's operator installed it too early"
             )
         else:
             who = "a self-signed certificate" if info and info.self_signed else "a certificate"

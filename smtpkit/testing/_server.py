@@ -30,7 +30,8 @@ import shutil
 import socket
 import ssl
 import tempfile
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -56,6 +57,12 @@ __all__ = ["AUTH_MECHANISMS", "LocalServer"]
 #: Every SASL mechanism the server implements, in the order a client would prefer them.
 AUTH_MECHANISMS = ("PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER")
 
+#: The identities on the server's certificate unless ``certificate_names`` says otherwise.
+DEFAULT_CERTIFICATE_NAMES = ("localhost", "127.0.0.1", "::1")
+
+#: The validity period of a ``certificate_expired=True`` certificate: fixed, long past.
+EXPIRED_VALIDITY = (datetime(2000, 1, 1), datetime(2001, 1, 1))
+
 #: Seconds ``start()`` waits for the server thread to accept its first connection.
 READY_TIMEOUT = 5.0
 
@@ -74,7 +81,8 @@ class LocalServer:
             name and password (AUTH is still offered and recorded).
         host: the loopback address to listen on (``"localhost"`` means ``127.0.0.1``).
         port: the port; ``None`` picks a free ephemeral port.
-        hostname: the name in the greeting and EHLO reply; also added to the certificate.
+        hostname: the name in the greeting and EHLO reply; also added to the certificate
+            when ``certificate_names`` is the default.
         require_auth: answer ``MAIL`` before a successful AUTH with
             ``530 5.7.0 Authentication required``.
         auth_mechanisms: the SASL mechanisms to offer, a subset of :data:`AUTH_MECHANISMS`.
@@ -107,6 +115,11 @@ class LocalServer:
             Gmail's ``"535-5.7.8 Username and Password not accepted. Learn more at\n535
             5.7.8  https://support.google.com/mail/?p=BadCredentials - gsmtp"``. Default:
             aiosmtpd's ``535 5.7.8 Authentication credentials invalid``.
+        certificate_names: the identities (DNS names, IP addresses) on the server's
+            certificate, exactly; e.g. ``("mail.example.test",)`` for a certificate that does
+            not match the loopback address a client connects to.
+        certificate_expired: issue the server's certificate with a validity period long past
+            (2000-01-01 to 2001-01-01), so that every verifying client refuses it as expired.
 
     Raises:
         ConfigurationError: a non-loopback host or an invalid option.
@@ -134,6 +147,8 @@ class LocalServer:
         ca_path: Path | None = None,
         auth_failure_reply: str | None = None,
         faults: FaultHook | None = None,
+        certificate_names: Sequence[str] = DEFAULT_CERTIFICATE_NAMES,
+        certificate_expired: bool = False,
     ) -> None:
         if not isinstance(security, Security):
             raise ConfigurationError(f"security must be a Security member, got {security!r}")
@@ -178,13 +193,33 @@ class LocalServer:
         )
         self._mechanisms = mechanisms
         self._ca = trustme.CA()
-        names = dict.fromkeys(["localhost", "127.0.0.1", "::1", hostname])
         self._server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._ca.issue_cert(*names).configure_cert(self._server_context)
+        self._issue_certificate(certificate_names, hostname, expired=certificate_expired)
         self._given_ca_path = ca_path
         self._ca_path: Path | None = None
         self._temp_dir: Path | None = None
         self._controller: ThreadedServer | None = None
+
+    def _issue_certificate(self, names: Sequence[str], hostname: str, *, expired: bool) -> None:
+        if (
+            isinstance(names, str)
+            or not names
+            or not all(isinstance(name, str) and name for name in names)
+        ):
+            raise ConfigurationError(
+                f"certificate_names must be a sequence of names or addresses, got {names!r}"
+            )
+        identities = list(names)
+        if tuple(names) == DEFAULT_CERTIFICATE_NAMES:
+            identities.append(hostname)
+        not_before, not_after = EXPIRED_VALIDITY if expired else (None, None)
+        try:
+            leaf = self._ca.issue_cert(
+                *dict.fromkeys(identities), not_before=not_before, not_after=not_after
+            )
+        except ValueError as error:  # trustme: a name it cannot encode
+            raise ConfigurationError(f"certificate_names: {error}") from error
+        leaf.configure_cert(self._server_context)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
