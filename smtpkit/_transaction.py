@@ -305,13 +305,9 @@ class _Runner(Generic[J]):
         commands = [Command.rset()]
         if next_flight is not None and self.pipelining:
             commands.extend(next_flight.envelope())
+        # Without PIPELINING the flight is RSET alone: DATA was sent only after an accepted
+        # RCPT, so there is no stray 354 to end, and no next envelope rides along.
         data += session.encode(commands)
-        if not self.pipelining:
-            session.send_bytes(data)
-            if stray_354:
-                session.read_reply()
-            session.read_reply()
-            return
         session.send_bytes(data)
         if stray_354:
             session.read_reply()
