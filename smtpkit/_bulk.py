@@ -163,16 +163,20 @@ def deliver(
         sleep=sleep,
     )
     if workers <= 1:
-        delivery.work()
+        delivery.run_worker()
     else:
         threads = [
-            threading.Thread(target=delivery.work, name=f"smtpkit-send-{n}", daemon=True)
+            threading.Thread(target=delivery.run_worker, name=f"smtpkit-send-{n}", daemon=True)
             for n in range(workers)
         ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+    if delivery.crash is not None:
+        # A bug or an exception from the caller's on_result: surface it, never an
+        # incomplete list of outcomes.
+        raise delivery.crash
     outcomes = delivery.outcomes
     missing = [index for index, outcome in enumerate(outcomes) if outcome is None]
     if missing:  # pragma: no cover - a bug guard: never report a message as silently lost
@@ -202,6 +206,17 @@ class _Delivery:
         self._on_result = on_result
         self._sleep = sleep
         self._report_lock = threading.Lock()
+        #: The first unexpected exception a worker raised; the others then stop.
+        self.crash: BaseException | None = None
+
+    def run_worker(self) -> None:
+        """:meth:`work`, recording an unexpected exception so the caller can re-raise it."""
+        try:
+            self.work()
+        except BaseException as error:  # re-raised by deliver() after join
+            with self._report_lock:
+                if self.crash is None:
+                    self.crash = error
 
     def finish(self, job: Job, outcome: Outcome) -> None:
         self.outcomes[job.index] = outcome
@@ -224,7 +239,7 @@ class _Delivery:
     def work(self) -> None:
         """One worker: take a session, send jobs on it, repeat until the queue is empty."""
         pool, queue = self._pool, self._queue
-        while queue:
+        while queue and self.crash is None:
             try:
                 session = pool.acquire()
             except SMTPError as error:

@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TypedDict, Unpack
 
 from smtpkit import providers
@@ -55,6 +56,7 @@ from smtpkit.auth import (
 )
 from smtpkit.config import Security, Timeouts, is_loopback
 from smtpkit.errors import ConfigurationError
+from smtpkit.retry import Retry
 from smtpkit.transports import Transport
 
 __all__ = [
@@ -81,7 +83,10 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 
 
 class SubmitterOptions(TypedDict, total=False):
-    """Keyword arguments for :class:`smtpkit.Submitter` (``Submitter(**options)``)."""
+    """Keyword arguments for :class:`smtpkit.Submitter` (``Submitter(**options)``).
+
+    Every keyword of ``Submitter.__init__`` is here; a test keeps the two in step.
+    """
 
     host: str
     port: int
@@ -93,8 +98,14 @@ class SubmitterOptions(TypedDict, total=False):
     transport: Transport | None
     allow_unencrypted_auth: bool
     provider: str | None
+    retry: Retry | None
     max_connections: int
+    max_messages_per_connection: int | None
+    idle_timeout: float
     rate_limit: float | None
+    use_chunking: bool
+    clock: Callable[[], float]
+    wall_clock: Callable[[], datetime] | None
 
 
 #: Every key :class:`SubmitterOptions` allows, for checking overrides at run time.

@@ -1,19 +1,18 @@
 """One SMTP session: drive the sans-IO protocol core over a transport stream.
 
-A :class:`Session` opens a connection, negotiates it (greeting, EHLO, STARTTLS, EHLO again,
-AUTH) and then sends messages on it. It owns the stream, applies the timeouts, turns replies
-into typed errors through the one table in :mod:`smtpkit.errors`, and logs the redacted
-transcript.
+A :class:`Session` opens a connection and negotiates it (greeting, EHLO, STARTTLS, EHLO
+again, AUTH with OAuth2's refresh-and-retry-once). It owns the stream, applies the timeouts,
+turns replies into typed errors through the one table in :mod:`smtpkit.errors`, and logs the
+redacted transcript. :mod:`smtpkit._transaction` sends messages over it with the I/O helpers
+here (``encode``, ``write``, ``send_bytes``, ``read_reply``, ``exchange``).
 
 Invariants:
     * With ``Security.STARTTLS``, nothing but EHLO and STARTTLS is sent before TLS is up; a
       server that does not offer STARTTLS gets no further command (RFC 3207 §4; no silent
       downgrade).
     * AUTH is never sent over plaintext to a non-loopback host unless the caller opted in.
-    * A message is reported sent only after a 2xx final reply. A failure after the content's
-      final ``.`` raises :class:`~smtpkit.errors.DeliveryUnknown`, never a retryable error.
-    * After a failed envelope (MAIL/RCPT/DATA refused) the session sends RSET and stays usable.
-    * Any transport error leaves the session closed (``alive`` is false).
+    * Any transport error, a 421, or a reply the protocol does not allow leaves the session
+      closed (``alive`` is false).
 """
 
 from __future__ import annotations
@@ -64,8 +63,6 @@ E = TypeVar("E", bound=SMTPError)
 logger = logging.getLogger("smtpkit")
 wire_logger = logging.getLogger("smtpkit.wire")
 
-#: Content is written in slices of this size, so a large message is not copied whole.
-CONTENT_SLICE = 1 << 20
 #: The implicit-TLS submission port (RFC 8314 §7.3).
 IMPLICIT_TLS_PORT = 465
 
@@ -367,7 +364,9 @@ class Session:
         context: AuthContext,
         reply: Reply,
         details: Mapping[str, str] | None,
-    ) -> ReplyError:
+    ) -> SMTPError:
+        if reply.is_positive:
+            return self._unexpected(reply, f"AUTH {strategy.choose_mechanism(context)}")
         error = error_for_reply(
             reply,
             Phase.AUTH,
@@ -582,18 +581,19 @@ class Session:
         if wire_logger.isEnabledFor(logging.DEBUG):
             for line in event.reply.to_bytes().decode("utf-8", "replace").splitlines():
                 wire_logger.debug("S: %s", line)
-        if event.command is None and conn.pending:
-            # An unsolicited reply while commands await theirs (RFC 5321 §4.1.1.10 only
-            # allows 421 here): treat it as the server giving up.
-            self.abort()
-            raise self.error(event.reply, Phase.GREETING)
         if event.reply.code == 421:
-            self._alive = False
-            self._stream.close()
+            # RFC 5321 §3.8: the server is closing the channel; nothing more will come.
+            self.abort()
         return event
 
-    def error(self, reply: Reply, phase: Phase, *, command: str | None = None) -> ReplyError:
-        """The typed error for a failure reply, with the preset's advice added."""
+    def error(self, reply: Reply, phase: Phase, *, command: str | None = None) -> SMTPError:
+        """The typed error for a failure reply, with the preset's advice added.
+
+        A positive reply where another was required (``250`` to STARTTLS, say) is not a
+        refusal the reply table can classify: it is the server breaking the protocol.
+        """
+        if reply.is_positive:
+            return self._unexpected(reply, command or phase.value.upper())
         return self.enrich(
             error_for_reply(
                 reply,
@@ -605,6 +605,13 @@ class Session:
                 ),
                 transcript=self._conn.transcript,
             )
+        )
+
+    def _unexpected(self, reply: Reply, command: str) -> RemoteProtocolError:
+        self.abort()
+        return RemoteProtocolError(
+            f"the server answered {command} with {reply}, which the protocol does not allow there",
+            transcript=self._conn.transcript,
         )
 
     def enrich(self, error: E) -> E:

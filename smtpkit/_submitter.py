@@ -199,18 +199,33 @@ class Submitter:
     # -- other ways to build one ---------------------------------------------------------
 
     @classmethod
-    def from_url(cls, url: str, **overrides: Unpack[SubmitterOptions]) -> Submitter:
+    def from_url(
+        cls, url: str, *, password: str | None = None, **overrides: Unpack[SubmitterOptions]
+    ) -> Submitter:
         """A Submitter from a server URL such as ``smtp+starttls://user:pw@host:587``.
 
-        See :func:`smtpkit._configure.options_from_url` for the query options.
+        Schemes: ``smtp+starttls://`` (587), ``smtps://`` (465, implicit TLS), ``smtp://``
+        (plaintext; to a non-loopback host only with ``?allow_plaintext=true``). User and
+        password are percent-encoded. Query options: ``timeout`` (seconds), ``auth``
+        (``password``, ``plain``, ``login``, ``app_password``, ``xoauth2``, ``oauthbearer``),
+        ``token_store`` (an OAuth2 token store file), ``local_hostname``, ``provider`` (a
+        preset name; also recognised from the host), ``allow_plaintext``.
+
+        Args:
+            url: the server URL.
+            password: used when the URL names a user but carries no password.
+            **overrides: any other Submitter keyword; these win over the URL.
+
+        Raises:
+            ConfigurationError: what is wrong with the URL (the password shown as ``***``).
         """
-        return cls(**options_from_url(url, **overrides))
+        return cls(**options_from_url(url, password=password, **overrides))
 
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, **overrides: Unpack[SubmitterOptions]
     ) -> Submitter:
-        """A Submitter from ``SMTPKIT_URL`` (and ``SMTPKIT_PASSWORD``).
+        """A Submitter from ``SMTPKIT_URL`` (and ``SMTPKIT_PASSWORD``); see :meth:`from_url`.
 
         Raises:
             ConfigurationError: ``SMTPKIT_URL`` is not set or invalid.
@@ -293,7 +308,11 @@ class Submitter:
         with self._keep_lock:
             self._keep_open += 1
         self._pool.reopen()
-        session = self._pool.acquire()
+        try:
+            session = self._pool.acquire()
+        except BaseException:
+            self.close()  # a failed open() keeps nothing
+            raise
         self._pool.release(session)
         return self
 
@@ -346,7 +365,9 @@ class Submitter:
             DeliveryUnknown: the connection failed after the content was sent.
             SMTPError: any other failure, typed (see :mod:`smtpkit.errors`).
         """
-        job = Job(0, message, sender, tuple(recipients) if recipients else None, self._retry)
+        # `is not None`: an empty list means "no recipients" (an error), never "use the headers".
+        envelope = None if recipients is None else tuple(recipients)
+        job = Job(0, message, sender, envelope, self._retry)
         [outcome] = self._deliver([job], workers=1, on_result=None, per_connection=None)
         if isinstance(outcome, BaseException):
             raise outcome
@@ -381,10 +402,12 @@ class Submitter:
             One outcome per message in input order: a ``SendResult``, or the ``SMTPError``
             that message ended with (nothing is raised for a single message's failure).
         """
+        if max_per_second is not None and max_per_second <= 0:
+            raise ConfigurationError("max_per_second must be a positive number of messages/s")
         jobs = []
         for index, item in enumerate(messages):
             if isinstance(item, Outgoing):
-                recipients = tuple(item.recipients) if item.recipients else None
+                recipients = None if item.recipients is None else tuple(item.recipients)
                 jobs.append(Job(index, item.message, item.sender, recipients, self._retry))
             else:
                 jobs.append(Job(index, item, retry=self._retry))
