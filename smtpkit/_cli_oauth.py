@@ -8,7 +8,8 @@
 
 Both write a :class:`~smtpkit.oauth.FileTokenStore` (mode 0600) and print the exact
 ``SMTPKIT_URL`` for ``smtpkit send`` (``?token_store=<path>``) and a Python snippet.
-:func:`oauth_auth_for_store` turns such a store back into an auth strategy.
+``Submitter.from_url(...?token_store=<path>)`` and :func:`smtpkit.oauth.provider_from_store`
+turn such a store back into tokens.
 
 Invariants:
     * No token is ever printed; exit status 0 on success, 1 on a sign-in failure (message
@@ -18,7 +19,6 @@ Invariants:
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import urllib.parse
 from collections.abc import Callable
@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import requests
 
-from smtpkit.auth import XOAuth2Auth
 from smtpkit.errors import ConfigurationError, SMTPError
 from smtpkit.oauth import (
     MICROSOFT_AUTHORITY,
@@ -36,16 +35,12 @@ from smtpkit.oauth import (
     DeviceCodeFlow,
     FileTokenStore,
     StoredGrant,
-    provider_from_store,
 )
 
 if TYPE_CHECKING:
     from smtpkit.integrations.google import FlowFactory
 
-__all__ = ["STORE_OPTION", "add_oauth_parser", "oauth_auth_for_store", "run_oauth"]
-
-#: The ``SMTPKIT_URL`` query option naming a token store: ``...:587?token_store=/path``.
-STORE_OPTION = "token_store"
+__all__ = ["add_oauth_parser", "run_oauth"]
 _GMAIL_HOST = "smtp.gmail.com"
 
 
@@ -182,7 +177,7 @@ def _write_store(path: Path, grant: StoredGrant) -> Path:
 def store_url(host: str, username: str, store: Path) -> str:
     """The ``SMTPKIT_URL`` for sending as ``username`` through ``host`` with ``store``."""
     user = urllib.parse.quote(username, safe="")
-    query = urllib.parse.urlencode({STORE_OPTION: str(store)}, safe="/")
+    query = urllib.parse.urlencode({"token_store": str(store)}, safe="/")
     return f"smtp+starttls://{user}@{host}:587?{query}"
 
 
@@ -215,24 +210,3 @@ def _print_next_steps(grant: StoredGrant, store: Path, host: str, out: TextIO) -
         f"  submitter = Submitter({host!r}, auth=XOAuth2Auth({user!r}, provider))",
     ]
     print("\n".join(lines), file=out)
-
-
-def oauth_auth_for_store(
-    path: str | os.PathLike[str],
-    username: str | None = None,
-    *,
-    session: requests.Session | None = None,
-) -> XOAuth2Auth:
-    """An XOAUTH2 strategy whose tokens come from the store at ``path``.
-
-    Rotated refresh tokens are saved back to the store. ``username`` defaults to the one
-    stored; URLs with ``?token_store=<path>`` get the same through ``Submitter.from_url``.
-
-    Raises:
-        ConfigurationError: no store there, or it lacks a field.
-    """
-    provider, stored_user = provider_from_store(path, session=session)
-    user = username or stored_user
-    if not user:
-        raise ConfigurationError(f"{path} names no user: put it in the URL (user@host)")
-    return XOAuth2Auth(user, provider)

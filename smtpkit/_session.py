@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from smtpkit import providers
-from smtpkit.auth import AuthContext, AuthFlow, AuthStrategy, TokenAuthStrategy
+from smtpkit.auth import AuthContext, AuthFlow, AuthStrategy, TokenAuthStrategy, drive_flow
 from smtpkit.config import Endpoint, Security, Timeouts, is_loopback
 from smtpkit.errors import (
     InsecureAuthRefused,
@@ -332,31 +332,12 @@ class Session:
         raise self._auth_error(strategy, context, reply, details)
 
     def _run_flow(self, start: Callable[[], AuthFlow]) -> tuple[Reply, Mapping[str, str] | None]:
-        """Drive an AUTH flow to its final reply (RFC 4954 §4)."""
+        """Drive an AUTH flow to its final reply (RFC 4954 §4); close the session on failure."""
         try:
-            flow = start()
-            command = next(flow)
+            return drive_flow(start(), self.exchange)
         except SMTPError:
             self._quit_quietly()
             raise
-        details: Mapping[str, str] | None = None
-        while True:
-            reply = self.exchange(command)
-            try:
-                command = flow.send(reply)
-            except StopIteration as stop:
-                details = stop.value
-                break
-            except SMTPError:
-                # The flow could not read a challenge: cancel (RFC 4954 §4) and give up.
-                if self._alive:
-                    self.exchange(Command.auth_response("*"))
-                self._quit_quietly()
-                raise
-        if reply.code == 334 and self._alive:
-            # The flow gave up mid-exchange: cancel it (RFC 4954 §4) so the server resets.
-            reply = self.exchange(Command.auth_response("*"))
-        return reply, details
 
     def _auth_error(
         self,

@@ -58,6 +58,7 @@ __all__ = [
     "Envelope",
     "PreparedMessage",
     "extract_addresses",
+    "make_message_id",
     "normalize_line_endings",
     "prepare_message",
 ]
@@ -423,14 +424,31 @@ def _ensure_message_id(work: Message, envelope: Envelope, local_hostname: str | 
         return str(existing).strip()
     if existing is not None:
         del work["Message-ID"]
-    message_id = make_msgid(domain=_msgid_domain(work, envelope, local_hostname))
+    message_id = make_message_id(work, sender=envelope.sender, local_hostname=local_hostname)
     work["Message-ID"] = message_id
     return message_id
 
 
-def _msgid_domain(work: Message, envelope: Envelope, local_hostname: str | None) -> str:
+def make_message_id(
+    message: Message, *, sender: str = "", local_hostname: str | None = None
+) -> str:
+    """A new ``Message-ID`` value for ``message`` (not added to it), with no DNS lookup.
+
+    RFC 5322 §3.6.4: the right side names the generating domain: that of ``sender``, else
+    of the ``From`` address, else ``local_hostname``, else :data:`DEFAULT_MSGID_DOMAIN`
+    (never ``socket.getfqdn()``, which can block for seconds)::
+
+        >>> msg = Message()
+        >>> msg["From"] = "Alice <alice@example.com>"
+        >>> make_message_id(msg).endswith("@example.com>")
+        True
+    """
+    return make_msgid(domain=_msgid_domain(message, sender, local_hostname))
+
+
+def _msgid_domain(work: Message, sender: str, local_hostname: str | None) -> str:
     """RFC 5322 §3.6.4: the right side of a msg-id should name the generating domain."""
-    candidates = [envelope.sender]
+    candidates = [sender]
     with contextlib.suppress(MessageError):  # an unparsable From just gives no candidate
         candidates += extract_addresses(work.get_all("From", []))
     for address in candidates:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import email.policy
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from email import message_from_bytes
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -30,9 +34,17 @@ from smtpkit.celery import (
     summarize,
 )
 from smtpkit.celery._task import _countdown
-from smtpkit.errors import ConfigurationError, DeliveryUnknown, SMTPError
+from smtpkit.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    DeliveryUnknown,
+    RateLimited,
+    ServiceUnavailable,
+    SMTPError,
+    TokenRefreshError,
+)
 from smtpkit.oauth import FileTokenStore, RefreshTokenProvider, StoredGrant
-from smtpkit.replies import Reply
+from smtpkit.replies import Phase, Reply
 from smtpkit.retry import Retry
 from smtpkit.testing import LocalServer
 
@@ -198,6 +210,35 @@ def test_retries_stop_after_the_policy_attempts(
     assert fresh.messages == []
 
 
+def test_a_transient_authentication_failure_is_not_retried(
+    app: Celery, tasks: dict[str, Any], worker: None, retries: list[str]
+) -> None:
+    # Gmail's lockout reply is a 4xx at AUTH: transient, but retrying the login prolongs it.
+    with LocalServer(
+        credentials={USER: PASSWORD},
+        require_auth=True,
+        auth_failure_reply="454 4.7.0 Too many login attempts, please try again later.",
+    ) as smtp:
+        register_submitter(
+            "locked-out",
+            lambda: Submitter(
+                smtp.host,
+                smtp.port,
+                auth=PasswordAuth(USER, "not-the-password"),
+                tls_context=smtp.client_tls_context(),
+                timeout=5,
+            ),
+        )
+        result = tasks["send"].delay(**message_payload(message("auth"), submitter="locked-out"))
+        with pytest.raises(Exception, match="Too many login attempts"):
+            result.get(timeout=WAIT, interval=0.05)
+        assert result.state == "FAILURE"
+        assert retries == []
+        assert len(smtp.auth_attempts) == 1  # one login, no more
+        assert smtp.messages == []
+        register_submitter("locked-out", lambda: Submitter("127.0.0.1", 2525))  # closes it
+
+
 def test_token_refresh_inside_the_worker(
     app: Celery, tasks: dict[str, Any], worker: None, tmp_path: Path
 ) -> None:
@@ -275,10 +316,7 @@ def test_payload_fixes_message_id_and_date_once() -> None:
     payload = message_payload(message())
     again = message_payload(message())
     assert payload["message"] != again["message"]  # each message gets its own id
-    import base64  # noqa: PLC0415
-    from email import message_from_bytes, policy  # noqa: PLC0415
-
-    parsed = message_from_bytes(base64.b64decode(payload["message"]), policy=policy.default)
+    parsed = message_from_bytes(base64.b64decode(payload["message"]), policy=email.policy.default)
     assert parsed["Message-ID"].endswith("@example.test>")
     assert parsed["Date"]
 
@@ -320,8 +358,106 @@ def test_delivery_unknown_is_an_smtp_error_never_transient_for_the_task() -> Non
     from smtpkit.celery._task import _should_retry  # noqa: PLC0415
 
     error = DeliveryUnknown("lost")
-    assert _should_retry(error, retry_unknown=False) is False
-    assert _should_retry(error, retry_unknown=True) is True
+    assert _should_retry(FAST, error) is False
+    assert _should_retry(replace(FAST, retry_unknown=True), error) is True
+
+
+def test_retryability_is_the_retry_policys() -> None:
+    from smtpkit.celery._task import _should_retry  # noqa: PLC0415
+
+    lockout = Reply(454, ("4.7.0 Too many login attempts, please try again later.",))
+    transient_auth = AuthenticationError(lockout, Phase.AUTH)
+    assert transient_auth.is_transient  # transient, and still never retried:
+    assert _should_retry(FAST, transient_auth) is False
+    assert _should_retry(FAST, RateLimited(lockout, Phase.AUTH)) is False  # how it is classified
+    busy = ServiceUnavailable(Reply(451, ("4.3.0 Try again later",)), Phase.MAIL)
+    assert _should_retry(FAST, busy) is True
+    # A token that could not be obtained: no SMTP command was sent, so retrying is safe.
+    assert _should_retry(FAST, TokenRefreshError("endpoint down", transient=True)) is True
+    assert _should_retry(FAST, TokenRefreshError("invalid_grant", transient=False)) is False
+
+
+def test_queuing_never_looks_up_the_host_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_dns() -> str:
+        raise AssertionError("socket.getfqdn() called: a DNS lookup while queuing")
+
+    monkeypatch.setattr("socket.getfqdn", no_dns)
+    msg = EmailMessage()
+    msg["To"], msg["Subject"] = "bob@example.test", "no From, no domain"
+    msg.set_content("body")
+    payload = message_payload(msg)
+    parsed = message_from_bytes(base64.b64decode(payload["message"]), policy=email.policy.default)
+    assert parsed["Message-ID"].endswith("@localhost>")
+    sender_first = message(Sender="ops@sender.example.test")
+    payload = message_payload(sender_first)
+    parsed = message_from_bytes(base64.b64decode(payload["message"]), policy=email.policy.default)
+    assert parsed["Message-ID"].endswith("@sender.example.test>")
+
+
+def _in_thread(call: Callable[[], object], seconds: float = 5.0) -> list[object]:
+    """Run ``call`` in a daemon thread; fail (rather than hang) if it does not finish."""
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except Exception as error:  # handed to the test
+            out.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "get_submitter() deadlocked"
+    return out
+
+
+def test_a_factory_may_ask_for_another_submitter() -> None:
+    register_submitter("inner", lambda: Submitter("127.0.0.1", 2525))
+
+    def outer() -> Submitter:
+        inner = get_submitter("inner")  # from inside a factory
+        return Submitter(inner.host, 2526)
+
+    register_submitter("outer", outer)
+    [made] = _in_thread(lambda: get_submitter("outer"))
+    assert isinstance(made, Submitter)
+    assert made is get_submitter("outer")
+
+
+def test_a_factory_asking_for_itself_is_refused_not_deadlocked() -> None:
+    register_submitter("itself", lambda: get_submitter("itself"))
+    [error] = _in_thread(lambda: get_submitter("itself"))
+    assert isinstance(error, ConfigurationError)
+    assert "asks for the Submitter it is making" in str(error)
+    register_submitter("itself", lambda: Submitter("127.0.0.1", 2525))
+    assert isinstance(get_submitter("itself"), Submitter)  # nothing left half-made
+
+
+def test_concurrent_first_uses_run_the_factory_once() -> None:
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def slow() -> Submitter:
+        calls.append(1)
+        started.set()
+        release.wait(5)
+        return Submitter("127.0.0.1", 2525)
+
+    register_submitter("slow", slow)
+    results: list[Submitter] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(get_submitter("slow")), daemon=True)
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    assert started.wait(5)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert len(results) == 4
+    assert len({id(s) for s in results}) == 1
+    assert calls == [1]
 
 
 @pytest.fixture(autouse=True)

@@ -23,11 +23,11 @@ import pytest
 import requests
 from oauth_endpoint import TokenEndpoint
 
-from smtpkit._cli_oauth import add_oauth_parser, oauth_auth_for_store, run_oauth
+from smtpkit._cli_oauth import add_oauth_parser, run_oauth
 from smtpkit._url import parse_url
-from smtpkit.auth import XOAuth2Auth
 from smtpkit.errors import ConfigurationError
 from smtpkit.integrations.google import GMAIL_SCOPE, GoogleCredentialsProvider
+from smtpkit.oauth import RefreshTokenProvider, provider_from_store
 
 CLIENT = "client-abc"
 SECRET = "gcs-CANARY-google-secret"
@@ -98,11 +98,11 @@ def test_microsoft_device_flow_stores_the_grant_and_prints_next_steps(
     assert f"microsoft_delegated('{CLIENT}', 'contoso.test', store=store)" in out
 
     # The store then drives token refreshes, rotation saved back.
-    auth = oauth_auth_for_store(store, session=session)
-    assert isinstance(auth, XOAuth2Auth)
-    assert auth.username == "bob@contoso.test"
+    provider, username = provider_from_store(store, session=session)
+    assert isinstance(provider, RefreshTokenProvider)
+    assert username == "bob@contoso.test"
     before = endpoint.refresh_token
-    auth.token_provider.get_token()
+    provider.get_token()
     assert json.loads(store.read_text())["refresh_token"] == endpoint.refresh_token != before
 
 
@@ -187,8 +187,9 @@ def test_google_stores_an_authorized_user_file(
     # ...and the printed snippet gets tokens from the stored token_url.
     provider = GoogleCredentialsProvider.from_authorized_user_file(store, session=session)
     assert provider.get_token().token.reveal() == endpoint.issued[-1]
-    auth = oauth_auth_for_store(store, session=session)
-    assert auth.token_provider.get_token()
+    stored, username = provider_from_store(store, session=session)
+    assert username == "alice@gmail.com"
+    assert stored.get_token()
 
 
 def test_google_without_refresh_token_fails(endpoint: TokenEndpoint, tmp_path: Path) -> None:
@@ -213,8 +214,8 @@ def test_google_unreadable_client_secrets(tmp_path: Path) -> None:
 
 def test_store_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="no token store"):
-        oauth_auth_for_store(tmp_path / "nope.json")
+        provider_from_store(tmp_path / "nope.json")
     (tmp_path / "partial.json").write_text(json.dumps({"refresh_token": "rt-CANARY"}))
     with pytest.raises(ConfigurationError) as caught:
-        oauth_auth_for_store(tmp_path / "partial.json")
+        provider_from_store(tmp_path / "partial.json")
     assert "CANARY" not in str(caught.value)

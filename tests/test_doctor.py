@@ -16,9 +16,16 @@ import pytest
 from smtpkit import ConfigurationError, Security
 from smtpkit._cli_check import add_check_parser, run_check
 from smtpkit._configure import options_for_provider
-from smtpkit.auth import AppPasswordAuth, PasswordAuth
+from smtpkit.auth import (
+    AppPasswordAuth,
+    AuthContext,
+    PasswordAuth,
+    SaslExchange,
+    SaslMechanismStrategy,
+)
 from smtpkit.doctor import Report, Status, check, diagnose, options_for_target, steps_for
 from smtpkit.doctor._cert import parse_certificate
+from smtpkit.errors import RemoteProtocolError
 from smtpkit.testing import LocalServer
 
 ServerFactory = Callable[..., LocalServer]
@@ -479,6 +486,30 @@ def test_certificate_parser_refuses_garbage() -> None:
     assert parse_certificate(b"") is None
     assert parse_certificate(b"\x30\x03\x02\x01\x00") is None
     assert parse_certificate(b"\x30\x84\xff\xff\xff\xff") is None
+
+
+class UnreadableChallengeAuth(SaslMechanismStrategy):
+    """LOGIN that cannot make sense of the server's first challenge."""
+
+    mechanisms = ("LOGIN",)
+
+    def exchange(self, mechanism: str, context: AuthContext) -> SaslExchange:
+        yield None
+        raise RemoteProtocolError("the challenge is not what LOGIN expects")
+
+
+def test_a_login_flow_that_fails_on_a_challenge_is_cancelled(local_server: ServerFactory) -> None:
+    server = local_server(credentials={USER: SECRET})
+    options = options_for_target(url(server, user=USER), timeout=T)
+    options["auth"] = UnreadableChallengeAuth(USER)
+    report = diagnose(options, cafile=str(server.ca_path), login=True)
+    observed, _ = finding(report, "login")
+    assert observed.startswith("RemoteProtocolError: the challenge is not what LOGIN expects")
+    # RFC 4954 §4: the half-open exchange is cancelled with "*" before the doctor moves on.
+    login = report.transcript.index("C: AUTH LOGIN")
+    assert report.transcript[login + 2] == "C: *"
+    assert report.transcript[login + 3].startswith("S: 501")
+    assert server.messages == []
 
 
 def test_the_local_servers_auth_failure_reply_is_checked() -> None:

@@ -27,6 +27,7 @@ from smtpkit.errors import (
     MessageError,
     MessageRejected,
     MessageTooLarge,
+    NoCommonMechanism,
     OperationTimeout,
     RateLimited,
     RecipientRejected,
@@ -37,6 +38,7 @@ from smtpkit.errors import (
     ServiceUnavailable,
     SMTPError,
     StartTLSNotOffered,
+    StoreLockTimeout,
     TLSError,
     TLSModeMismatch,
     TLSUnavailable,
@@ -99,6 +101,15 @@ def build_instances() -> list[SMTPError]:
     out.append(
         TokenRefreshError(
             "refresh failed", transient=True, error_code="invalid_grant", hint="re-consent"
+        )
+    )
+    out.append(StoreLockTimeout("token store /x.json stayed locked", hint="retry later"))
+    out.append(
+        NoCommonMechanism(
+            offered=["XOAUTH2", "OAUTHBEARER"],
+            supported=["PLAIN", "LOGIN"],
+            strategy="PasswordAuth",
+            encrypted=True,
         )
     )
     out.append(
@@ -279,6 +290,8 @@ def test_builtin_bases() -> None:
     assert issubclass(TLSUnavailable, ReplyError)
     assert issubclass(TLSUnavailable, TLSError)
     assert issubclass(TLSUnavailable, TransportError)
+    assert issubclass(StoreLockTimeout, TimeoutError)
+    assert issubclass(NoCommonMechanism, ValueError)
     # Nothing else borrows a builtin base by accident.
     assert not issubclass(ReplyError, (ConnectionError, TimeoutError, ValueError))
     assert not issubclass(TLSError, ConnectionError)
@@ -303,10 +316,24 @@ def test_builtin_bases() -> None:
         (DeliveryUnknown, TransportError),
         (ReplyError, SMTPError),
         (TransportError, SMTPError),
+        (NoCommonMechanism, ConfigurationError),
+        (StoreLockTimeout, TokenRefreshError),
     ],
 )
 def test_parentage(cls: type[SMTPError], parent: type[SMTPError]) -> None:
     assert issubclass(cls, parent)
+
+
+def test_store_lock_timeout_is_transient() -> None:
+    assert StoreLockTimeout("locked").is_transient is True
+
+
+def test_moved_errors_stay_importable_where_they_were() -> None:
+    import smtpkit.auth  # noqa: PLC0415
+    import smtpkit.oauth  # noqa: PLC0415
+
+    assert smtpkit.auth.NoCommonMechanism is NoCommonMechanism
+    assert smtpkit.oauth.StoreLockTimeout is StoreLockTimeout
 
 
 def test_authentication_required_is_not_an_authentication_failure() -> None:

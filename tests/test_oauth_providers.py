@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import pickle
 import socket
@@ -23,9 +24,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from oauth_endpoint import DEVICE_CODE, JWT_BEARER, TokenEndpoint
 
+import smtpkit.integrations.google
 import smtpkit.oauth
-from smtpkit.auth import AccessToken, TokenProvider
-from smtpkit.errors import ConfigurationError, TokenRefreshError
+from smtpkit.auth import AccessToken, Secret, TokenProvider
+from smtpkit.errors import ConfigurationError, StoreLockTimeout, TokenRefreshError
 from smtpkit.integrations.google import GOOGLE_AUTH_ATTEMPTS, GoogleCredentialsProvider
 from smtpkit.oauth import (
     MICROSOFT_APP_ONLY_SCOPES,
@@ -35,6 +37,7 @@ from smtpkit.oauth import (
     FileTokenStore,
     RefreshTokenProvider,
     StaticToken,
+    StoredGrant,
     microsoft_app_only,
     microsoft_delegated,
 )
@@ -446,6 +449,117 @@ def test_google_service_account_with_domain_wide_delegation(
     assert token.expires_at is not None
     assert "ops@example.test" in repr(tokens)
     assert "PRIVATE" not in repr(tokens)
+
+
+def google_store(endpoint: TokenEndpoint, path: Path) -> FileTokenStore:
+    """A token store as ``smtpkit oauth google`` writes it, pointing at the local endpoint."""
+    store = FileTokenStore(path)
+    store.write(
+        StoredGrant(
+            provider="google",
+            client_id=CLIENT,
+            token_url=endpoint.token_url,
+            refresh_token=Secret(endpoint.refresh_token),
+            username="alice@gmail.com",
+            client_secret=Secret(SECRET),
+            scopes=("https://mail.google.com/",),
+        )
+    )
+    return store
+
+
+@pytest.mark.parametrize("timeout", [math.inf, (1.0, math.inf), 0, -1.0, math.nan, True])
+def test_google_timeout_must_be_finite(
+    endpoint: TokenEndpoint, session: requests.Session, timeout: object
+) -> None:
+    credentials = google.oauth2.credentials.Credentials(
+        token=None, refresh_token=REFRESH, token_uri=endpoint.token_url, client_id=CLIENT
+    )
+    with pytest.raises(ConfigurationError, match="timeout"):
+        GoogleCredentialsProvider(credentials, session=session, timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_google_store_providers_adopt_a_token_another_process_saved(
+    endpoint: TokenEndpoint, session: requests.Session, tmp_path: Path
+) -> None:
+    endpoint.configure(rotate=True)  # each refresh revokes the refresh token it used
+    store = google_store(endpoint, tmp_path / "alice.json")
+    # Two processes that read the file at start-up, before either refreshed.
+    first, second = (
+        GoogleCredentialsProvider.from_authorized_user_file(store.path, session=session)
+        for _ in range(2)
+    )
+    first.get_token()
+    assert store.load() == endpoint.refresh_token != REFRESH  # the rotation was saved
+    second.get_token()  # adopts what the first saved, instead of the revoked original
+    assert [seen.form["refresh_token"] for seen in endpoint.requests][1] != REFRESH
+    first.get_token(force_refresh=True)  # and the first adopts the second's rotation
+    assert store.load() == endpoint.refresh_token
+    assert endpoint.count() == 3
+
+
+def test_google_store_refreshes_under_the_store_lock(
+    endpoint: TokenEndpoint,
+    session: requests.Session,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(smtpkit.integrations.google, "LOCK_MARGIN", 0.0)
+    monkeypatch.setattr(smtpkit.integrations.google, "GOOGLE_AUTH_BACKOFF", 0.0)
+    store = google_store(endpoint, tmp_path / "alice.json")
+    tokens = GoogleCredentialsProvider.from_authorized_user_file(
+        store.path, session=session, timeout=0.05
+    )
+    assert tokens.store is not None
+    holder = FileTokenStore(store.path)  # another open file: flock conflicts as across processes
+    started = time.monotonic()
+    with holder.locked(), pytest.raises(TokenRefreshError) as caught:
+        tokens.get_token()
+    assert time.monotonic() - started < 2.0
+    assert caught.value.is_transient
+    assert "stayed locked" in caught.value.message
+    assert endpoint.requests == []  # no refresh while another process holds the store
+    assert tokens.get_token()  # once released, it works
+
+
+def test_google_rotation_that_cannot_be_saved_is_logged_not_raised(
+    endpoint: TokenEndpoint,
+    session: requests.Session,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    endpoint.configure(rotate=True)
+    store = google_store(endpoint, tmp_path / "alice.json")
+
+    def locked_out(refresh_token: str) -> None:
+        raise StoreLockTimeout(f"token store {store.path} stayed locked")
+
+    def disk_full(refresh_token: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    tokens = GoogleCredentialsProvider.from_authorized_user_info(
+        store.read_json() or {}, store=store, on_rotate=disk_full, session=session
+    )
+    store.save = locked_out  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="smtpkit.oauth"):
+        token = tokens.get_token()
+    assert token.token.reveal() == endpoint.issued[-1]
+    failures = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert failures == [
+        "saving it to the token store failed (StoreLockTimeout): the new refresh token was "
+        "not persisted",
+        "on_rotate failed (OSError): the new refresh token was not persisted",
+    ]
+    assert endpoint.refresh_token not in caplog.text
+
+
+def test_google_store_needs_user_credentials(tmp_path: Path, endpoint: TokenEndpoint) -> None:
+    store = google_store(endpoint, tmp_path / "alice.json")
+    with pytest.raises(ConfigurationError, match="FileTokenStore"):
+        GoogleCredentialsProvider(
+            google.oauth2.credentials.Credentials(token="t"),
+            store=str(store.path),  # type: ignore[arg-type]
+        )
 
 
 # -- static tokens and the store ---------------------------------------------------------

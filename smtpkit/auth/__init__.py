@@ -5,7 +5,8 @@
   with :class:`AccessToken` and the :class:`TokenProvider` protocol.
 * :class:`SaslMechanismStrategy`: the base class for adding a mechanism in a few lines.
 * :class:`AuthStrategy`, :class:`AuthContext`, :data:`AuthFlow`: the contract the
-  Submitter drives. See ``docs/auth.md``.
+  Submitter drives, and :func:`drive_flow`, the one loop that drives it. See
+  ``docs/auth.md``.
 """
 
 from smtpkit.auth._base import (
@@ -17,6 +18,7 @@ from smtpkit.auth._base import (
     Secret,
     b64decode_challenge,
     b64encode_text,
+    drive_flow,
 )
 from smtpkit.auth._oauth import (
     AccessToken,
@@ -47,4 +49,5 @@ __all__ = [
     "b64decode_challenge",
     "b64encode_text",
     "decode_error_challenge",
+    "drive_flow",
 ]

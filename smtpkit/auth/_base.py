@@ -3,17 +3,12 @@
 An authentication strategy turns credentials into SMTP ``AUTH`` commands. It does no I/O:
 its :meth:`~AuthStrategy.flow` is a generator that yields :class:`~smtpkit.protocol.Command`
 values and receives the server's :class:`~smtpkit.replies.Reply` for each one. The driver
-(the Submitter) owns the socket::
+(the Submitter, the doctor) owns the socket and hands :func:`drive_flow` its one-command
+exchange::
 
-    flow = strategy.flow(context)
-    command = next(flow)                  # C: AUTH PLAIN AGFsaWNlAHNlY3JldA==
-    while True:
-        reply = exchange(command)         # S: 235 2.7.0 Accepted
-        try:
-            command = flow.send(reply)
-        except StopIteration as stop:
-            details = stop.value
-            break
+    reply, details = drive_flow(strategy.flow(context), exchange)
+    # C: AUTH PLAIN AGFsaWNlAHNlY3JldA==
+    # S: 235 2.7.0 Accepted          -> reply; details: what the flow returned (or None)
 
 Invariants:
     * A flow yields the ``AUTH`` command first. After each reply it yields another command
@@ -23,6 +18,9 @@ Invariants:
       login attempts``).
     * Secrets live in :class:`Secret`, whose ``repr``/``str`` are masked and which refuses to
       pickle; strategies refuse to pickle too. No error message holds a secret.
+    * :func:`drive_flow` leaves no exchange half-open: a flow that stops (or fails) on a
+      ``334`` challenge is cancelled with ``*`` (RFC 4954 §4), so the server answers it with
+      a final reply and the connection can go on (or QUIT) cleanly.
     * This package imports only :mod:`smtpkit.replies`, :mod:`smtpkit.errors` and
       :mod:`smtpkit.protocol`: no sockets, TLS, clocks, threads or logging.
 """
@@ -31,7 +29,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Generator, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import NoReturn, Protocol, TypeAlias, runtime_checkable
 
@@ -39,7 +38,9 @@ from smtpkit.errors import (
     ConfigurationError,
     CredentialKind,
     LocalProtocolError,
+    NoCommonMechanism,
     RemoteProtocolError,
+    SMTPError,
 )
 from smtpkit.protocol import Command
 from smtpkit.replies import Reply
@@ -53,6 +54,7 @@ __all__ = [
     "Secret",
     "b64decode_challenge",
     "b64encode_text",
+    "drive_flow",
 ]
 
 #: What a strategy's ``flow()`` returns: yields commands, receives replies, and finally returns
@@ -66,8 +68,6 @@ SaslExchange: TypeAlias = Generator[str | None, Reply, None]
 #: The reply code of an AUTH continuation (RFC 4954 §4: "334 <base64 challenge>").
 CONTINUE = 334
 
-# Mechanisms that carry an OAuth2 bearer token instead of a password.
-_OAUTH_MECHANISMS = frozenset({"XOAUTH2", "OAUTHBEARER", "XOAUTH"})
 # How much of a malformed challenge an error message quotes.
 _QUOTE_LIMIT = 60
 
@@ -165,58 +165,55 @@ class AuthStrategy(Protocol):
         ...
 
 
-class NoCommonMechanism(ConfigurationError):
-    """The server offers no AUTH mechanism that the strategy can use.
+def drive_flow(
+    flow: AuthFlow, exchange: Callable[[Command], Reply]
+) -> tuple[Reply, Mapping[str, str] | None]:
+    """Run an AUTH flow to its final reply through ``exchange`` (RFC 4954 §4).
 
-    Raised before anything is sent, so it costs no login attempt.
+    ``exchange(command)`` sends one command and returns the server's reply; this function
+    does no I/O of its own. It sends the flow's first command, feeds each reply back, and
+    stops when the flow returns. If the flow stopped on a ``334`` (it had nothing more to
+    say to a challenge), the exchange is cancelled with ``*`` and the server's answer to that
+    becomes the reply (``501`` from most servers)::
 
-    Attributes:
-        offered: the mechanisms the server advertised, sorted (empty when it offered none).
-        supported: the mechanisms the strategy would use, in its preference order.
-        strategy: the strategy's class name.
+        C: AUTH XOAUTH2 dXNlcj1...
+        S: 334 eyJzdGF0dXMiOiI0MDAi...     <- an error challenge: the flow returns its details
+        C: *
+        S: 535 5.7.8 Username and Password not accepted
+
+    Args:
+        flow: a strategy's generator (``strategy.flow(context)`` or ``token_flow(...)``).
+        exchange: sends one command and returns its reply.
+
+    Returns:
+        The final reply (``235`` on success) and what the flow returned (e.g. the decoded
+        OAuth2 error challenge), or ``None``.
+
+    Raises:
+        SMTPError: whatever the flow raises (its first ``next()`` raises
+            :class:`~smtpkit.errors.NoCommonMechanism` before anything is sent; an
+            unreadable challenge raises after the exchange is cancelled with ``*``), and
+            whatever ``exchange`` raises.
     """
-
-    def __init__(
-        self,
-        *,
-        offered: Iterable[str],
-        supported: Sequence[str],
-        strategy: str,
-        encrypted: bool,
-        hint: str | None = None,
-    ) -> None:
-        self.offered: tuple[str, ...] = tuple(sorted(offered))
-        self.supported: tuple[str, ...] = tuple(supported)
-        self.strategy = strategy
-        wanted = ", ".join(self.supported) or "nothing"
-        if self.offered:
-            message = (
-                f"no AUTH mechanism in common: the server offers {' '.join(self.offered)}; "
-                f"{strategy} supports {wanted}"
-            )
-        else:
-            message = (
-                f"the server advertised no AUTH mechanisms (no AUTH in its EHLO reply); "
-                f"{strategy} supports {wanted}"
-            )
-        if hint is None:
-            hint = _default_hint(self.offered, encrypted)
-        super().__init__(message, hint=hint)
-
-
-def _default_hint(offered: Sequence[str], encrypted: bool) -> str:
-    if not offered and not encrypted:
-        # Gmail, Microsoft 365 and most submission servers advertise AUTH only after TLS
-        # (RFC 3207 §4.2: the client must discard what it learnt before STARTTLS).
-        return "the server offers AUTH only after TLS; use Security.STARTTLS or Security.TLS"
-    if not offered:
-        return (
-            "check the host and port: submission is port 587 (STARTTLS) or 465 (TLS); "
-            "port 25 relays between servers and often offers no AUTH"
-        )
-    if set(offered) <= _OAUTH_MECHANISMS:
-        return "this server accepts only OAuth2 here; use an OAuth2 strategy (docs/oauth.md)"
-    return f"use a strategy for one of the offered mechanisms: {', '.join(offered)}"
+    command = next(flow)
+    while True:
+        reply = exchange(command)
+        try:
+            command = flow.send(reply)
+        except StopIteration as stop:
+            details: Mapping[str, str] | None = stop.value
+            break
+        except SMTPError:
+            if reply.code == CONTINUE:
+                # The flow could not answer the challenge: cancel, then report why. A
+                # failure of the cancel itself must not hide that reason.
+                with contextlib.suppress(SMTPError):
+                    exchange(Command.auth_response("*"))
+            raise
+    if reply.code == CONTINUE:
+        # The flow gave up mid-exchange: cancel it so the server sends a final reply.
+        reply = exchange(Command.auth_response("*"))
+    return reply, details
 
 
 def b64encode_text(text: str) -> str:

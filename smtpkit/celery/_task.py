@@ -7,13 +7,20 @@ Invariants:
     * The task's arguments are JSON: the message travels as base64 of its bytes, with
       ``Message-ID`` and ``Date`` fixed when it is queued, so every retry sends the same
       message (recipients' servers can drop a duplicate by its Message-ID).
-    * Only errors the hierarchy marks transient (``error.is_transient``) are retried, with
-      the :class:`~smtpkit.Retry` policy's backoff, jitter and cap. A
-      :class:`~smtpkit.errors.DeliveryUnknown` (the connection failed after the content was
-      sent) is never retried unless the task was made with ``retry_unknown=True``.
+    * What is retried is decided by the :class:`~smtpkit.Retry` policy itself
+      (:meth:`~smtpkit.Retry.is_retryable`: only failures where the server cannot have taken
+      the message, never an authentication failure, even a ``454``), plus a transient
+      :class:`~smtpkit.errors.TokenRefreshError` (no SMTP command was sent); waits use the
+      policy's backoff, jitter and cap. A :class:`~smtpkit.errors.DeliveryUnknown` (the
+      connection failed after the content was sent) is never retried unless the task was
+      made with ``retry_unknown=True``.
+    * Queuing a message never does a DNS lookup: a missing ``Message-ID`` is made by
+      :func:`smtpkit.message.make_message_id`.
     * Each worker process builds its own Submitter (and so its own token provider and
       connections) on first use, keyed by configuration name and process id: nothing
-      made in a parent process is used after a fork.
+      made in a parent process is used after a fork. A factory runs outside the registry's
+      lock, once per name at a time (other threads wait for it), so it may itself call
+      :func:`get_submitter` for another name.
     * The task acknowledges late (``acks_late=True``): a message is taken off the queue
       only when the task finished. ``reject_on_worker_lost`` stays off, so a worker that dies
       mid-send does not cause a blind resend.
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import email.policy
 import logging
 import os
@@ -30,14 +38,15 @@ import threading
 from collections.abc import Callable, Sequence
 from email import message_from_bytes
 from email.message import EmailMessage, Message
-from email.utils import formatdate, getaddresses, make_msgid
+from email.utils import formatdate, getaddresses
 from typing import Any
 
 from celery import signals
 
 from smtpkit._result import SendResult
 from smtpkit._submitter import Submitter
-from smtpkit.errors import ConfigurationError, DeliveryUnknown, SMTPError
+from smtpkit.errors import ConfigurationError, SMTPError, TokenRefreshError
+from smtpkit.message import make_message_id
 from smtpkit.retry import Retry
 
 __all__ = [
@@ -63,6 +72,14 @@ PAYLOAD_VERSION = 1
 SubmitterFactory = Callable[[], Submitter]
 
 
+@dataclasses.dataclass(eq=False)
+class _Build:
+    """A Submitter being made by ``thread`` (an ident); ``done`` is set when it finished."""
+
+    thread: int
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
 class _Registry:
     """Named Submitter factories, and the Submitters this process made from them."""
 
@@ -70,6 +87,7 @@ class _Registry:
         self._lock = threading.Lock()
         self._factories: dict[str, SubmitterFactory] = {}
         self._made: dict[tuple[str, int], Submitter] = {}
+        self._building: dict[tuple[str, int], _Build] = {}
 
     def register(self, name: str, factory: SubmitterFactory) -> None:
         if not isinstance(name, str) or not name:
@@ -85,27 +103,59 @@ class _Registry:
 
     def get(self, name: str) -> Submitter:
         key = (name, os.getpid())
-        with self._lock:
-            submitter = self._made.get(key)
-            if submitter is not None:
-                return submitter
-            factory = self._factories.get(name)
-            if factory is None:
-                known = ", ".join(sorted(self._factories)) or "none"
+        me = threading.get_ident()
+        while True:
+            # The user's factory never runs under self._lock: it may call get_submitter()
+            # itself. One thread builds each name; the others wait for it, then look again.
+            with self._lock:
+                submitter = self._made.get(key)
+                if submitter is not None:
+                    return submitter
+                factory = self._factory(name)
+                build = self._building.get(key)
+                if build is None:
+                    build = self._building[key] = _Build(me)
+                    break
+            if build.thread == me:
                 raise ConfigurationError(
-                    f"no Submitter configuration named {name!r} in this process "
-                    f"(registered: {known})",
-                    hint="call smtpkit.celery.register_submitter(name, factory) in the "
-                    "module that defines your Celery app, so workers run it too",
+                    f"the factory for {name!r} asks for the Submitter it is making",
+                    hint="a factory may call get_submitter() for other names, not its own",
                 )
-            submitter = factory()
-            if not isinstance(submitter, Submitter):
-                raise ConfigurationError(f"the factory for {name!r} did not return a Submitter")
-            # Keep connections between tasks: one login per connection, not per message
-            # (Gmail answers repeated logins with 454 4.7.0 Too many login attempts).
-            submitter.__enter__()
-            self._made[key] = submitter
-            return submitter
+            build.done.wait()
+        try:
+            submitter = self._build(name, factory)
+        finally:
+            with self._lock:
+                del self._building[key]
+            build.done.set()
+        with self._lock:
+            if self._factories.get(name) is factory and key not in self._made:
+                self._made[key] = submitter
+                return submitter
+        # register() replaced the factory while it ran: this Submitter is stale.
+        submitter.close()
+        return self.get(name)
+
+    def _factory(self, name: str) -> SubmitterFactory:
+        factory = self._factories.get(name)
+        if factory is None:
+            known = ", ".join(sorted(self._factories)) or "none"
+            raise ConfigurationError(
+                f"no Submitter configuration named {name!r} in this process (registered: {known})",
+                hint="call smtpkit.celery.register_submitter(name, factory) in the "
+                "module that defines your Celery app, so workers run it too",
+            )
+        return factory
+
+    @staticmethod
+    def _build(name: str, factory: SubmitterFactory) -> Submitter:
+        submitter = factory()
+        if not isinstance(submitter, Submitter):
+            raise ConfigurationError(f"the factory for {name!r} did not return a Submitter")
+        # Keep connections between tasks: one login per connection, not per message
+        # (Gmail answers repeated logins with 454 4.7.0 Too many login attempts).
+        submitter.__enter__()
+        return submitter
 
     def close(self) -> None:
         pid = os.getpid()
@@ -180,9 +230,10 @@ def _with_fixed_headers(message: Message) -> bytes:
     if copy.get("Date") is None:
         copy["Date"] = formatdate(localtime=False, usegmt=True)
     if copy.get("Message-ID") is None:
-        senders = getaddresses([str(copy.get("Sender") or copy.get("From") or "")])
-        domain = senders[0][1].rpartition("@")[2] if senders else ""
-        copy["Message-ID"] = make_msgid(domain=domain or None)
+        # The Sender's domain first (it names the generating domain), else From's; never a
+        # DNS lookup for the local host name.
+        senders = getaddresses([str(copy.get("Sender") or "")])
+        copy["Message-ID"] = make_message_id(copy, sender=senders[0][1] if senders else "")
     return copy.as_bytes()
 
 
@@ -263,10 +314,17 @@ def summarize(result: SendResult) -> dict[str, Any]:
 # -- the task ------------------------------------------------------------------------------
 
 
-def _should_retry(error: SMTPError, retry_unknown: bool) -> bool:
-    if isinstance(error, DeliveryUnknown):
-        return retry_unknown
-    return error.is_transient
+def _should_retry(policy: Retry, error: SMTPError) -> bool:
+    """Whether the task retries ``error``: as ``policy`` says, or a transient token failure.
+
+    The policy never retries an authentication failure, even a transient one (Gmail's ``454
+    4.7.0 Too many login attempts``: more logins prolong the lockout). A transient
+    :class:`~smtpkit.errors.TokenRefreshError` (the token endpoint unreachable, another
+    process holding the token store) failed before any SMTP command: nothing was sent.
+    """
+    if policy.is_retryable(error):
+        return True
+    return isinstance(error, TokenRefreshError) and error.is_transient
 
 
 def _countdown(policy: Retry, error: SMTPError, retries_done: int) -> float:
@@ -296,19 +354,22 @@ def make_send_task(
         send_email.delay(**smtpkit.celery.message_payload(msg))
 
     The task returns :func:`summarize` of the result. A failure that is final raises the
-    typed :class:`~smtpkit.errors.SMTPError` (the task fails); a transient one is retried
-    after ``retry.delay()`` seconds, at most ``retry.attempts`` tries in all.
+    typed :class:`~smtpkit.errors.SMTPError` (the task fails); one the ``retry`` policy
+    retries (:meth:`~smtpkit.Retry.is_retryable`), or a transient token refresh failure, is
+    retried after ``retry.delay()`` seconds, at most ``retry.attempts`` tries in all.
 
     Args:
         app: the Celery application.
         name: the task name.
-        retry: the backoff policy (``attempts``, ``backoff``, ``multiplier``,
-            ``max_backoff``, ``jitter``). Its ``retry_unknown`` is ignored: use the keyword.
+        retry: the retry policy: what may be retried (:meth:`~smtpkit.Retry.is_retryable`)
+            and how long to wait (``attempts``, ``backoff``, ``multiplier``, ``max_backoff``,
+            ``jitter``). Its ``retry_unknown`` is ignored: use the keyword.
         retry_unknown: also retry ``DeliveryUnknown``; the message may then arrive twice.
         **task_options: more ``app.task`` options (``queue=``, ``rate_limit=``...).
     """
     if not isinstance(retry, Retry):
         raise ConfigurationError("retry must be a smtpkit.Retry value")
+    policy = dataclasses.replace(retry, retry_unknown=retry_unknown)
     options: dict[str, Any] = {
         "acks_late": True,
         "serializer": "json",
@@ -335,14 +396,14 @@ def make_send_task(
             result = target.send(outgoing, sender=sender, recipients=recipients)
         except SMTPError as error:
             retries_done = int(self.request.retries or 0)
-            if not _should_retry(error, retry_unknown) or retries_done + 1 >= retry.attempts:
+            if not _should_retry(policy, error) or retries_done + 1 >= policy.attempts:
                 raise
-            countdown = _countdown(retry, error, retries_done)
+            countdown = _countdown(policy, error, retries_done)
             logger.warning(
                 "transient failure (%s); retry %d of %d in %.1fs",
                 error,
                 retries_done + 1,
-                retry.attempts - 1,
+                policy.attempts - 1,
                 countdown,
             )
             raise self.retry(exc=error, countdown=countdown) from error

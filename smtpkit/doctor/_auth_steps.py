@@ -8,13 +8,13 @@ Invariants:
 from __future__ import annotations
 
 from smtpkit import providers
-from smtpkit.auth import AuthContext, NoCommonMechanism, TokenAuthStrategy
+from smtpkit.auth import AuthContext, NoCommonMechanism, TokenAuthStrategy, drive_flow
 from smtpkit.config import is_loopback
 from smtpkit.doctor._base import Walk, short
 from smtpkit.doctor._probe import Wire
 from smtpkit.doctor._report import Status
 from smtpkit.errors import SMTPError, error_for_reply
-from smtpkit.protocol import Command, Extensions
+from smtpkit.protocol import Extensions
 from smtpkit.replies import Phase
 
 __all__ = ["AuthSteps"]
@@ -108,17 +108,9 @@ class AuthSteps(Walk):
                 flow = strategy.token_flow(context, strategy.token_provider.get_token())
             else:
                 flow = strategy.flow(context)
-            command = next(flow)
-            details = None
-            while True:
-                reply = wire.exchange(command, self.timeouts.command)
-                try:
-                    command = flow.send(reply)
-                except StopIteration as stop:
-                    details = stop.value
-                    break
-            if reply.code == 334:
-                reply = wire.exchange(Command.auth_response("*"), self.timeouts.command)
+            reply, details = drive_flow(
+                flow, lambda command: wire.exchange(command, self.timeouts.command)
+            )
         except SMTPError as error:
             return self._add(
                 "login", Status.FAIL, f"{type(error).__name__}: {error.message}", error.hint

@@ -4,10 +4,12 @@
 
     SMTPError
     ├── ConfigurationError(ValueError)
-    │   └── InsecureAuthRefused            AUTH would cross an unencrypted link
+    │   ├── InsecureAuthRefused            AUTH would cross an unencrypted link
+    │   └── NoCommonMechanism              no AUTH mechanism both sides speak
     ├── MessageError(ValueError)           the message/envelope cannot be sent as given
     ├── LocalProtocolError                 the caller drove the protocol core out of order
     ├── TokenRefreshError                  an OAuth2 token could not be obtained
+    │   └── StoreLockTimeout(TimeoutError) a token store stayed locked too long
     ├── TransportError
     │   ├── ConnectError(ConnectionError)
     │   ├── TLSError
@@ -48,7 +50,7 @@ Invariants:
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from smtpkit.replies import Phase, Reply
@@ -72,6 +74,7 @@ __all__ = [
     "MessageError",
     "MessageRejected",
     "MessageTooLarge",
+    "NoCommonMechanism",
     "OperationTimeout",
     "RateLimited",
     "RecipientRejected",
@@ -82,6 +85,7 @@ __all__ = [
     "ServerDisconnected",
     "ServiceUnavailable",
     "StartTLSNotOffered",
+    "StoreLockTimeout",
     "TLSError",
     "TLSModeMismatch",
     "TLSUnavailable",
@@ -155,6 +159,64 @@ class InsecureAuthRefused(ConfigurationError):
     """AUTH was about to be sent over an unencrypted link to a non-loopback host."""
 
 
+# Mechanisms that carry an OAuth2 bearer token instead of a password.
+_OAUTH_MECHANISMS = frozenset({"XOAUTH2", "OAUTHBEARER", "XOAUTH"})
+
+
+class NoCommonMechanism(ConfigurationError):
+    """The server offers no AUTH mechanism that the strategy can use.
+
+    Raised before anything is sent, so it costs no login attempt.
+
+    Attributes:
+        offered: the mechanisms the server advertised, sorted (empty when it offered none).
+        supported: the mechanisms the strategy would use, in its preference order.
+        strategy: the strategy's class name.
+    """
+
+    def __init__(
+        self,
+        *,
+        offered: Iterable[str],
+        supported: Sequence[str],
+        strategy: str,
+        encrypted: bool,
+        hint: str | None = None,
+    ) -> None:
+        self.offered: tuple[str, ...] = tuple(sorted(offered))
+        self.supported: tuple[str, ...] = tuple(supported)
+        self.strategy = strategy
+        wanted = ", ".join(self.supported) or "nothing"
+        if self.offered:
+            message = (
+                f"no AUTH mechanism in common: the server offers {' '.join(self.offered)}; "
+                f"{strategy} supports {wanted}"
+            )
+        else:
+            message = (
+                f"the server advertised no AUTH mechanisms (no AUTH in its EHLO reply); "
+                f"{strategy} supports {wanted}"
+            )
+        if hint is None:
+            hint = _no_mechanism_hint(self.offered, encrypted)
+        super().__init__(message, hint=hint)
+
+
+def _no_mechanism_hint(offered: Sequence[str], encrypted: bool) -> str:
+    if not offered and not encrypted:
+        # Gmail, Microsoft 365 and most submission servers advertise AUTH only after TLS
+        # (RFC 3207 §4.2: the client must discard what it learnt before STARTTLS).
+        return "the server offers AUTH only after TLS; use Security.STARTTLS or Security.TLS"
+    if not offered:
+        return (
+            "check the host and port: submission is port 587 (STARTTLS) or 465 (TLS); "
+            "port 25 relays between servers and often offers no AUTH"
+        )
+    if set(offered) <= _OAUTH_MECHANISMS:
+        return "this server accepts only OAuth2 here; use an OAuth2 strategy (docs/oauth.md)"
+    return f"use a strategy for one of the offered mechanisms: {', '.join(offered)}"
+
+
 class MessageError(SMTPError, ValueError):
     """The message or envelope cannot be sent as given (bad address, bare CR/LF, ...)."""
 
@@ -182,6 +244,22 @@ class TokenRefreshError(SMTPError):
     @property
     def is_transient(self) -> bool:
         return self.transient
+
+
+class StoreLockTimeout(TokenRefreshError, TimeoutError):
+    """Another thread or process held a token store's lock longer than the wait allowed.
+
+    Always transient: the holder finishes (or dies, and the OS releases its lock).
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        hint: str | None = None,
+        transcript: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, transient=True, hint=hint, transcript=transcript)
 
 
 class TransportError(SMTPError):

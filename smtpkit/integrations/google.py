@@ -1,11 +1,12 @@
-"""Google accounts through google-auth: the one module that imports ``google.*``.
+"""Google accounts through google-auth: with :mod:`smtpkit.integrations._google_flow`, the
+only code that imports ``google.*``.
 
 * :class:`GoogleCredentialsProvider` wraps any ``google.auth.credentials.Credentials`` as a
   :class:`~smtpkit.auth.TokenProvider`, with constructors for an authorized-user file (a
   consumer or Workspace account that signed in once, e.g. with ``smtpkit oauth google``) and
   for a Workspace service account with domain-wide delegation (``subject=`` the mailbox).
 * :func:`run_installed_app_flow` runs google-auth-oauthlib's loopback sign-in and returns
-  the grant to store.
+  the grant to store (it lives in :mod:`smtpkit.integrations._google_flow`).
 
 Gmail's scope for SMTP is ``https://mail.google.com/`` (:data:`GMAIL_SCOPE`).
 
@@ -15,6 +16,13 @@ Invariants:
       makes goes through a ``Request`` whose timeout we set (google-auth's own default is
       120 s). google-auth already retries 5xx answers (3 attempts with 1 s, 2 s back-off);
       nothing here adds a retry on top.
+    * With a token store (``from_authorized_user_file``, ``store=``) each refresh runs
+      under the store's cross-process lock, as :class:`~smtpkit.oauth.RefreshTokenProvider`
+      does: re-read the store, adopt a refresh token another process saved, refresh, save a
+      rotated one, release. Waiting for the lock is bounded.
+    * A rotated refresh token that cannot be saved (or an ``on_rotate`` that raises) is
+      logged, never raised: the access token in hand is good.
+    * Timeouts are finite (``math.inf`` is refused, as for every smtpkit provider).
     * google-auth's naive-UTC ``expiry`` becomes an aware UTC datetime.
     * ``RefreshError`` becomes :class:`~smtpkit.errors.TokenRefreshError`, transient exactly
       when google-auth says ``retryable``; only the ``error`` and ``error_description``
@@ -24,12 +32,11 @@ Invariants:
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import google.auth.credentials
 import google.auth.exceptions
@@ -39,38 +46,45 @@ import google.oauth2.service_account
 import requests
 
 from smtpkit.auth import AccessToken, Secret
-from smtpkit.errors import ConfigurationError, TokenRefreshError
+from smtpkit.errors import ConfigurationError, StoreLockTimeout, TokenRefreshError
+from smtpkit.integrations._google_flow import (
+    GMAIL_SCOPE,
+    GOOGLE_TOKEN_URL,
+    SIGN_IN_TIMEOUT,
+    FlowFactory,
+    run_installed_app_flow,
+)
 from smtpkit.oauth import (
     DEFAULT_TIMEOUT,
     CachingTokenProvider,
     FileTokenStore,
     HttpTimeout,
-    StoredGrant,
+    RotateCallback,
     token_error,
 )
+from smtpkit.oauth._cache import LOCK_MARGIN
+from smtpkit.oauth._http import check_timeout, total_timeout
+from smtpkit.oauth._refresh import persist_refresh_token
 
 __all__ = [
     "GMAIL_SCOPE",
     "GMAIL_SMTP_HOST",
     "GOOGLE_TOKEN_URL",
+    "SIGN_IN_TIMEOUT",
+    "FlowFactory",
     "GoogleCredentialsProvider",
+    "RotateCallback",
     "run_installed_app_flow",
 ]
 
-#: Full mail access: the only Gmail scope that allows SMTP (and IMAP/POP).
-GMAIL_SCOPE = "https://mail.google.com/"
-#: Google's OAuth2 token endpoint.
-GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
+logger = logging.getLogger("smtpkit.oauth")
+
 #: Gmail's submission host (587 STARTTLS, 465 TLS).
 GMAIL_SMTP_HOST = "smtp.gmail.com"
 #: google-auth retries a failed token request up to this many times in all (its
 #: ``_exponential_backoff`` default), sleeping about 1 s then 2 s between attempts.
 GOOGLE_AUTH_ATTEMPTS = 3
 GOOGLE_AUTH_BACKOFF = 3.5
-#: How long the loopback sign-in waits for the browser to come back.
-SIGN_IN_TIMEOUT = 600
-
-RotateCallback = Callable[[str], None]
 
 
 class _BoundedRequest(google.auth.transport.requests.Request):
@@ -114,19 +128,40 @@ class GoogleCredentialsProvider(CachingTokenProvider):
         provider = GoogleCredentialsProvider.service_account("sa.json", subject="ops@example.com")
         auth = XOAuth2Auth("ops@example.com", provider)
 
+    Sharing a refresh token between processes (Celery workers, several app servers): build
+    the provider from the store file (:meth:`from_authorized_user_file`) or pass ``store=``.
+    Each refresh then holds the store's lock (``fcntl.flock`` on ``<store>.lock``),
+    re-reads the file, adopts a refresh token another process saved since this provider last
+    looked, refreshes, and saves a rotated token before releasing it. ``on_rotate=store.save``
+    alone persists rotations but does not stop a process that read the file earlier from
+    refreshing with a token Google has since replaced.
+
     Args:
-        credentials: any ``google.auth.credentials.Credentials`` with the Gmail scope.
-        on_rotate: called with a new refresh token if Google issues one.
-        timeout: seconds, or ``(connect, read)``, for each HTTP request google-auth makes.
+        credentials: any ``google.auth.credentials.Credentials`` with the Gmail scope; with
+            ``store``, user credentials (``google.oauth2.credentials.Credentials``).
+        store: the :class:`~smtpkit.oauth.FileTokenStore` the refresh token is shared
+            through (see above). An adopted refresh token replaces the credentials with new
+            user credentials of the same client, token URI and scopes.
+        on_rotate: called with a new refresh token if Google issues one (after ``store``
+            saved it). A failure is logged, never raised.
+        timeout: seconds, or ``(connect, read)``, for each HTTP request google-auth makes;
+            finite. With ``store``, waiting for another process's refresh is bounded by one
+            refresh's worth of it plus :data:`~smtpkit.oauth._cache.LOCK_MARGIN`; then a
+            transient error.
         session: the ``requests.Session`` for those requests (``trust_env=False`` ignores
             proxy and CA settings from the environment).
         clock: returns the current aware UTC time.
+
+    Raises:
+        ConfigurationError: credentials of the wrong type, a timeout that is not positive
+            and finite, or a store that is not a token store.
     """
 
     def __init__(
         self,
         credentials: google.auth.credentials.Credentials,
         *,
+        store: FileTokenStore | None = None,
         on_rotate: RotateCallback | None = None,
         timeout: HttpTimeout = DEFAULT_TIMEOUT,
         session: requests.Session | None = None,
@@ -137,13 +172,30 @@ class GoogleCredentialsProvider(CachingTokenProvider):
                 "credentials must be google.auth.credentials.Credentials, got "
                 f"{type(credentials).__name__}"
             )
-        per_request = float(sum(timeout)) if isinstance(timeout, tuple) else 2.0 * timeout
-        bound = GOOGLE_AUTH_ATTEMPTS * per_request + GOOGLE_AUTH_BACKOFF
+        if store is not None:
+            if not isinstance(store, FileTokenStore):
+                raise ConfigurationError(f"store must be a FileTokenStore, got {store!r}")
+            if not isinstance(credentials, google.oauth2.credentials.Credentials):
+                raise ConfigurationError(
+                    "store= shares a refresh token: it needs user credentials "
+                    f"(google.oauth2.credentials.Credentials), got {type(credentials).__name__}"
+                )
+        timeout = check_timeout(timeout)
+        # One refresh: google-auth's own attempts, each bounded by the timeout, and its sleeps.
+        bound = GOOGLE_AUTH_ATTEMPTS * total_timeout(timeout) + GOOGLE_AUTH_BACKOFF
+        # With a store, first wait for another process's refresh (one refresh, bounded).
+        store_wait = bound + LOCK_MARGIN
+        refresh_bound = bound + (store_wait if store is not None else 0.0)
         if clock is None:
-            super().__init__(refresh_bound=bound)
+            super().__init__(refresh_bound=refresh_bound)
         else:
-            super().__init__(refresh_bound=bound, clock=clock)
+            super().__init__(refresh_bound=refresh_bound, clock=clock)
         self._credentials: Any = credentials
+        self._store = store
+        self._store_wait = store_wait
+        # The stored refresh token when this provider last read or wrote the store: a
+        # different one in the file later means another process rotated it.
+        self._seen: str | None = store.load() if store is not None else None
         self._on_rotate = on_rotate
         self._request = _BoundedRequest(
             session if session is not None else requests.Session(), timeout
@@ -157,6 +209,7 @@ class GoogleCredentialsProvider(CachingTokenProvider):
         info: Mapping[str, object],
         *,
         token_uri: str | None = None,
+        store: FileTokenStore | None = None,
         on_rotate: RotateCallback | None = None,
         timeout: HttpTimeout = DEFAULT_TIMEOUT,
         session: requests.Session | None = None,
@@ -167,7 +220,9 @@ class GoogleCredentialsProvider(CachingTokenProvider):
 
         The credentials are built directly: google-auth's own ``from_authorized_user_info``
         always resets ``token_uri`` to Google's endpoint. ``token_uri`` defaults to the
-        mapping's ``token_uri`` or ``token_url``, else :data:`GOOGLE_TOKEN_URL`.
+        mapping's ``token_uri`` or ``token_url``, else :data:`GOOGLE_TOKEN_URL`. ``store``:
+        the token store the mapping was read from, to share the refresh token through (see
+        the class docstring).
 
         Raises:
             ConfigurationError: a required field is missing (named, never its value).
@@ -191,7 +246,14 @@ class GoogleCredentialsProvider(CachingTokenProvider):
             client_secret=fields["client_secret"],
             scopes=[GMAIL_SCOPE],
         )
-        return cls(credentials, on_rotate=on_rotate, timeout=timeout, session=session, clock=clock)
+        return cls(
+            credentials,
+            store=store,
+            on_rotate=on_rotate,
+            timeout=timeout,
+            session=session,
+            clock=clock,
+        )
 
     @classmethod
     def from_authorized_user_file(
@@ -203,7 +265,10 @@ class GoogleCredentialsProvider(CachingTokenProvider):
         session: requests.Session | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> GoogleCredentialsProvider:
-        """From an authorized-user JSON file or a smtpkit store (rotations saved back to it).
+        """From an authorized-user JSON file or a smtpkit store, shared through it.
+
+        The file is the provider's token store: each refresh holds its cross-process lock,
+        adopts a refresh token another process saved, and saves a rotated one back.
 
         Raises:
             ConfigurationError: the file is unreadable or incomplete.
@@ -215,34 +280,7 @@ class GoogleCredentialsProvider(CachingTokenProvider):
         return cls.from_authorized_user_info(
             info,
             token_uri=token_uri,
-            on_rotate=store.save,
-            timeout=timeout,
-            session=session,
-            clock=clock,
-        )
-
-    @classmethod
-    def from_grant(
-        cls,
-        grant: StoredGrant,
-        *,
-        token_uri: str | None = None,
-        on_rotate: RotateCallback | None = None,
-        timeout: HttpTimeout = DEFAULT_TIMEOUT,
-        session: requests.Session | None = None,
-        clock: Callable[[], datetime] | None = None,
-    ) -> GoogleCredentialsProvider:
-        """From a :class:`~smtpkit.oauth.StoredGrant` (what ``smtpkit oauth google`` stores)."""
-        info: dict[str, object] = {
-            "client_id": grant.client_id,
-            "client_secret": grant.client_secret.reveal() if grant.client_secret else None,
-            "refresh_token": grant.refresh_token.reveal(),
-            "token_uri": grant.token_url,
-        }
-        return cls.from_authorized_user_info(
-            info,
-            token_uri=token_uri,
-            on_rotate=on_rotate,
+            store=store,
             timeout=timeout,
             session=session,
             clock=clock,
@@ -305,7 +343,29 @@ class GoogleCredentialsProvider(CachingTokenProvider):
         wrapped: google.auth.credentials.Credentials = self._credentials
         return wrapped
 
+    @property
+    def store(self) -> FileTokenStore | None:
+        """The store the refresh token is shared through, if any."""
+        return self._store
+
     def _refresh(self) -> AccessToken:
+        store = self._store
+        if store is None:
+            return self._refresh_credentials(None)
+        try:
+            with store.locked(self._store_wait):
+                self._adopt(store)
+                return self._refresh_credentials(store)
+        except StoreLockTimeout:
+            failure = f"the token store {store.path} stayed locked for {self._store_wait:.0f} s"
+        # Raised outside the except block: no exception context attached.
+        raise TokenRefreshError(
+            f"could not refresh the Google access token: {failure}",
+            transient=True,
+            hint="another process is refreshing the same token, or hung doing so; retry later",
+        )
+
+    def _refresh_credentials(self, store: FileTokenStore | None) -> AccessToken:
         credentials = self._credentials
         before = getattr(credentials, "refresh_token", None)
         failure: TokenRefreshError | None = None
@@ -327,15 +387,71 @@ class GoogleCredentialsProvider(CachingTokenProvider):
         if not isinstance(token, str) or not token:
             raise TokenRefreshError("google-auth refreshed the credentials but gave no token")
         after = getattr(credentials, "refresh_token", None)
-        if isinstance(after, str) and after and after != before and self._on_rotate is not None:
-            self._on_rotate(after)
+        if isinstance(after, str) and after and after != before:
+            self._keep(Secret(after), store)
         return AccessToken(Secret(token), _aware(credentials.expiry))
+
+    def _keep(self, rotated: Secret, store: FileTokenStore | None) -> None:
+        """Persist a rotated refresh token (google-auth already holds it in memory)."""
+        logger.info("the Google refresh token was rotated")
+        if store is not None and persist_refresh_token(
+            "saving it to the token store", store.save, rotated
+        ):
+            self._seen = rotated.reveal()
+        if self._on_rotate is not None:
+            persist_refresh_token("on_rotate", self._on_rotate, rotated)
+
+    def _adopt(self, store: FileTokenStore) -> None:
+        """Use the stored refresh token if another process saved a new one."""
+        try:
+            stored = store.load()
+        except ConfigurationError as error:
+            logger.warning("%s; refreshing with the refresh token in memory", error.message)
+            return
+        current = getattr(self._credentials, "refresh_token", None)
+        if stored is None or stored == current:
+            self._seen = stored if stored is not None else self._seen
+            return
+        if stored == self._seen:
+            # The file is older than the token in memory (a rotation this process could
+            # not save): keep ours.
+            return
+        self._credentials = _with_refresh_token(self._credentials, stored)
+        self._seen = stored
+        logger.info(
+            "using the refresh token another process saved to the token store %s", store.path
+        )
+
+    def _retry_after_failure(self) -> bool:
+        """After a permanent failure: worth another try if the store now holds a new token."""
+        store = self._store
+        if store is None:
+            return False
+        try:
+            stored = store.load()
+        except ConfigurationError:
+            return False
+        current = getattr(self._credentials, "refresh_token", None)
+        return stored is not None and stored not in (current, self._seen)
 
     def __repr__(self) -> str:
         kind = type(self._credentials).__name__
         subject = getattr(self._credentials, "_subject", None)
         who = f", subject={subject!r}" if subject else ""
         return f"GoogleCredentialsProvider({kind}{who})"
+
+
+def _with_refresh_token(credentials: Any, refresh_token: str) -> Any:
+    """User credentials like ``credentials`` (client, token URI, scopes) with another token."""
+    user_credentials: Any = google.oauth2.credentials.Credentials  # untyped constructor
+    return user_credentials(
+        token=None,
+        refresh_token=refresh_token,
+        token_uri=credentials.token_uri,
+        client_id=credentials.client_id,
+        client_secret=credentials.client_secret,
+        scopes=credentials.scopes,
+    )
 
 
 def _refresh_error(error: Exception, refresh_token: object) -> TokenRefreshError:
@@ -352,88 +468,4 @@ def _refresh_error(error: Exception, refresh_token: object) -> TokenRefreshError
         where="google-auth's refresh failed",
         transient=bool(getattr(error, "retryable", False)),
         secrets=secrets,
-    )
-
-
-class _InstalledAppFlow(Protocol):
-    """The part of ``google_auth_oauthlib.flow.InstalledAppFlow`` we use."""
-
-    def run_local_server(self, **kwargs: Any) -> Any:
-        """Run the loopback redirect flow and return the credentials."""
-
-
-FlowFactory = Callable[[str, list[str]], _InstalledAppFlow]
-
-
-def _default_flow(client_secrets: str, scopes: list[str]) -> _InstalledAppFlow:
-    import google_auth_oauthlib.flow  # noqa: PLC0415 - only the sign-in command needs it
-
-    flow: _InstalledAppFlow = google_auth_oauthlib.flow.InstalledAppFlow.from_client_secrets_file(
-        client_secrets, scopes=scopes
-    )
-    return flow
-
-
-def run_installed_app_flow(
-    client_secrets: str | os.PathLike[str],
-    username: str,
-    *,
-    open_browser: bool = True,
-    flow_factory: FlowFactory = _default_flow,
-) -> StoredGrant:
-    """Sign in through the browser (loopback redirect, PKCE) and return the grant to store.
-
-    google-auth-oauthlib listens on ``localhost`` on a free port, opens the consent page
-    (``prompt=consent`` and offline access, so Google issues a refresh token) and waits for
-    the redirect, at most :data:`SIGN_IN_TIMEOUT` seconds.
-
-    Args:
-        client_secrets: the OAuth client JSON downloaded from the Cloud console
-            (application type "Desktop app").
-        username: the Gmail address that will sign in.
-        open_browser: open the page automatically (else the URL is printed).
-        flow_factory: builds the flow (tests inject a stub).
-
-    Raises:
-        ConfigurationError: unreadable client secrets, or no refresh token was issued.
-    """
-    path = Path(client_secrets).expanduser()
-    try:
-        secrets_info = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as error:
-        raise ConfigurationError(
-            f"cannot read the client secrets file {path}: {type(error).__name__}",
-            hint="download it from Google Cloud console > APIs & Services > Credentials",
-        ) from None
-    if not isinstance(secrets_info, dict) or not (
-        "installed" in secrets_info or "web" in secrets_info
-    ):
-        raise ConfigurationError(f"{path} is not an OAuth client secrets file")
-    flow = flow_factory(str(path), [GMAIL_SCOPE])
-    credentials = flow.run_local_server(
-        host="localhost",
-        port=0,
-        prompt="consent",
-        open_browser=open_browser,
-        timeout_seconds=SIGN_IN_TIMEOUT,
-    )
-    refresh_token = getattr(credentials, "refresh_token", None)
-    client_id = getattr(credentials, "client_id", None)
-    client_secret = getattr(credentials, "client_secret", None)
-    token_uri = getattr(credentials, "token_uri", None) or GOOGLE_TOKEN_URL
-    if not isinstance(refresh_token, str) or not refresh_token:
-        raise ConfigurationError(
-            "Google issued no refresh token",
-            hint="revoke the app's access at myaccount.google.com/permissions and sign in again",
-        )
-    if not isinstance(client_id, str) or not client_id:
-        raise ConfigurationError("the sign-in returned no client ID")
-    return StoredGrant(
-        provider="google",
-        client_id=client_id,
-        token_url=str(token_uri),
-        refresh_token=Secret(refresh_token),
-        username=username,
-        client_secret=Secret(client_secret) if isinstance(client_secret, str) else None,
-        scopes=(GMAIL_SCOPE,),
     )

@@ -34,7 +34,7 @@ from smtpkit.oauth._microsoft import (
     microsoft_delegated,
     microsoft_token_url,
 )
-from smtpkit.oauth._refresh import ClientCredentialsProvider, RefreshTokenProvider
+from smtpkit.oauth._refresh import ClientCredentialsProvider, RefreshTokenProvider, RotateCallback
 from smtpkit.oauth._static import StaticToken
 from smtpkit.oauth._store import LOCK_TIMEOUT, FileTokenStore, StoredGrant, StoreLockTimeout
 
@@ -54,6 +54,7 @@ __all__ = [
     "FileTokenStore",
     "HttpTimeout",
     "RefreshTokenProvider",
+    "RotateCallback",
     "StaticToken",
     "StoreLockTimeout",
     "StoredGrant",

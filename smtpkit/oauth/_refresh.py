@@ -43,7 +43,12 @@ from smtpkit.oauth._http import (
 )
 from smtpkit.oauth._store import FileTokenStore, StoreLockTimeout
 
-__all__ = ["ClientCredentialsProvider", "RefreshTokenProvider", "RotateCallback"]
+__all__ = [
+    "ClientCredentialsProvider",
+    "RefreshTokenProvider",
+    "RotateCallback",
+    "persist_refresh_token",
+]
 
 logger = logging.getLogger("smtpkit.oauth")
 
@@ -68,8 +73,13 @@ def _secret(what: str, value: str | Secret) -> Secret:
     return value if isinstance(value, Secret) else Secret(value)
 
 
-def _persist(what: str, hook: RotateCallback, token: Secret) -> bool:
-    """Call ``hook`` with a rotated refresh token; log (never raise) a failure."""
+def persist_refresh_token(what: str, hook: RotateCallback, token: Secret) -> bool:
+    """Call ``hook`` with a rotated refresh token; log (never raise) a failure.
+
+    Every provider saves rotations through this: a full disk, a read-only store or a store
+    lock held too long (:class:`~smtpkit.errors.StoreLockTimeout`) must not fail the send
+    that just obtained a good access token. Returns whether ``hook`` succeeded.
+    """
     try:
         hook(token.reveal())
     except Exception as error:
@@ -360,10 +370,12 @@ class RefreshTokenProvider(_HttpProvider):
         # the new one first, so a failing save or callback cannot lose it for this process.
         self._refresh_token = rotated
         logger.info("the refresh token for client %s was rotated", self._client_id)
-        if store is not None and _persist("saving it to the token store", store.save, rotated):
+        if store is not None and persist_refresh_token(
+            "saving it to the token store", store.save, rotated
+        ):
             self._seen = rotated.reveal()
         if self._on_rotate is not None:
-            _persist("on_rotate", self._on_rotate, rotated)
+            persist_refresh_token("on_rotate", self._on_rotate, rotated)
 
     def _retry_after_failure(self) -> bool:
         """After a permanent failure: worth another try if the store now holds a new token."""

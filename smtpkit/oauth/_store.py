@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smtpkit.auth import Secret
-from smtpkit.errors import ConfigurationError
+from smtpkit.errors import ConfigurationError, StoreLockTimeout
 
 if sys.platform != "win32":
     import fcntl
@@ -67,15 +67,9 @@ MAX_STORE_BYTES = 64 * 1024
 PROVIDERS = ("google", "microsoft", "oauth2")
 #: Seconds ``save()`` and ``write()`` wait for another process holding the store's lock.
 LOCK_TIMEOUT = 30.0
-#: Whether this platform has ``fcntl.flock`` (POSIX); without it the lock is per process.
-CROSS_PROCESS_LOCK = sys.platform != "win32"
 # Polling the lock: first and longest sleep between attempts, seconds.
 _POLL_FIRST = 0.002
 _POLL_MAX = 0.05
-
-
-class StoreLockTimeout(TimeoutError):
-    """Another thread or process held the store's lock for longer than the wait allowed."""
 
 
 @dataclass(frozen=True)
@@ -312,8 +306,9 @@ class FileTokenStore:
 
         Raises:
             ConfigurationError: an empty token, or the existing file is not a store.
-            OSError: the file could not be written (``StoreLockTimeout``, a ``TimeoutError``,
-                when the lock was not obtained).
+            OSError: the file could not be written.
+            StoreLockTimeout: the lock was not obtained (a transient
+                :class:`~smtpkit.errors.TokenRefreshError`, also a ``TimeoutError``).
         """
         if not isinstance(refresh_token, str) or not refresh_token:
             raise ConfigurationError("refresh_token must be a non-empty str")
