@@ -22,9 +22,9 @@ from functools import partial
 
 from smtpkit._pool import SessionPool
 from smtpkit._result import SendResult
-from smtpkit._session import ConnectionStale, Session
+from smtpkit._session import Session
 from smtpkit._transaction import Outcome, run_transactions
-from smtpkit.errors import SMTPError
+from smtpkit.errors import ConnectionStale, SMTPError
 from smtpkit.message import PreparedMessage
 from smtpkit.retry import Retry
 

@@ -56,7 +56,7 @@ from smtpkit.protocol import (
 from smtpkit.replies import Phase, Reply
 from smtpkit.transports import Stream, Transport
 
-__all__ = ["ConnectionStale", "Session", "SessionSettings"]
+__all__ = ["Session", "SessionSettings"]
 
 E = TypeVar("E", bound=SMTPError)
 
@@ -69,14 +69,6 @@ IMPLICIT_TLS_PORT = 465
 
 class _ReconnectForToken(Exception):
     """The server closed the connection after refusing a token; log in on a new one."""
-
-
-class ConnectionStale(ServerDisconnected):
-    """A reused connection turned out closed before the server accepted anything.
-
-    Raised only when the failure came before MAIL was accepted, so the message can be sent
-    again on a new connection without any risk of a duplicate.
-    """
 
 
 @dataclass(frozen=True)

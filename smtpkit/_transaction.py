@@ -38,8 +38,9 @@ from types import MappingProxyType
 from typing import Generic, TypeVar
 
 from smtpkit._result import SendResult
-from smtpkit._session import ConnectionStale, Session
+from smtpkit._session import Session
 from smtpkit.errors import (
+    ConnectionStale,
     DeliveryUnknown,
     RemoteProtocolError,
     SMTPError,

@@ -18,6 +18,7 @@ from smtpkit.errors import (
     ConfigurationError,
     ConnectError,
     ConnectionRejected,
+    ConnectionStale,
     DeliveryUnknown,
     EncryptionRequired,
     InsecureAuthRefused,
@@ -88,6 +89,7 @@ SIMPLE_CLASSES: list[type[SMTPError]] = [
     TLSModeMismatch,
     StartTLSNotOffered,
     ServerDisconnected,
+    ConnectionStale,
     OperationTimeout,
     RemoteProtocolError,
 ]

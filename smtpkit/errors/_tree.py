@@ -16,6 +16,7 @@
     │   │   ├── TLSModeMismatch            TLS spoken to a plaintext port or vice versa
     │   │   └── StartTLSNotOffered         STARTTLS required but not advertised
     │   ├── ServerDisconnected(ConnectionError)
+    │   │   └── ConnectionStale            closed before anything was accepted
     │   ├── OperationTimeout(TimeoutError)
     │   ├── RemoteProtocolError            the server broke the SMTP grammar
     │   └── DeliveryUnknown                lost after the final "." - outcome unknown
@@ -64,6 +65,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "ConnectionRejected",
+    "ConnectionStale",
     "CredentialKind",
     "DeliveryUnknown",
     "EncryptionRequired",
@@ -288,6 +290,15 @@ class ServerDisconnected(TransportError, ConnectionError):
     """The server closed the connection while the client expected a reply."""
 
     default_transient = True
+
+
+class ConnectionStale(ServerDisconnected):
+    """The connection turned out closed before the server accepted anything of a message.
+
+    Raised only when nothing of the message can have been accepted (its envelope went
+    unanswered), so it can be sent again on a new connection with no risk of a duplicate;
+    the Submitter does that once by itself.
+    """
 
 
 class OperationTimeout(TransportError, TimeoutError):
