@@ -646,3 +646,18 @@ def test_ipv6_loopback(make_server: Factory) -> None:
 
 def test_localhost_name_listens_on_127_0_0_1() -> None:
     assert LocalServer(host="localhost").host == "127.0.0.1"
+
+
+def test_received_messages_speak_the_fakes_vocabulary_too() -> None:
+    # The same assertions work on LocalServer's and FakeTransport's records.
+    with LocalServer(security=Security.NONE) as server:
+        with smtplib.SMTP(server.host, server.port, CLIENT_NAME, timeout=TIMEOUT) as client:
+            client.sendmail(
+                "a@example.test",
+                ["b@example.test"],
+                b"Subject: Same words\r\n\r\nbody\r\n",
+            )
+        [received] = server.wait_for(1)
+    assert received.sender == received.mail_from == "a@example.test"
+    assert received.recipients == received.rcpt_tos == ("b@example.test",)
+    assert received.subject == "Same words"

@@ -143,6 +143,22 @@ class ReceivedMessage:
     mail_options: tuple[str, ...] = ()
     path: Path | None = None
 
+    @property
+    def sender(self) -> str:
+        """``mail_from`` under the name :class:`smtpkit.testing.SentMessage` uses."""
+        return self.mail_from
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """``rcpt_tos`` under the name :class:`smtpkit.testing.SentMessage` uses."""
+        return self.rcpt_tos
+
+    @property
+    def subject(self) -> str | None:
+        """The Subject header, as :attr:`smtpkit.testing.SentMessage.subject` gives it."""
+        value = self.message["Subject"]
+        return None if value is None else str(value)
+
 
 class ServerState:
     """Messages, auth attempts and scripted failures, shared between the two threads.
