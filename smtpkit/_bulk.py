@@ -41,6 +41,8 @@ class Job:
     recipients: tuple[str, ...] | None = None
     retry: Retry = field(default_factory=Retry.never)
     stale_retried: bool = False
+    #: Seconds to wait before the next try (a Retry backoff), waited with no session held.
+    wait: float = 0.0
 
     def next_try(self, error: SMTPError) -> float | None:
         """Seconds to wait before trying again after ``error``, or ``None`` if final."""
@@ -99,6 +101,20 @@ class JobQueue:
         with self._lock:
             return self._jobs.popleft() if self._jobs else None
 
+    def pop_ready(self) -> Job | None:
+        """The next job if it may be sent now (no backoff pending), else ``None``."""
+        with self._lock:
+            if self._jobs and self._jobs[0].wait <= 0:
+                return self._jobs.popleft()
+            return None
+
+    def pop_waiting(self) -> Job | None:
+        """The next job if it must first wait out a backoff, else ``None``."""
+        with self._lock:
+            if self._jobs and self._jobs[0].wait > 0:
+                return self._jobs.popleft()
+            return None
+
     def push_front(self, job: Job) -> None:
         """Put a job back to be tried next."""
         with self._lock:
@@ -108,7 +124,9 @@ class JobQueue:
         """Jobs for one session: at most ``cap`` of them, each after the rate limiter."""
         taken = 0
         while cap is None or taken < cap:
-            job = self.pop()
+            # A job waiting out a backoff ends the feed: the session goes back to the pool
+            # instead of idling (with a pipelined envelope on the wire) while we wait.
+            job = self.pop_ready()
             if job is None:
                 return
             self._limiter.wait()
@@ -232,14 +250,20 @@ class _Delivery:
         if delay is None:
             self.finish(job, outcome)
             return
-        if delay:
-            self._sleep(delay)
+        job.wait = delay
         self._queue.push_front(job)
 
     def work(self) -> None:
         """One worker: take a session, send jobs on it, repeat until the queue is empty."""
         pool, queue = self._pool, self._queue
         while queue and self.crash is None:
+            waiting = queue.pop_waiting()
+            if waiting is not None:
+                # The backoff is waited here, holding no session.
+                self._sleep(waiting.wait)
+                waiting.wait = 0.0
+                queue.push_front(waiting)
+                continue
             try:
                 session = pool.acquire()
             except SMTPError as error:

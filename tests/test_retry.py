@@ -302,3 +302,23 @@ def test_never_tries_once() -> None:
 )
 def test_is_retryable(error: Exception, retryable: bool) -> None:
     assert Retry().is_retryable(error) is retryable
+
+
+def test_a_backoff_is_waited_without_holding_a_connection() -> None:
+    # While a message waits out its backoff, its connection goes back to the pool (idle),
+    # instead of sitting checked out with the next envelope on the wire.
+    fake = FakeTransport()
+    fake.reply(Phase.MAIL, "451 4.3.0 Try again later", times=1)
+    idle_during_sleep: list[int] = []
+
+    def sleep(seconds: float) -> None:
+        idle_during_sleep.append(submitter._pool.idle)  # the connection is back in the pool
+
+    submitter = Submitter(
+        HOST, transport=fake, max_connections=1, retry=Retry(attempts=2, backoff=5, sleep=sleep)
+    )
+    with submitter:
+        outcomes = submitter.send_many([message(1), message(2)])
+    assert all(isinstance(o, SendResult) for o in outcomes)
+    assert idle_during_sleep == [1]
+    assert fake.connections == 1  # the same connection was used again after the wait
