@@ -20,16 +20,16 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
 from smtpkit import providers
-from smtpkit.auth import AuthContext, AuthFlow, AuthStrategy, TokenAuthStrategy, drive_flow
-from smtpkit.config import Endpoint, Security, Timeouts, is_loopback
+from smtpkit._login import ReconnectForToken, log_in
+from smtpkit.auth import AuthStrategy
+from smtpkit.config import Endpoint, Security, Timeouts
 from smtpkit.errors import (
-    InsecureAuthRefused,
     MessageError,
     MessageTooLarge,
     OperationTimeout,
@@ -39,7 +39,6 @@ from smtpkit.errors import (
     SMTPError,
     StartTLSNotOffered,
     TLSModeMismatch,
-    TokenRejected,
     TransportError,
     detect_provider,
     error_for_reply,
@@ -65,10 +64,6 @@ wire_logger = logging.getLogger("smtpkit.wire")
 
 #: The implicit-TLS submission port (RFC 8314 §7.3).
 IMPLICIT_TLS_PORT = 465
-
-
-class _ReconnectForToken(Exception):
-    """The server closed the connection after refusing a token; log in on a new one."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +150,7 @@ class Session:
         session = cls(settings, stream, clock=clock)
         try:
             session._negotiate(token_retry=True)
-        except _ReconnectForToken:
+        except ReconnectForToken:
             # The server hung up after refusing the OAuth2 token; the provider now holds a
             # fresh one. One new connection, and no further refresh on it.
             session = cls(settings, transport.connect(settings.endpoint()), clock=clock)
@@ -255,101 +250,14 @@ class Session:
 
     def _authenticate(self, strategy: AuthStrategy, *, token_retry: bool) -> None:
         settings = self._settings
-        if not (
-            self._stream.is_encrypted
-            or is_loopback(settings.host)
-            or settings.allow_unencrypted_auth
-        ):
-            self._quit_quietly()
-            raise InsecureAuthRefused(
-                f"refusing to send credentials to {settings.host} over an unencrypted connection",
-                hint=(
-                    "use Security.STARTTLS or Security.TLS; pass allow_unencrypted_auth=True "
-                    "only for a trusted network"
-                ),
-            )
-        context = AuthContext(
-            mechanisms=self.extensions.auth_mechanisms,
+        self.auth_expires_at = log_in(
+            self,
+            strategy,
             host=settings.host,
             port=settings.port,
-            encrypted=self._stream.is_encrypted,
+            allow_unencrypted_auth=settings.allow_unencrypted_auth,
+            token_retry=token_retry,
         )
-        if isinstance(strategy, TokenAuthStrategy):
-            self._token_login(strategy, context, token_retry=token_retry)
-            return
-        reply, details = self._run_flow(lambda: strategy.flow(context))
-        if reply.code != 235:
-            self._quit_quietly()
-            raise self._auth_error(strategy, context, reply, details)
-        logger.debug("authenticated to %s as %s", settings.host, strategy.username)
-
-    def _token_login(
-        self, strategy: TokenAuthStrategy, context: AuthContext, *, token_retry: bool
-    ) -> None:
-        """AUTH with an OAuth2 token: on rejection, one forced refresh and one more try.
-
-        The provider refreshes a token that expires soon by itself. When the server refuses
-        a token the provider still believed valid (revoked, or Gmail ending it early), the
-        provider is asked for exactly one forced refresh (single flight: ``rejected=`` lets
-        threads sharing the provider reuse one refresh) and AUTH runs once more - on this
-        connection if the server kept it open, else on a new one.
-        """
-        provider = strategy.token_provider
-        try:
-            token = provider.get_token()
-        except SMTPError:
-            self._quit_quietly()
-            raise
-        reply, details = self._run_flow(lambda: strategy.token_flow(context, token))
-        if reply.code == 235:
-            self.auth_expires_at = token.expires_at
-            return
-        error = self._auth_error(strategy, context, reply, details)
-        if not (token_retry and isinstance(error, TokenRejected)):
-            self._quit_quietly()
-            raise error
-        logger.info("the server refused the OAuth2 token; refreshing it once and retrying")
-        try:
-            fresh = provider.get_token(force_refresh=True, rejected=token)
-        except SMTPError:
-            self._quit_quietly()
-            raise
-        if not self._alive:
-            raise _ReconnectForToken()
-        reply, details = self._run_flow(lambda: strategy.token_flow(context, fresh))
-        if reply.code == 235:
-            self.auth_expires_at = fresh.expires_at
-            return
-        self._quit_quietly()
-        raise self._auth_error(strategy, context, reply, details)
-
-    def _run_flow(self, start: Callable[[], AuthFlow]) -> tuple[Reply, Mapping[str, str] | None]:
-        """Drive an AUTH flow to its final reply (RFC 4954 §4); close the session on failure."""
-        try:
-            return drive_flow(start(), self.exchange)
-        except SMTPError:
-            self._quit_quietly()
-            raise
-
-    def _auth_error(
-        self,
-        strategy: AuthStrategy,
-        context: AuthContext,
-        reply: Reply,
-        details: Mapping[str, str] | None,
-    ) -> SMTPError:
-        if reply.is_positive:
-            return self._unexpected(reply, f"AUTH {strategy.choose_mechanism(context)}")
-        error = error_for_reply(
-            reply,
-            Phase.AUTH,
-            command=f"AUTH {strategy.choose_mechanism(context)}",
-            provider=self._provider,
-            credential_kind=strategy.credential_kind,
-            challenge=details,
-            transcript=self._conn.transcript,
-        )
-        return self.enrich(error)
 
     def token_expires_within(self, seconds: float, now: datetime) -> bool:
         """Whether the OAuth2 token this session logged in with expires within ``seconds``.
@@ -566,7 +474,7 @@ class Session:
         refusal the reply table can classify: it is the server breaking the protocol.
         """
         if reply.is_positive:
-            return self._unexpected(reply, command or phase.value.upper())
+            return self.unexpected(reply, command or phase.value.upper())
         return self.enrich(
             error_for_reply(
                 reply,
@@ -580,7 +488,8 @@ class Session:
             )
         )
 
-    def _unexpected(self, reply: Reply, command: str) -> RemoteProtocolError:
+    def unexpected(self, reply: Reply, command: str) -> RemoteProtocolError:
+        """Close the session for a reply the protocol does not allow; the error to raise."""
         self.abort()
         return RemoteProtocolError(
             f"the server answered {command} with {reply}, which the protocol does not allow there",
