@@ -26,17 +26,12 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
-import shutil
 import socket
 import ssl
-import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self
-
-import trustme
 
 from smtpkit.config import Security, is_loopback
 from smtpkit.errors import ConfigurationError
@@ -51,17 +46,12 @@ from smtpkit.testing._server_state import (
     ServerState,
     normalize_reply,
 )
+from smtpkit.testing._server_tls import DEFAULT_CERTIFICATE_NAMES, ServerCertificates
 
 __all__ = ["AUTH_MECHANISMS", "LocalServer"]
 
 #: Every SASL mechanism the server implements, in the order a client would prefer them.
 AUTH_MECHANISMS = ("PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER")
-
-#: The identities on the server's certificate unless ``certificate_names`` says otherwise.
-DEFAULT_CERTIFICATE_NAMES = ("localhost", "127.0.0.1", "::1")
-
-#: The validity period of a ``certificate_expired=True`` certificate: fixed, long past.
-EXPIRED_VALIDITY = (datetime(2000, 1, 1), datetime(2001, 1, 1))
 
 #: Seconds ``start()`` waits for the server thread to accept its first connection.
 READY_TIMEOUT = 5.0
@@ -192,34 +182,10 @@ class LocalServer:
             ),
         )
         self._mechanisms = mechanisms
-        self._ca = trustme.CA()
-        self._server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._issue_certificate(certificate_names, hostname, expired=certificate_expired)
-        self._given_ca_path = ca_path
-        self._ca_path: Path | None = None
-        self._temp_dir: Path | None = None
+        self._certificates = ServerCertificates(
+            certificate_names, hostname, expired=certificate_expired, ca_path=ca_path
+        )
         self._controller: ThreadedServer | None = None
-
-    def _issue_certificate(self, names: Sequence[str], hostname: str, *, expired: bool) -> None:
-        if (
-            isinstance(names, str)
-            or not names
-            or not all(isinstance(name, str) and name for name in names)
-        ):
-            raise ConfigurationError(
-                f"certificate_names must be a sequence of names or addresses, got {names!r}"
-            )
-        identities = list(names)
-        if tuple(names) == DEFAULT_CERTIFICATE_NAMES:
-            identities.append(hostname)
-        not_before, not_after = EXPIRED_VALIDITY if expired else (None, None)
-        try:
-            leaf = self._ca.issue_cert(
-                *dict.fromkeys(identities), not_before=not_before, not_after=not_after
-            )
-        except ValueError as error:  # trustme: a name it cannot encode
-            raise ConfigurationError(f"certificate_names: {error}") from error
-        leaf.configure_cert(self._server_context)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -235,16 +201,18 @@ class LocalServer:
         _quiet_aiosmtpd_logger()
         if self._save_dir is not None:
             self._save_dir.mkdir(parents=True, exist_ok=True)
-        self._write_ca()
+        self._certificates.write_file()
         sock = self._bind()
         implicit = self._security is Security.TLS
         controller = ThreadedServer(
             self._handler,
             sock=sock,
-            ssl_context=self._server_context if implicit else None,
+            ssl_context=self._certificates.server_context if implicit else None,
             ready_timeout=READY_TIMEOUT,
             server_hostname=self._hostname,
-            tls_context=self._server_context if self._security is Security.STARTTLS else None,
+            tls_context=self._certificates.server_context
+            if self._security is Security.STARTTLS
+            else None,
             require_starttls=self._security is Security.STARTTLS,
             # aiosmtpd only knows about TLS started by STARTTLS: on an implicit-TLS listener
             # it would hide AUTH unless told TLS is not required. Plaintext AUTH is acceptable
@@ -262,7 +230,7 @@ class LocalServer:
         except BaseException:
             controller.shutdown()
             self._port = None
-            self._remove_temp_dir()
+            self._certificates.remove_file()
             raise
         self._controller = controller
         return self
@@ -276,7 +244,7 @@ class LocalServer:
         finally:
             if controller is not None and self._requested_port is None:
                 self._port = None
-            self._remove_temp_dir()
+            self._certificates.remove_file()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -309,21 +277,6 @@ class LocalServer:
                 continue
             return sock
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _write_ca(self) -> None:
-        if self._given_ca_path is not None:
-            path = self._given_ca_path
-        else:
-            self._temp_dir = Path(tempfile.mkdtemp(prefix="smtpkit-ca-"))
-            path = self._temp_dir / "ca.pem"
-        path.write_bytes(self.ca_pem)
-        self._ca_path = path
-
-    def _remove_temp_dir(self) -> None:
-        temp_dir, self._temp_dir = self._temp_dir, None
-        if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-            self._ca_path = None
 
     # -- where and how -------------------------------------------------------------------------
 
@@ -368,8 +321,7 @@ class LocalServer:
     @property
     def ca_pem(self) -> bytes:
         """The PEM of this server's own CA certificate."""
-        pem: bytes = self._ca.cert_pem.bytes()
-        return pem
+        return self._certificates.ca_pem
 
     @property
     def ca_path(self) -> Path:
@@ -378,17 +330,16 @@ class LocalServer:
         Raises:
             RuntimeError: the server is not running and no ``ca_path`` was given.
         """
-        if self._ca_path is not None:
-            return self._ca_path
-        if self._given_ca_path is not None:
-            self._given_ca_path.write_bytes(self.ca_pem)
-            self._ca_path = self._given_ca_path
-            return self._ca_path
+        certificates = self._certificates
+        if certificates.path is not None:
+            return certificates.path
+        if certificates.given_path is not None:
+            return certificates.write_file()
         raise RuntimeError("LocalServer writes its CA file on start()")
 
     def client_tls_context(self) -> ssl.SSLContext:
         """A verifying client context (``ssl.create_default_context()``) trusting only this CA."""
-        return ssl.create_default_context(cadata=self.ca_pem.decode("ascii"))
+        return self._certificates.client_tls_context()
 
     # -- what was received ---------------------------------------------------------------------
 
