@@ -59,6 +59,7 @@ from smtpkit.errors._tree import (
     RateLimited,
     RecipientRejected,
     ReplyError,
+    ReplyErrorOptions,
     SenderRejected,
     ServiceUnavailable,
     TLSUnavailable,
@@ -402,37 +403,18 @@ def error_for_reply(
     if credential_kind is None and challenge is not None:
         credential_kind = CredentialKind.OAUTH2
     cls, hint = classify(reply, phase, provider=provider, credential_kind=credential_kind)
+    options: ReplyErrorOptions = {
+        "command": command,
+        "recipient": recipient,
+        "provider": provider,
+        "hint": hint,
+        "transcript": transcript,
+    }
     if issubclass(cls, TokenRejected):
-        return cls(
-            reply,
-            phase,
-            challenge=challenge,
-            command=command,
-            recipient=recipient,
-            provider=provider,
-            hint=hint,
-            transcript=transcript,
-        )
+        return cls(reply, phase, challenge=challenge, **options)
     if issubclass(cls, RecipientRejected):
-        return cls(
-            reply,
-            phase,
-            rejected=rejected,
-            command=command,
-            recipient=recipient,
-            provider=provider,
-            hint=hint,
-            transcript=transcript,
-        )
-    return cls(
-        reply,
-        phase,
-        command=command,
-        recipient=recipient,
-        provider=provider,
-        hint=hint,
-        transcript=transcript,
-    )
+        return cls(reply, phase, rejected=rejected, **options)
+    return cls(reply, phase, **options)
 
 
 def render_markdown() -> str:

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from smtpkit.replies import Phase, Reply
 
@@ -332,6 +332,17 @@ class DeliveryUnknown(TransportError):
         self.recipients: tuple[str, ...] = tuple(recipients)
 
 
+class ReplyErrorOptions(TypedDict, total=False):
+    """The keyword arguments every :class:`ReplyError` takes (see its attributes)."""
+
+    command: str | None
+    recipient: str | None
+    provider: str | None
+    hint: str | None
+    transcript: Sequence[str]
+    from_server: bool
+
+
 class ReplyError(SMTPError):
     """The server answered a command with a failure reply.
 
@@ -434,23 +445,9 @@ class TokenRejected(AuthenticationError):
         phase: Phase,
         *,
         challenge: Mapping[str, str] | None = None,
-        command: str | None = None,
-        recipient: str | None = None,
-        provider: str | None = None,
-        hint: str | None = None,
-        transcript: Sequence[str] = (),
-        from_server: bool = True,
+        **options: Unpack[ReplyErrorOptions],
     ) -> None:
-        super().__init__(
-            reply,
-            phase,
-            command=command,
-            recipient=recipient,
-            provider=provider,
-            hint=hint,
-            transcript=transcript,
-            from_server=from_server,
-        )
+        super().__init__(reply, phase, **options)
         self.challenge: dict[str, str] = dict(challenge or {})
 
     @property
@@ -494,26 +491,12 @@ class RecipientRejected(ReplyError):
         phase: Phase,
         *,
         rejected: Mapping[str, Reply] | None = None,
-        command: str | None = None,
-        recipient: str | None = None,
-        provider: str | None = None,
-        hint: str | None = None,
-        transcript: Sequence[str] = (),
-        from_server: bool = True,
+        **options: Unpack[ReplyErrorOptions],
     ) -> None:
-        super().__init__(
-            reply,
-            phase,
-            command=command,
-            recipient=recipient,
-            provider=provider,
-            hint=hint,
-            transcript=transcript,
-            from_server=from_server,
-        )
+        super().__init__(reply, phase, **options)
         self.rejected: dict[str, Reply] = dict(rejected or {})
-        if recipient is not None and recipient not in self.rejected:
-            self.rejected[recipient] = reply
+        if self.recipient is not None and self.recipient not in self.rejected:
+            self.rejected[self.recipient] = reply
 
 
 class MessageRejected(ReplyError):
