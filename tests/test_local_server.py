@@ -16,6 +16,7 @@ import pytest
 
 from smtpkit.config import Security
 from smtpkit.errors import ConfigurationError
+from smtpkit.replies import Phase
 from smtpkit.testing._server import LocalServer
 from smtpkit.testing._server_sasl import parse_oauthbearer, parse_xoauth2
 from smtpkit.testing._server_state import normalize_reply
@@ -661,3 +662,48 @@ def test_received_messages_speak_the_fakes_vocabulary_too() -> None:
     assert received.sender == received.mail_from == "a@example.test"
     assert received.recipients == received.rcpt_tos == ("b@example.test",)
     assert received.subject == "Same words"
+
+
+def _send_raw(server: LocalServer, recipients: list[str]) -> dict[str, tuple[int, bytes]]:
+    with smtplib.SMTP(server.host, server.port, CLIENT_NAME, timeout=TIMEOUT) as client:
+        return client.sendmail("a@example.test", recipients, b"Subject: s\r\n\r\nbody\r\n")
+
+
+def test_reply_scripts_one_recipient_a_number_of_times() -> None:
+    with LocalServer(security=Security.NONE) as server:
+        server.reply(Phase.RCPT, "550 5.1.1 No such user", recipient="b@example.test", times=1)
+        refused = _send_raw(server, ["a@example.test", "b@example.test"])
+        assert refused == {"b@example.test": (550, b"5.1.1 No such user")}
+        assert _send_raw(server, ["a@example.test", "b@example.test"]) == {}  # used up
+        first, second = server.wait_for(2)
+    assert first.recipients == ("a@example.test",)
+    assert second.recipients == ("a@example.test", "b@example.test")
+
+
+def test_reply_with_times_none_answers_every_time() -> None:
+    with LocalServer(security=Security.NONE) as server:
+        server.reply("mail", "451 4.3.0 Try again later", times=None)
+        for _ in range(3):
+            with pytest.raises(smtplib.SMTPSenderRefused) as caught:
+                _send_raw(server, ["b@example.test"])
+            assert caught.value.smtp_code == 451
+        assert server.messages == []
+
+
+def test_reply_queues_like_fail_next_for_a_phase() -> None:
+    with LocalServer(security=Security.NONE) as server:
+        server.reply(Phase.MESSAGE, "552 5.3.4 Too big", times=2)
+        for _ in range(2):
+            with pytest.raises(smtplib.SMTPDataError):
+                _send_raw(server, ["b@example.test"])
+        assert _send_raw(server, ["b@example.test"]) == {}
+        assert len(server.wait_for(1)) == 1
+
+
+@pytest.mark.parametrize(
+    ("phase", "recipient"), [(Phase.MAIL, "b@example.test"), (Phase.AUTH, None), ("rset", None)]
+)
+def test_reply_refuses_what_it_cannot_script(phase: Phase | str, recipient: str | None) -> None:
+    server = LocalServer(security=Security.NONE)
+    with pytest.raises(ConfigurationError):
+        server.reply(phase, "550 5.0.0 no", recipient=recipient)

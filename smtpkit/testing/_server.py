@@ -31,10 +31,11 @@ import ssl
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, cast
 
 from smtpkit.config import Security, is_loopback
 from smtpkit.errors import ConfigurationError
+from smtpkit.replies import Phase
 from smtpkit.testing._server_aiosmtpd import ThreadedServer
 from smtpkit.testing._server_handler import Handler, TokenCheck
 from smtpkit.testing._server_state import (
@@ -399,6 +400,39 @@ class LocalServer:
         ``reply`` follows the same rules as in :meth:`reject_recipient`.
         """
         self._state.fail_next(phase, reply, times)
+
+    def reply(
+        self,
+        phase: Phase | str,
+        reply: str,
+        *,
+        recipient: str | None = None,
+        times: int | None = 1,
+    ) -> None:
+        """Answer a phase with ``reply``, as :meth:`smtpkit.testing.FakeTransport.reply` does.
+
+        One scripting vocabulary for the fake and the real server::
+
+            server.reply(Phase.RCPT, "550 5.1.1 No such user", recipient="bob@example.test")
+            server.reply("mail", "451 4.3.0 Try again later", times=2)
+            server.reply(Phase.MESSAGE, "552 5.3.4 Too big", times=None)  # every time
+
+        Args:
+            phase: ``mail``, ``rcpt``, ``data`` or ``message`` (a :class:`smtpkit.Phase`
+                or its value).
+            reply: a 4xx/5xx reply (lines joined with ``"\n"`` for a multi-line one).
+            recipient: for ``rcpt``, only this recipient's RCPT gets the reply.
+            times: how many times; ``None`` for every time.
+        """
+        name = phase.value if isinstance(phase, Phase) else str(phase).lower()
+        if recipient is not None:
+            if name != "rcpt":
+                raise ConfigurationError("recipient= only applies to the rcpt phase")
+            self._state.reject_recipient(recipient, reply, times)
+        elif times is None:
+            self._state.fail_always(cast(FailurePhase, name), reply)
+        else:
+            self._state.fail_next(cast(FailurePhase, name), reply, times)
 
     def drop_connection_after_data(self, times: int = 1, *, deliver: bool = True) -> None:
         """Close the next ``times`` connections right after a message's final ``.``, unanswered.

@@ -185,18 +185,31 @@ class ServerState:
         self._attempts: list[AuthAttempt] = []
         self._errors: list[BaseException] = []
         self._events: deque[str] = deque(maxlen=EVENT_HISTORY)
-        self._rejected: dict[str, str] = {}
+        # address -> (reply, answers left; None = every time)
+        self._rejected: dict[str, tuple[str, int | None]] = {}
         self._failures: dict[FailurePhase, deque[str]] = {phase: deque() for phase in _PHASES}
+        self._always: dict[FailurePhase, str] = {}
         self._drops: deque[bool] = deque()
         self._saved = 0
 
     # -- scripting (caller thread) -----------------------------------------------------------
 
-    def reject_recipient(self, address: str, reply: str) -> None:
-        """Answer every ``RCPT TO`` for ``address`` (case-insensitive) with ``reply``."""
+    def reject_recipient(self, address: str, reply: str, times: int | None = None) -> None:
+        """Answer ``RCPT TO`` for ``address`` (case-insensitive) with ``reply``: the next
+        ``times`` times, or every time when ``times`` is ``None``."""
+        if times is not None:
+            _check_times(times)
         wire = normalize_reply(reply)
         with self._lock:
-            self._rejected[address.casefold()] = wire
+            self._rejected[address.casefold()] = (wire, times)
+
+    def fail_always(self, phase: FailurePhase, reply: str) -> None:
+        """Answer every command of ``phase`` with ``reply`` (after any queued ones)."""
+        if phase not in _PHASES:
+            raise ConfigurationError(f"phase must be one of {_PHASES}, got {phase!r}")
+        wire = normalize_reply(reply)
+        with self._lock:
+            self._always[phase] = wire
 
     def fail_next(self, phase: FailurePhase, reply: str, times: int) -> None:
         """Queue ``reply`` as the answer to the next ``times`` commands of ``phase``."""
@@ -220,7 +233,7 @@ class ServerState:
         (a wire reply or :data:`DROP`); ``None`` to proceed normally."""
         with self._lock:
             queue = self._failures[phase]
-            wire = queue.popleft() if queue else None
+            wire = queue.popleft() if queue else self._always.get(phase)
             if wire is not None:
                 self._events.append(f"{phase.upper()}: scripted reply {wire.splitlines()[-1]!r}")
                 return wire
@@ -237,10 +250,18 @@ class ServerState:
 
     def rejection_for(self, address: str) -> str | None:
         """The reply ``RCPT TO:<address>`` gets from :meth:`reject_recipient`, if any."""
+        key = address.casefold()
         with self._lock:
-            wire = self._rejected.get(address.casefold())
-            if wire is not None:
-                self._events.append(f"RCPT {address}: rejected with {wire.splitlines()[-1]!r}")
+            scripted = self._rejected.get(key)
+            if scripted is None:
+                return None
+            wire, left = scripted
+            if left is not None:
+                if left <= 1:
+                    del self._rejected[key]
+                else:
+                    self._rejected[key] = (wire, left - 1)
+            self._events.append(f"RCPT {address}: rejected with {wire.splitlines()[-1]!r}")
             return wire
 
     def take_drop(self) -> bool | None:
