@@ -328,10 +328,22 @@ class Session:
 
         Raises:
             MessageTooLarge: the message exceeds the advertised SIZE (nothing is sent).
-            MessageError: the message needs SMTPUTF8/8BITMIME and the server lacks it.
+            MessageError: the message needs SMTPUTF8/8BITMIME and the server lacks it, or
+                it has more recipients than the provider preset allows per message.
         """
         extensions = self.extensions
         params: list[str] = []
+        preset = self._preset
+        count = len(prepared.envelope.recipients)
+        allowed = preset.limits.recipients_per_message if preset else None
+        if preset is not None and allowed is not None and count > allowed:
+            # Past the limit a provider refuses the extra RCPTs (Gmail: 452 4.5.3) and the
+            # message reaches only some recipients; refusing it whole is the clearer outcome.
+            raise MessageError(
+                f"the message has {count} recipients; {preset.display_name} accepts at most "
+                f"{allowed} per message",
+                hint="send it in batches (e.g. one message per recipient with send_many)",
+            )
         size = prepared.size
         if extensions.max_size is not None and size > extensions.max_size:
             raise self.enrich(
