@@ -46,6 +46,10 @@ Invariants:
     * ``ReplyError.is_transient`` is true exactly for 4xx replies.
     * No error ever holds a secret: transcripts are redacted before they reach an error, and
       nothing here stores credentials. Every error pickles and unpickles to an equal state.
+    * Every error is rebuilt as the same class from its ``args`` alone: ``args`` is
+      ``(message, facts)`` with ``facts`` a JSON-safe dict of its attributes, and
+      ``cls(*args)`` gives back an equal error (Celery's JSON result format; see
+      :mod:`smtpkit.errors._wire`). ``repr()`` shows the message only.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypedDict, Unpack
 
+from smtpkit.errors._wire import RebuildableError, encode_facts
 from smtpkit.replies import Phase, Reply
 
 __all__ = [
@@ -117,7 +122,7 @@ def _restore(cls: type[SMTPError], args: tuple[Any, ...], state: dict[str, Any])
     return error
 
 
-class SMTPError(Exception):
+class SMTPError(Exception, metaclass=RebuildableError):
     """Base class of every error smtpkit raises."""
 
     #: Whether retrying the same operation later may succeed.
@@ -149,8 +154,27 @@ class SMTPError(Exception):
             return f"{self.message} (hint: {self.hint})" if self.message else self.hint
         return self.message
 
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """``(message, facts)``: enough to rebuild this error with ``type(self)(*args)``.
+
+        Tools that store an exception as its type and ``args`` (Celery's JSON result
+        format) rebuild it with ``cls(*args)``; the facts make that give back the same
+        class with the same attributes (:mod:`smtpkit.errors._wire`).
+        """
+        return (self.message, encode_facts(self.__dict__))
+
+    @args.setter
+    def args(self, value: tuple[Any, ...]) -> None:
+        # What repr() shows; the facts are always computed from the attributes.
+        _BASE_ARGS.__set__(self, value)
+
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_restore, (type(self), self.args, dict(self.__dict__)))
+        return (_restore, (type(self), _BASE_ARGS.__get__(self), dict(self.__dict__)))
+
+
+# BaseException's own ``args`` slot, under the property above: the ``(message,)`` repr() shows.
+_BASE_ARGS = BaseException.__dict__["args"]
 
 
 class ConfigurationError(SMTPError, ValueError):
