@@ -18,7 +18,9 @@ from smtpkit.errors import MessageError
 
 __all__ = [
     "ADDRESS_HEADERS",
+    "LINE_BREAK_CHARACTERS",
     "check_header_injection",
+    "check_raw_header_breaks",
     "extract_addresses",
     "header_recipients",
     "header_sender",
@@ -45,11 +47,28 @@ ADDRESS_HEADERS = (
     "resent-bcc",
 )
 
-# RFC 5322 §2.2: a field name is printable US-ASCII except ":" (ftext).
-_FIELD_NAME_RE = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
+#: Every character that some supported Python's ``email`` folder may turn into a line
+#: break: CR and LF, and the others ``str.splitlines()`` breaks at (VT, FF, FS, GS, RS, NEL,
+#: LINE SEPARATOR, PARAGRAPH SEPARATOR). ``EmailPolicy`` folds a parsed header value with
+#: ``splitlines()`` and joins the pieces with CRLF, so on Python 3.11 a ``\x0b`` in a parsed
+#: Subject became a new header line on the wire.
+LINE_BREAK_CHARACTERS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+# RFC 5322 §2.2: a field name is printable US-ASCII except ":" (ftext). Used with fullmatch:
+# "$" would also match before a final "\n".
+_FIELD_NAME_RE = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 # A line break (CRLF, lone CR or lone LF) not followed by folding white space (RFC 5322
-# §2.2.3) would start a new header line, that is, inject a header.
-_INJECTION_RE = re.compile(r"\r\n(?![ \t])|\r(?![\n \t])|(?<!\r)\n(?![ \t])")
+# §2.2.3) would start a new header line, that is, inject a header; the other splitlines()
+# breaks are never folding white space, so any of them is refused.
+_INJECTION_RE = re.compile(
+    r"\r\n(?![ \t])|\r(?![\n \t])|(?<!\r)\n(?![ \t])|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]"
+)
+#: The same characters as octets in a raw header block (NEL, LS and PS in UTF-8, RFC 6532).
+RAW_BREAK_RE = re.compile(rb"[\x0b\x0c\x1c-\x1e]|\xc2\x85|\xe2\x80[\xa8\xa9]")
+LINE_BREAK_HINT = (
+    "remove line breaks from header values: CR, LF and VT, FF, FS, GS, RS, NEL, U+2028 and "
+    "U+2029, which Python's email package folds as line breaks, could inject headers"
+)
 # Lone surrogates U+DC80..U+DCFF: how the email package keeps undecodable 8-bit header bytes.
 _SURROGATE_RE = re.compile(r"[\udc80-\udcff]")
 _REGISTRY = HeaderRegistry()
@@ -137,25 +156,51 @@ def check_header_injection(message: Message) -> None:
     but not values in ``compat32`` messages nor those set some other way; and Python before
     3.12.5 does not verify generated headers. A value such as ``"x\\r\\nBcc: a@b"`` would put
     a header the sender never meant on the wire, so every part of the message is checked.
+    Values of parsed messages are never checked by the email package, and its folder splits
+    them with ``str.splitlines()``, so VT, FF, FS, GS, RS, NEL, U+2028 and U+2029 are line
+    breaks too (:data:`LINE_BREAK_CHARACTERS`).
 
     Raises:
         MessageError: a header name is not RFC 5322 ftext, or a value holds a CR or LF that
-            is not folding white space.
+            is not folding white space, or any other of :data:`LINE_BREAK_CHARACTERS`.
     """
     for part in message.walk():
         for name, value in part.raw_items():
-            if not _FIELD_NAME_RE.match(name):
+            if not _FIELD_NAME_RE.fullmatch(name):
                 raise MessageError(
                     f"invalid header name {name!r}",
                     hint="header names are printable ASCII without spaces or colons "
                     "(RFC 5322 §2.2)",
                 )
+            # str() of a header object is its decoded text, which is what the folder writes.
             text = str(value)
+            if text.isprintable():  # the common case: none of the break characters is
+                continue
             if _INJECTION_RE.search(text.rstrip(" \t")) is not None or text.endswith(("\r", "\n")):
                 raise MessageError(
                     f"header {name!r} has a line break in its value {text!r}",
-                    hint="remove CR and LF from header values; they could inject headers",
+                    hint=LINE_BREAK_HINT,
                 )
+
+
+def check_raw_header_breaks(head: bytes) -> None:
+    """Refuse raw header octets that a Python ``email`` folder downstream would split at.
+
+    ``head`` is the header block of raw ``bytes`` input (CRLF line endings). CR and LF there
+    are line endings of their own, so only the other break characters are looked for.
+
+    Raises:
+        MessageError: the header block holds VT, FF, FS, GS, RS, or NEL, U+2028 or U+2029 in
+            UTF-8.
+    """
+    match = RAW_BREAK_RE.search(head)
+    if match is not None:
+        start = head.rfind(b"\n", 0, match.start()) + 1
+        name = head[start : head.find(b":", start)].decode("ascii", "replace")
+        raise MessageError(
+            f"header {name!r} of the raw message holds a line break character {match.group()!r}",
+            hint=LINE_BREAK_HINT,
+        )
 
 
 def topmost_resent_block(message: Message) -> dict[str, list[str]] | None:

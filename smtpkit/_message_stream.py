@@ -242,12 +242,15 @@ class WireContent:
         """The header section including the blank line that ends it, or all the content.
 
         Reads only as far as the first CRLF CRLF, which for a message object is always in
-        the first part (the top-level headers come before any body).
+        the first part (the top-level headers come before any body). Content that starts
+        with an empty line has no header fields (RFC 5322 §2.1): its head is that CRLF.
         """
         buffer = bytearray()
         for piece in self._pieces():
             start = max(0, len(buffer) - 3)
             buffer += piece
+            if buffer.startswith(b"\r\n"):
+                return b"\r\n"
             end = buffer.find(_HEADER_END, start)
             if end >= 0:
                 return bytes(buffer[: end + len(_HEADER_END)])

@@ -11,6 +11,7 @@ Invariants:
 from __future__ import annotations
 
 import re
+from email import errors as email_errors
 from email import policy as email_policy
 from email.message import Message
 from email.policy import EmailPolicy, Policy
@@ -82,8 +83,16 @@ def serialise(work: Message, *, utf8: bool, seven_bit: bool) -> WireContent:
     gen_policy = generator_policy(work, utf8=utf8, seven_bit=seven_bit)
     try:
         return flatten_streaming(work, gen_policy)
-    except (ValueError, TypeError, LookupError, UnicodeError) as exc:
-        # HeaderParseError and HeaderWriteError are ValueErrors; a bad charset is LookupError.
+    except (
+        ValueError,
+        TypeError,
+        LookupError,
+        UnicodeError,
+        IndexError,
+        email_errors.MessageError,
+    ) as exc:
+        # HeaderParseError (raised by compat32's folder) is an email.errors.MessageError, not
+        # a ValueError; a bad charset is a LookupError.
         raise MessageError(
             f"cannot serialise the message: {exc}",
             hint="check header values and part charsets",

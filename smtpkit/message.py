@@ -17,9 +17,12 @@ Invariants:
       payloads are not copied: :meth:`PreparedMessage.iter_content` produces them slice by
       slice from the strings the message already holds, so sending a big attachment adds
       only a few slices of memory. ``size`` is exact before anything is sent.
-    * No header can be injected: a CR or LF in a header value that is not folding white space
-      is refused with :class:`~smtpkit.errors.MessageError`, as are control characters in
-      envelope addresses.
+    * No header can be injected: a CR or LF in a header value that is not folding white space,
+      and any other character the ``email`` folder may turn into a line break (VT, FF, FS,
+      GS, RS, NEL, U+2028, U+2029: what ``str.splitlines()`` breaks at), in any header of any
+      part, raw bytes included, is refused with :class:`~smtpkit.errors.MessageError`, as are
+      control characters in envelope addresses. No exception of the ``email`` package
+      escapes: each becomes a ``MessageError``.
     * ``body_type`` is decided from the bytes produced, not from declared encodings.
     * Raw ``bytes`` input is sent as given, except for line endings: no header is added or
       removed, and SMTPUTF8 is decided from the envelope only.
@@ -33,6 +36,7 @@ import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email import errors as email_errors
 from email.message import Message
 from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
@@ -40,6 +44,7 @@ from email.utils import format_datetime, make_msgid
 from smtpkit._message_headers import (
     ADDRESS_HEADERS,
     check_header_injection,
+    check_raw_header_breaks,
     extract_addresses,
     header_recipients,
     header_sender,
@@ -262,15 +267,22 @@ def prepare_message(
             f"cannot send a {type(message).__name__}",
             hint="pass an email.message.EmailMessage or the message as bytes",
         )
-    return _prepare_object(
-        message,
-        sender=sender,
-        recipients=recipients,
-        local_hostname=local_hostname,
-        now=now,
-        utf8_allowed=utf8_allowed,
-        eight_bit_allowed=eight_bit_allowed,
-    )
+    try:
+        return _prepare_object(
+            message,
+            sender=sender,
+            recipients=recipients,
+            local_hostname=local_hostname,
+            now=now,
+            utf8_allowed=utf8_allowed,
+            eight_bit_allowed=eight_bit_allowed,
+        )
+    except email_errors.MessageError as exc:
+        # HeaderParseError and friends are not ValueErrors: they would escape untyped.
+        raise MessageError(
+            f"cannot read the message: {exc}",
+            hint="check the header values; build the message with EmailMessage",
+        ) from exc
 
 
 def _envelope(sender: str, recipients: Sequence[str], *, utf8_allowed: bool) -> Envelope:
@@ -316,6 +328,8 @@ def _prepare_bytes(
         )
     envelope = _envelope(sender, recipients, utf8_allowed=utf8_allowed)
     wire = WireContent.from_bytes(data)  # no copy: line endings are normalised lazily
+    head = wire.head()
+    check_raw_header_breaks(head)
     eight_bit = wire.eight_bit
     if eight_bit and not eight_bit_allowed:
         raise MessageError(
@@ -326,7 +340,7 @@ def _prepare_bytes(
     return PreparedMessage(
         envelope=envelope,
         _wire=wire,
-        message_id=read_message_id(wire.head()),
+        message_id=read_message_id(head),
         body_type=BodyType.EIGHT_BIT_MIME if eight_bit else BodyType.SEVEN_BIT,
         needs_smtputf8=envelope.needs_smtputf8,
     )
