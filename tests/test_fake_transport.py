@@ -334,7 +334,10 @@ def test_credentials_none_accepts_anyone() -> None:
     assert fake.auth_attempts == [("PLAIN", "anyone", True)]
 
 
-def test_auth_errors(fake: FakeTransport) -> None:
+def test_auth_errors() -> None:
+    # require_auth=False: AUTH inside a mail transaction needs a server that takes mail
+    # without a login.
+    fake = FakeTransport(credentials={"me@example.com": "pw"}, require_auth=False)
     stream = ready(fake, tls=False)
     assert talk(stream, b"AUTH PLAIN " + plain("me@example.com", "pw") + b"\r\n") == (
         b"530 5.7.0 Must issue a STARTTLS command first\r\n"
@@ -723,7 +726,10 @@ def test_multi_line_scripted_auth_reply(fake: FakeTransport) -> None:
         b"534 5.7.9 https://support.google.com/mail/?p=InvalidSecondFactor\r\n"
     )
     assert fake.auth_attempts == [("PLAIN", "me@example.com", False)]
-    assert talk(stream, b"MAIL FROM:<a@example.com>\r\n") == b"250 2.1.0 OK\r\n"
+    # The scripted refusal did not log the session in: the server still wants AUTH.
+    assert talk(stream, b"MAIL FROM:<a@example.com>\r\n") == (
+        b"530 5.7.0 Authentication required\r\n"
+    )
 
 
 def test_scripted_greeting_refusal(fake: FakeTransport) -> None:

@@ -150,7 +150,8 @@ def test_login_only_server_gets_auth_login(
 def test_without_auth_no_auth_is_sent(
     local_server: ServerFactory, make_message: MakeMessage, server_log: ServerLog
 ) -> None:
-    server = local_server(credentials={USER: PASSWORD})
+    # require_auth=False: this test is about a client without credentials sending no AUTH.
+    server = local_server(credentials={USER: PASSWORD}, require_auth=False)
     submitter_for(server).send(make_message())
     server.wait_for(1)
     server_log.wait_closed()

@@ -63,7 +63,8 @@ class FakeTransport:
         capabilities: what EHLO advertises (see :class:`FakeCapabilities`).
         credentials: user name -> password (or OAuth2 access token) accepted by AUTH;
             ``None`` accepts any well-formed credentials.
-        require_auth: refuse ``MAIL`` before a successful AUTH (``530 5.7.0``).
+        require_auth: refuse ``MAIL`` before a successful AUTH (``530 5.7.0``). ``None``
+            (the default) requires AUTH exactly when ``credentials`` are given.
         auth_requires_tls: hide AUTH and refuse it (``530 5.7.0 Must issue a STARTTLS
             command first``) until the link is encrypted, as Gmail does.
         tls: how TLS behaves (:class:`FakeTLS`).
@@ -76,7 +77,7 @@ class FakeTransport:
         *,
         capabilities: FakeCapabilities | None = None,
         credentials: Mapping[str, str] | None = None,
-        require_auth: bool = False,
+        require_auth: bool | None = None,
         auth_requires_tls: bool = True,
         tls: FakeTLS = FakeTLS.OK,
         hostname: str = "fake.smtpkit.test",
@@ -95,7 +96,7 @@ class FakeTransport:
             hostname=hostname,
             capabilities=caps,
             credentials=None if credentials is None else dict(credentials),
-            require_auth=require_auth,
+            require_auth=credentials is not None if require_auth is None else require_auth,
             auth_requires_tls=auth_requires_tls,
             tls=tls,
             max_recipients=max_recipients,

@@ -75,7 +75,10 @@ class LocalServer:
         hostname: the name in the greeting and EHLO reply; also added to the certificate
             when ``certificate_names`` is the default.
         require_auth: answer ``MAIL`` before a successful AUTH with
-            ``530 5.7.0 Authentication required``.
+            ``530 5.7.0 Authentication required``. ``None`` (the default) requires AUTH
+            exactly when ``credentials`` or ``oauth_tokens`` are given: a server told which
+            logins are valid does not take mail from anyone. Pass ``False`` for a server
+            that checks logins but also takes unauthenticated mail.
         auth_mechanisms: the SASL mechanisms to offer, a subset of :data:`AUTH_MECHANISMS`.
             ``None`` offers PLAIN and LOGIN, plus XOAUTH2 and OAUTHBEARER when
             ``oauth_tokens`` is given. An empty tuple offers no AUTH at all.
@@ -127,7 +130,7 @@ class LocalServer:
         host: str = "127.0.0.1",
         port: int | None = None,
         hostname: str = "localhost",
-        require_auth: bool = False,
+        require_auth: bool | None = None,
         auth_mechanisms: Collection[str] | None = None,
         size_limit: int | None = None,
         smtputf8: bool = True,
@@ -174,7 +177,11 @@ class LocalServer:
             self._state,
             credentials=credentials,
             oauth_tokens=oauth_tokens,
-            require_auth=require_auth,
+            require_auth=(
+                require_auth
+                if require_auth is not None
+                else credentials is not None or oauth_tokens is not None
+            ),
             mechanisms=mechanisms,
             pipelining=pipelining,
             implicit_tls=security is Security.TLS,
