@@ -201,6 +201,13 @@ class _Runner(Generic[J]):
                     if next_flight is not None:
                         yield next_flight.job, _stale(session, error)
                     return
+                if not session.alive:
+                    # 421 to RSET (RFC 5321 §3.8): the server closed the channel, so the
+                    # next message, pipelined or not yet sent, was not accepted; it goes
+                    # out on a new connection.
+                    if next_flight is not None:
+                        yield next_flight.job, self._gone(next_flight)
+                    return
                 flight = next_flight
                 continue
             next_flight = self.take()
