@@ -52,6 +52,14 @@ def encryption_required(ctx: HintContext) -> str:
 
 def basic_auth_disabled(ctx: HintContext) -> str:
     """Password (basic) SMTP AUTH is turned off for the account or tenant."""
+    if ctx.says(r"client submission|no longer supported"):
+        # Microsoft's announced reply once basic auth for SMTP AUTH is retired (550 5.7.30):
+        # no tenant switch brings it back, so the advice is OAuth2 alone.
+        return (
+            "Microsoft no longer accepts a password (basic authentication) for SMTP client "
+            "submission: log in with OAuth2 instead (XOAUTH2 with scope "
+            "https://outlook.office.com/SMTP.Send; see docs/oauth.md)."
+        )
     if ctx.provider == "microsoft" or ctx.says(r"smtpclientauthentication"):
         return (
             "SMTP AUTH with a password is disabled for this mailbox or tenant: an admin can "

@@ -101,11 +101,31 @@ AUTH_REQUIRED_WORDS = (
 )
 TLS_WORDS = (
     r"starttls",
-    r"\btls\b.{0,20}\b(required|first|needed|mandatory)",
+    r"\b(tls|ssl)\b.{0,20}\b(required|first|needed|mandatory)",
     r"(requires?|must use|needs?) (a )?(tls|ssl|encrypt|secure)",
-    r"encryption (is )?required",
+    r"encryption (is )?(required|mandatory|needed)",
     r"tls ?1\.[0-3]",
     r"tls version",
+    # Yandex 530 5.7.7 "Email sending without SSL/TLS encryption is not allowed".
+    r"\bwithout (an? )?(ssl|tls|encrypt|secure)",
+    # QQ 530 "A secure connection is requiered(such as ssl)" (sic).
+    r"secure (connection|channel|session)s? (is |are )?(requi|needed|mandatory)",
+    # Dovecot "Plaintext authentication disallowed on non-secure (SSL/TLS) connections".
+    r"(not allowed|disallowed|prohibited|forbidden|refused|not permitted) (on|over) "
+    r"(an? )?(non-?secure|insecure|unencrypted|plain ?text|clear ?text)",
+    r"(unencrypted|insecure|non-?secure|plain ?text|clear ?text) (connection|channel|session)s? "
+    r"(is |are )?(not allowed|disallowed|prohibited|forbidden|refused|not permitted)",
+)
+# Password ("basic") SMTP AUTH turned off, for the account, the tenant or for good.
+BASIC_AUTH_OFF = (
+    r"(disabled|turned off|blocked|(not|no longer) (supported|allowed|permitted|accepted|enabled))"
+)
+BASIC_AUTH_WORDS = (
+    # Microsoft 550 5.7.30 "Basic authentication is not supported for Client Submission."
+    # and 535 5.7.139 "... basic authentication is disabled".
+    rf"\b(basic|legacy) auth\w* (is |has been |was )?{BASIC_AUTH_OFF}",
+    r"smtpclientauthentication is disabled",
+    r"smtp ?auth\w* (is |has been )?(disabled|turned off)",
 )
 SENDER_WORDS = (
     r"\bsend ?as\b",
@@ -149,10 +169,11 @@ RULES: tuple[Rule, ...] = (
          why="RFC 3207 §4: any failure to STARTTLS (454 TLS not available, 501) means no TLS"),
     # --- login policy: wording and reused codes that name the cause exactly -------------------
     Rule(BasicAuthDisabled, a.basic_auth_disabled, enhanced=("x.7.139",),
-         words=(r"basic auth\w* (is )?disabled", r"smtpclientauthentication is disabled",
-                r"smtp ?auth\w* (is )?disabled"),
+         words=BASIC_AUTH_WORDS,
          why="Microsoft: 535 5.7.139 (also quoted inside a 530 5.7.57 at MAIL) = SMTP AUTH "
-             "disabled for the tenant or mailbox"),
+             "disabled for the tenant or mailbox; 550 5.7.30 'Basic authentication is not "
+             "supported for Client Submission' = basic auth retired (by wording: RFC 8689 "
+             "registers X.7.30 for REQUIRETLS)"),
     Rule(AppPasswordRequired, a.app_password_required,
          words=(r"app(lication)?[- ](specific )?password.{0,20}(required|needed)",
                 r"(requires?|need|must use) an? app(lication)?[- ](specific )?password",
@@ -168,7 +189,8 @@ RULES: tuple[Rule, ...] = (
     Rule(EncryptionRequired, a.encryption_required, enhanced=("x.7.11",), words=TLS_WORDS,
          why="RFC 3207 §4 / RFC 4954 §6: 530 5.7.0 'Must issue a STARTTLS command first'; "
              "Microsoft 421 4.7.66 'TLS 1.0 and 1.1 are not supported'; Gmail 421 'TLS "
-             "required for RCPT domain'"),
+             "required for RCPT domain'; Yandex 530 5.7.7 'sending without SSL/TLS "
+             "encryption is not allowed' (by wording, whatever the enhanced code)"),
     # --- the login mechanism ------------------------------------------------------------------
     Rule(MechanismUnsupported, a.mechanism_unsupported, phases=_AUTH, classes=frozenset({5}),
          words=(r"mechanism", r"auth\w* type", r"too weak"),
