@@ -53,7 +53,7 @@ from smtpkit.protocol import (
     ReplyReceived,
 )
 from smtpkit.replies import Phase, Reply
-from smtpkit.transports import Stream, Transport
+from smtpkit.transports import Deadline, Stream, Transport
 
 __all__ = ["Session", "SessionSettings"]
 
@@ -111,6 +111,12 @@ class Session:
         self._preset = providers.find(settings.provider)
         self._provider = self._preset.family if self._preset else settings.provider
         self._alive = True
+        # The time each following reply may take as a whole (see _read); the stream gets
+        # it too, for sends.
+        self._timeout = settings.timeouts.command
+        stream.set_timeout(self._timeout)
+        #: Octets of a reply that had arrived when the last read failed (0: none).
+        self.partial_octets = 0
         self.opened_at = clock()
         self.last_used = self.opened_at
         self.messages_sent = 0
@@ -181,6 +187,8 @@ class Session:
         try:
             event = self._read(self._settings.timeouts.command)
         except OperationTimeout as error:
+            if self.partial_octets:
+                raise  # a greeting started and stalled: not a TLS port read in plaintext
             if (
                 self._settings.security is not Security.TLS
                 and self._settings.port == IMPLICIT_TLS_PORT
@@ -243,8 +251,9 @@ class Session:
             self._alive = False
             error.attach_transcript(self._conn.transcript)
             raise
-        # The handshake ran under the connect timeout; EHLO and AUTH are commands.
-        self._stream.set_timeout(self._settings.timeouts.command)
+        # The handshake ran under the connect timeout (CPython bounds the whole handshake
+        # by the socket timeout); EHLO and AUTH are commands.
+        self.set_timeout(self._settings.timeouts.command)
         self._conn.tls_established()
         self._ehlo()
 
@@ -308,7 +317,8 @@ class Session:
         return self._clock()
 
     def set_timeout(self, seconds: float) -> None:
-        """Timeout for the following sends and receives."""
+        """Time each following reply may take as a whole, and each send."""
+        self._timeout = seconds
         self._stream.set_timeout(seconds)
 
     @property
@@ -397,7 +407,7 @@ class Session:
     def _quit_quietly(self) -> None:
         if self._alive:
             try:
-                self._stream.set_timeout(min(self._settings.timeouts.command, 5.0))
+                self.set_timeout(min(self._settings.timeouts.command, 5.0))
                 self.exchange(Command.quit())
             except SMTPError:
                 pass
@@ -449,20 +459,44 @@ class Session:
         return self._read(None).reply
 
     def _read(self, timeout: float | None) -> ReplyReceived:
+        """The next reply, which must arrive whole within the current timeout.
+
+        One deadline covers the whole reply (DESIGN rule 11): a server that sends a byte,
+        or a continuation line, just inside the socket timeout each time would otherwise
+        hold the client forever. The first receive runs under the full timeout already set
+        on the stream; each later one gets only the time left.
+        """
         if timeout is not None:
-            self._stream.set_timeout(timeout)
+            self.set_timeout(timeout)
         conn = self._conn
+        deadline: Deadline | None = None
+        shortened = False
+        received = 0
         try:
             while True:
                 event = conn.next_event()
-                if event is NEED_DATA:
-                    conn.receive_data(self._stream.receive())
-                    continue
-                break
+                if event is not NEED_DATA:
+                    break
+                if deadline is None:
+                    deadline = Deadline(self._timeout, self._clock)
+                else:
+                    self._stream.set_timeout(deadline.remaining(self._awaited()))
+                    shortened = True
+                data = self._stream.receive()
+                received += len(data)
+                conn.receive_data(data)
         except TransportError as error:
+            self.partial_octets = received
+            stalled = self._stalled(received) if isinstance(error, OperationTimeout) else None
             self.abort()
+            if stalled is not None:
+                stalled.attach_transcript(conn.transcript)
+                raise stalled from None
             error.attach_transcript(conn.transcript)
             raise
+        if shortened and self._alive:
+            # Later receives ran under a shortened timeout: give sends the whole one back.
+            self._stream.set_timeout(self._timeout)
         if isinstance(event, ConnectionClosed):
             self.abort()
             waiting = event.unanswered[0].redacted if event.unanswered else "the greeting"
@@ -478,6 +512,30 @@ class Session:
             # RFC 5321 §3.8: the server is closing the channel; nothing more will come.
             self.abort()
         return event
+
+    def _awaited(self) -> str:
+        """What the client is waiting for, for timeout messages."""
+        pending = self._conn.pending
+        if not pending or pending[0].phase is Phase.GREETING:
+            return "the greeting"
+        shown = pending[0].redacted
+        if shown == ".":
+            return "the reply to the message content"
+        return f"the reply to {shown or 'an AUTH continuation'}"
+
+    def _stalled(self, received: int) -> OperationTimeout | None:
+        """The error for a reply that started to arrive but did not complete in time."""
+        if not received:
+            return None  # nothing came: the transport's own timeout error says it
+        settings = self._settings
+        return OperationTimeout(
+            f"{self._awaited()} from {settings.host}:{settings.port} did not complete within "
+            f"{self._timeout:g} s: {received} octets of it arrived, too slowly",
+            hint=(
+                "the server answers a little at a time and stalls; try again later, or allow "
+                "more time with Timeouts (command, or final_reply for the reply to the content)"
+            ),
+        )
 
     def error(self, reply: Reply, phase: Phase, *, command: str | None = None) -> SMTPError:
         """The typed error for a failure reply, with the preset's advice added.

@@ -53,7 +53,8 @@ class Timeouts:
 
     Attributes:
         connect: TCP connect plus TLS handshake.
-        command: each reply to a command (greeting, EHLO, AUTH, MAIL, RCPT, DATA).
+        command: each reply to a command (greeting, EHLO, AUTH, MAIL, RCPT, DATA), as a
+            whole: a reply that arrives a byte at a time must still be complete in time.
         final_reply: the reply after the message content. RFC 5321 §4.5.3.2.6 asks clients to
             wait 10 minutes here: the server may be scanning the message, and giving up early
             leaves the delivery's outcome unknown.

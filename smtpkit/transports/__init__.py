@@ -5,6 +5,14 @@ is the real one; :class:`smtpkit.testing.FakeTransport` is the in-memory one for
 """
 
 from smtpkit.transports._base import Stream, Transport
+from smtpkit.transports._deadline import Deadline
 from smtpkit.transports._socket import SocketStream, SocketTransport, translate_os_error
 
-__all__ = ["SocketStream", "SocketTransport", "Stream", "Transport", "translate_os_error"]
+__all__ = [
+    "Deadline",
+    "SocketStream",
+    "SocketTransport",
+    "Stream",
+    "Transport",
+    "translate_os_error",
+]

@@ -24,6 +24,7 @@ from smtpkit.errors import (
     TLSModeMismatch,
     TransportError,
 )
+from smtpkit.transports._deadline import Deadline
 
 __all__ = ["SocketStream", "SocketTransport", "translate_os_error"]
 
@@ -147,6 +148,9 @@ class SocketTransport:
     """
 
     def connect(self, endpoint: Endpoint) -> SocketStream:
+        # One deadline for the TCP connect and the implicit-TLS handshake together
+        # (DESIGN rule 11): ``Timeouts.connect`` is the time to a usable connection.
+        deadline = Deadline(endpoint.connect_timeout)
         try:
             sock = socket.create_connection(
                 (endpoint.host.strip("[]"), endpoint.port),
@@ -160,6 +164,11 @@ class SocketTransport:
         stream = SocketStream(sock, endpoint)
         if endpoint.security is Security.TLS:
             context = endpoint.tls_context or ssl.create_default_context()
+            try:
+                stream.set_timeout(deadline.remaining(f"connecting to {endpoint.host}"))
+            except OperationTimeout:
+                stream.close()
+                raise
             stream.start_tls(context, endpoint.server_hostname)
         return stream
 
