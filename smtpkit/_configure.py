@@ -54,7 +54,7 @@ from smtpkit.auth import (
     TokenProvider,
     XOAuth2Auth,
 )
-from smtpkit.config import Security, Timeouts, is_loopback
+from smtpkit.config import Security, Timeouts, check_ehlo_name, is_loopback
 from smtpkit.errors import ConfigurationError
 from smtpkit.retry import Retry
 from smtpkit.transports import Transport
@@ -315,6 +315,11 @@ def options_from_url(
             f"unknown URL option(s) {', '.join(unknown)} in {shown}",
             hint=f"URL options are: {', '.join(sorted(URL_OPTIONS))}",
         )
+    if password is not None and not isinstance(password, str | Secret):
+        raise ConfigurationError(
+            f"password must be a str or a smtpkit.auth.Secret, got {type(password).__name__}",
+            hint="decode bytes first, e.g. password=raw.decode('utf-8')",
+        )
     secret = server.password
     if secret is None and password is not None:
         secret = password if isinstance(password, Secret) else Secret(password)
@@ -343,7 +348,10 @@ def options_from_url(
         name = query["local_hostname"].strip()
         if not name:
             raise ConfigurationError(f"local_hostname in {shown} is empty")
-        options["local_hostname"] = name
+        try:
+            options["local_hostname"] = check_ehlo_name(name) or name
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{error.message} in {shown}", hint=error.hint) from None
     preset = (
         providers.get(query["provider"]) if "provider" in query else providers.for_host(server.host)
     )
@@ -372,10 +380,22 @@ def options_from_env(
     Raises:
         ConfigurationError: as :func:`options_from_url`; messages name ``SMTPKIT_URL``.
     """
-    url = environ.get(ENV_URL, "").strip()
+    if not isinstance(environ, Mapping):
+        raise ConfigurationError(
+            f"environ must be a mapping such as os.environ, got {type(environ).__name__}",
+            hint="leave it out to read os.environ",
+        )
+    url = environ.get(ENV_URL) or ""
+    password = environ.get(ENV_PASSWORD) or None
+    for name, value in ((ENV_URL, url), (ENV_PASSWORD, password)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError(
+                f"{name} must be a str, got {type(value).__name__}",
+                hint="environment values are text; decode bytes before passing them",
+            )
+    url = url.strip()
     if not url:
         return None
-    password = environ.get(ENV_PASSWORD) or None
     try:
         return options_from_url(url, password=password, **overrides)
     except ConfigurationError as error:

@@ -20,8 +20,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from smtpkit._checks import check_pool_limits
 from smtpkit._session import Session
-from smtpkit.errors import ConfigurationError, OperationTimeout
+from smtpkit.errors import OperationTimeout
 
 __all__ = ["PoolLimits", "SessionPool"]
 
@@ -48,14 +49,14 @@ class PoolLimits:
     acquire_timeout: float = 120.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_connections, bool) or self.max_connections < 1:
-            raise ConfigurationError("max_connections must be >= 1")
-        cap = self.max_messages_per_connection
-        if cap is not None and cap < 1:
-            raise ConfigurationError("max_messages_per_connection must be >= 1 or None")
-        for name in ("idle_timeout", "health_check_after", "acquire_timeout"):
-            if getattr(self, name) <= 0:
-                raise ConfigurationError(f"{name} must be > 0 seconds")
+        # Types too (max_connections="4", idle_timeout=nan), as ConfigurationError.
+        check_pool_limits(
+            max_connections=self.max_connections,
+            max_messages_per_connection=self.max_messages_per_connection,
+            idle_timeout=self.idle_timeout,
+            health_check_after=self.health_check_after,
+            acquire_timeout=self.acquire_timeout,
+        )
 
 
 class SessionPool:

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Unpack
 
 from smtpkit._bulk import Job, RateLimiter, deliver
+from smtpkit._checks import check_submitter_options
 from smtpkit._configure import (
     SubmitterOptions,
     options_for_provider,
@@ -147,23 +148,29 @@ class Submitter:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] | None = None,
     ) -> None:
-        if not isinstance(host, str) or not host.strip():
-            raise ConfigurationError("host must be a non-empty server name or address")
-        if not isinstance(security, Security):
-            raise ConfigurationError(
-                f"security must be a smtpkit.Security member, got {security!r}",
-                hint="use Security.STARTTLS (port 587), Security.TLS (465) or Security.NONE",
-            )
+        # Every value checked before anything is built or connected (smtpkit._checks).
+        check_submitter_options(
+            host,
+            port,
+            security=security,
+            auth=auth,
+            timeout=timeout,
+            tls_context=tls_context,
+            local_hostname=local_hostname,
+            transport=transport,
+            allow_unencrypted_auth=allow_unencrypted_auth,
+            provider=provider,
+            retry=retry,
+            max_connections=max_connections,
+            max_messages_per_connection=max_messages_per_connection,
+            idle_timeout=idle_timeout,
+            rate_limit=rate_limit,
+            use_chunking=use_chunking,
+            clock=clock,
+            wall_clock=wall_clock,
+        )
         if port is None:
             port = security.default_port
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ConfigurationError(f"port must be an integer from 1 to 65535, got {port!r}")
-        if tls_context is not None and not isinstance(tls_context, ssl.SSLContext):
-            raise ConfigurationError("tls_context must be an ssl.SSLContext")
-        if retry is not None and not isinstance(retry, Retry):
-            raise ConfigurationError("retry must be a smtpkit.Retry value")
-        if rate_limit is not None and rate_limit <= 0:
-            raise ConfigurationError("rate_limit must be a positive number of messages/s")
         self._settings = SessionSettings(
             host=host.strip(),
             port=port,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from smtpkit.auth import Secret
-from smtpkit.config import Security
+from smtpkit.config import Security, check_host
 from smtpkit.errors import ConfigurationError
 
 __all__ = ["SCHEMES", "ServerURL", "parse_url", "redact_url"]
@@ -82,7 +82,8 @@ def parse_url(url: str) -> ServerURL:
     ServerURL('smtp.gmail.com', 587, STARTTLS, user='you@gmail.com', password=***)
 
     Raises:
-        ConfigurationError: unknown scheme, missing host, bad port, or a path.
+        ConfigurationError: unknown scheme, missing or malformed host (a space, a line
+            break...), bad port, or a path.
     """
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(
@@ -122,9 +123,15 @@ def parse_url(url: str) -> ServerURL:
         options[key] = value
     username = urllib.parse.unquote(parts.username) if parts.username else None
     password = Secret(urllib.parse.unquote(parts.password)) if parts.password else None
-    host = parts.hostname
+    # RFC 3986 §3.2.2: a host may be percent-encoded; "mail%20server" is "mail server",
+    # and "%0D%0A" a line break, refused with the rest by check_host.
+    host = urllib.parse.unquote(parts.hostname, errors="replace")
     if ":" in host:  # an IPv6 literal came out of its brackets
         host = f"[{host}]"
+    try:
+        check_host(host)  # U+FFFD from an undecodable escape is refused here too
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{error.message} in {shown}", hint=error.hint) from None
     return ServerURL(
         host=host,
         port=port or security.default_port,

@@ -4,6 +4,11 @@ Invariants:
     * Every value here is a frozen dataclass or an enum; variants are enum members, never
       combinations of booleans (DESIGN rule 6).
     * Every timeout is finite and positive by default (DESIGN rule 7).
+    * :func:`check_host` and :func:`check_ehlo_name` refuse a name holding whitespace or a
+      control character (a CR or LF would end a command line early and inject another
+      one), and otherwise anything that is not a domain name or an address (RFC 5321
+      §4.1.2 ``Domain`` / ``address-literal``); each refusal is a ``ConfigurationError``
+      with a hint.
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ from __future__ import annotations
 import enum
 import ipaddress
 import math
+import re
 import ssl
 from dataclasses import dataclass, field, replace
 
 from smtpkit.errors import ConfigurationError
 
-__all__ = ["Endpoint", "Security", "Timeouts", "is_loopback"]
+__all__ = ["Endpoint", "Security", "Timeouts", "check_ehlo_name", "check_host", "is_loopback"]
 
 
 class Security(enum.Enum):
@@ -67,9 +73,15 @@ class Timeouts:
     def __post_init__(self) -> None:
         for name in ("connect", "command", "final_reply"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            if (
+                isinstance(value, bool)  # an int to Python, never a number of seconds
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
                 raise ConfigurationError(
-                    f"Timeouts.{name} must be a finite number of seconds > 0, got {value!r}"
+                    f"Timeouts.{name} must be a finite number of seconds > 0, got {value!r}",
+                    hint="e.g. Timeouts(connect=15, command=60, final_reply=600), or timeout=30",
                 )
 
     @classmethod
@@ -81,7 +93,8 @@ class Timeouts:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigurationError(
-                f"timeout must be a number of seconds or a Timeouts value, got {value!r}"
+                f"timeout must be a number of seconds or a Timeouts value, got {value!r}",
+                hint="e.g. timeout=30, or timeout=Timeouts(connect=15, command=60)",
             )
         return cls(connect=value, command=value, final_reply=value)
 
@@ -99,6 +112,159 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+# -- host and EHLO names ---------------------------------------------------------------------
+
+# RFC 1035 §2.3.1 labels (letters, digits, hyphens inside), plus "_" (see check_ehlo_name).
+_LABEL_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+# Whitespace and controls: C0, DEL, C1, and the Unicode line and paragraph separators.
+_UNSAFE_RE = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
+_MAX_DOMAIN = 255  # RFC 5321 §4.5.3.1.2: at most 255 octets
+
+
+def _domain_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as a domain name, or ``None`` (``name`` is ASCII)."""
+    body = name[:-1] if name.endswith(".") else name  # a final dot: the root, allowed
+    if len(body) > _MAX_DOMAIN - 2:
+        return "is longer than a domain name may be (253 characters)"
+    for label in body.split("."):
+        if not _LABEL_RE.fullmatch(label):
+            if not label:
+                return "has an empty label (two dots in a row, or a leading dot)"
+            return (
+                f"has an invalid label {label!r}: labels are 1 to 63 letters, digits and "
+                "hyphens, not starting or ending with a hyphen"
+            )
+    return None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_host(host: object) -> str:
+    """The server host without surrounding whitespace, or ``ConfigurationError``.
+
+    Accepted: a domain name (IDNA names too), an IPv4 address, an IPv6 address with or
+    without brackets.
+    """
+    if not isinstance(host, str):
+        raise ConfigurationError(
+            f"host must be a str (a server name or address), got {type(host).__name__}",
+            hint="e.g. Submitter('smtp.example.com'), or Submitter.from_url(url) for a URL",
+        )
+    name = host.strip()
+    if not name:
+        raise ConfigurationError(
+            "host is empty", hint="pass the server's name, e.g. Submitter('smtp.example.com')"
+        )
+    if "://" in name:
+        raise ConfigurationError(
+            f"host {name!r} is a URL, not a host name",
+            hint="build from a URL with Submitter.from_url(url)",
+        )
+    if _UNSAFE_RE.search(name):
+        raise ConfigurationError(
+            f"host {name!r} contains whitespace or a control character (CR, LF, NUL, tab...)",
+            hint="pass the bare server name, e.g. 'smtp.example.com'; a value read from a "
+            "file or the environment may carry a stray line break",
+        )
+    if "@" in name:
+        raise ConfigurationError(
+            f"host {name!r} contains '@': it looks like an address, not a server name",
+            hint="the server is e.g. 'smtp.gmail.com'; the account name goes in auth=",
+        )
+    bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    if ":" in bare:
+        if _is_ip(bare):
+            return name
+        head, _, tail = name.rpartition(":")
+        hint = (
+            f"pass the port separately: Submitter({head!r}, {tail})"
+            if tail.isdigit()
+            else "an IPv6 address is written like '::1' or '[2001:db8::1]'"
+        )
+        raise ConfigurationError(f"host {name!r} is not a host name or address", hint=hint)
+    ascii_name = name
+    if not name.isascii():
+        try:
+            ascii_name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ConfigurationError(
+                f"host {name!r} is not a valid internationalised domain name",
+                hint="check the spelling, or pass the A-label form (xn--...)",
+            ) from None
+    problem = _domain_problem(ascii_name)
+    if problem is not None:
+        raise ConfigurationError(
+            f"host {name!r} {problem}", hint="pass the server's name, e.g. 'smtp.example.com'"
+        )
+    return name
+
+
+def check_ehlo_name(name: object) -> str | None:
+    """``name`` if it may follow EHLO (RFC 5321 §4.1.1.1), ``None`` for ``None``.
+
+    A domain name in ASCII, or an address literal (RFC 5321 §4.1.3): ``[192.0.2.1]``,
+    ``[IPv6:2001:db8::1]``. Underscores are tolerated in labels: machine names carry them,
+    and submission servers do not check the EHLO name (RFC 6409 §6.1).
+    """
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise ConfigurationError(
+            f"local_hostname must be a str or None, got {type(name).__name__}",
+            hint="e.g. local_hostname='client.example.com'; None sends this machine's name",
+        )
+    if not name.strip():
+        raise ConfigurationError(
+            "local_hostname is empty",
+            hint="pass None (the default) to send this machine's name in EHLO",
+        )
+    if _UNSAFE_RE.search(name):
+        # A CR or LF would end the EHLO line and start a command of the caller's choosing.
+        raise ConfigurationError(
+            f"local_hostname {name!r} contains whitespace or a control character "
+            "(CR, LF, NUL, tab...): EHLO takes one domain name (RFC 5321 §4.1.1.1)",
+            hint="pass a bare name such as 'client.example.com', or None for the default",
+        )
+    if name.startswith("[") and name.endswith("]"):
+        inner = name[1:-1]
+        if inner[:5].upper() == "IPV6:":
+            valid = _is_ip(inner[5:]) and ":" in inner[5:]
+        else:
+            valid = _is_ip(inner) and ":" not in inner
+        if valid:
+            return name
+        raise ConfigurationError(
+            f"local_hostname {name!r} is not an address literal (RFC 5321 §4.1.3)",
+            hint="write '[192.0.2.1]' or '[IPv6:2001:db8::1]'",
+        )
+    if ":" in name and _is_ip(name):
+        raise ConfigurationError(
+            f"local_hostname {name!r} is a bare IPv6 address",
+            hint=f"write it as an address literal: '[IPv6:{name}]' (RFC 5321 §4.1.3)",
+        )
+    if not name.isascii():
+        try:
+            a_label = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            hint = "EHLO takes an ASCII name: pass the A-label form (xn--...)"
+        else:
+            hint = f"EHLO takes an ASCII name: pass the A-label form {a_label!r}"
+        raise ConfigurationError(f"local_hostname {name!r} is not ASCII", hint=hint)
+    problem = _domain_problem(name)
+    if problem is not None:
+        raise ConfigurationError(
+            f"local_hostname {name!r} {problem}",
+            hint="pass a name such as 'client.example.com', or None for this machine's name",
+        )
+    return name
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -80,8 +81,16 @@ class Retry:
         if self.attempts < 1:
             raise ConfigurationError("Retry.attempts must be >= 1 (1 means no retry)")
         for name in ("backoff", "multiplier", "max_backoff", "jitter"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"Retry.{name} must be >= 0")
+            value = getattr(self, name)
+            # Types too: Retry(backoff="1") or nan must not fail later, inside a send.
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigurationError(f"Retry.{name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ConfigurationError(f"Retry.{name} must be a finite number >= 0")
+        if not isinstance(self.retry_unknown, bool):
+            raise ConfigurationError("Retry.retry_unknown must be True or False")
+        if not callable(self.sleep):
+            raise ConfigurationError("Retry.sleep must be a function taking seconds")
 
     @classmethod
     def never(cls) -> Retry:

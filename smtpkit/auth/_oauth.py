@@ -92,13 +92,19 @@ class AccessToken:
     pickling raises ``TypeError``.
 
     Raises:
-        ConfigurationError: an empty token or a naive ``expires_at``.
+        ConfigurationError: a token that is not text, an empty one, or a naive
+            ``expires_at``.
     """
 
     token: Secret
     expires_at: datetime | None = None
 
     def __init__(self, token: str | Secret, expires_at: datetime | None = None) -> None:
+        if not isinstance(token, str | Secret):
+            raise ConfigurationError(
+                f"an access token must be a str or a Secret, got {type(token).__name__}",
+                hint="pass the access token text your OAuth2 library returned",
+            )
         secret = token if isinstance(token, Secret) else Secret(token)
         if not secret.reveal():
             raise ConfigurationError("an access token must not be empty")

@@ -104,6 +104,12 @@ class SaslMechanismStrategy(abc.ABC):
             return known
         if isinstance(mechanisms, str):
             raise ConfigurationError("mechanisms must be a sequence of names, not a str")
+        if not isinstance(mechanisms, Collection) or not all(
+            isinstance(m, str) for m in mechanisms
+        ):
+            raise ConfigurationError(
+                f"{name}.mechanisms must be a sequence of names such as ('PLAIN', 'LOGIN')"
+            )
         chosen = tuple(m.upper() for m in mechanisms)
         unknown = [m for m in chosen if m not in known]
         if unknown or not chosen:

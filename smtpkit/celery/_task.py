@@ -257,16 +257,24 @@ def message_payload(
         submitter: the registered configuration to send with.
 
     Raises:
-        ConfigurationError: raw bytes without an envelope.
+        ConfigurationError: raw bytes without an envelope, or an argument of the wrong type.
     """
+    _check_envelope(sender, recipients, submitter)
     if isinstance(message, bytes | bytearray):
         if sender is None or not recipients:
-            raise ConfigurationError("raw message bytes need sender= and recipients=")
+            raise ConfigurationError(
+                "raw message bytes need sender= and recipients=",
+                hint="e.g. message_payload(raw, sender='me@example.com', "
+                "recipients=['you@example.com'])",
+            )
         raw, octets = True, bytes(message)
     elif isinstance(message, Message):
         raw, octets = False, _with_fixed_headers(message)
     else:
-        raise ConfigurationError(f"cannot queue a {type(message).__name__} as a message")
+        raise ConfigurationError(
+            f"cannot queue a {type(message).__name__} as a message",
+            hint="pass an email.message.EmailMessage, or the message as bytes",
+        )
     return {
         "message": base64.b64encode(octets).decode("ascii"),
         "raw": raw,
@@ -275,6 +283,29 @@ def message_payload(
         "submitter": submitter,
         "version": PAYLOAD_VERSION,
     }
+
+
+def _check_envelope(sender: object, recipients: object, submitter: object) -> None:
+    """The payload's JSON fields: each of the type the worker expects (checked when queued)."""
+    if sender is not None and not isinstance(sender, str):
+        raise ConfigurationError(
+            f"sender must be an address (str) or None, got {type(sender).__name__}",
+            hint="e.g. sender='me@example.com'",
+        )
+    if recipients is not None and (
+        isinstance(recipients, str)
+        or not isinstance(recipients, Sequence)
+        or not all(isinstance(address, str) for address in recipients)
+    ):
+        raise ConfigurationError(
+            "recipients must be a list of addresses (str) or None",
+            hint="e.g. recipients=['you@example.com'] (a list even for one address)",
+        )
+    if not isinstance(submitter, str) or not submitter:
+        raise ConfigurationError(
+            f"submitter must be the name of a registered configuration, got {submitter!r}",
+            hint="the name given to register_submitter(); default 'default'",
+        )
 
 
 def _decode(message: str, raw: bool) -> EmailMessage | bytes:
@@ -366,9 +397,30 @@ def make_send_task(
             ``jitter``). Its ``retry_unknown`` is ignored: use the keyword.
         retry_unknown: also retry ``DeliveryUnknown``; the message may then arrive twice.
         **task_options: more ``app.task`` options (``queue=``, ``rate_limit=``...).
+
+    Raises:
+        ConfigurationError: ``app`` is not a Celery application, or an argument has the
+            wrong type (``retry="3"``, ``retry_unknown="yes"``).
     """
+    if not callable(getattr(app, "task", None)):
+        raise ConfigurationError(
+            f"app must be a Celery application, got {type(app).__name__}",
+            hint="e.g. make_send_task(Celery('proj', broker=...))",
+        )
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(
+            f"name must be a non-empty task name, got {name!r}", hint="e.g. name='smtpkit.send'"
+        )
     if not isinstance(retry, Retry):
-        raise ConfigurationError("retry must be a smtpkit.Retry value")
+        raise ConfigurationError(
+            f"retry must be a smtpkit.Retry value, got {type(retry).__name__}",
+            hint="e.g. retry=Retry(attempts=5, backoff=30.0)",
+        )
+    if not isinstance(retry_unknown, bool):
+        raise ConfigurationError(
+            f"retry_unknown must be True or False, got {retry_unknown!r}",
+            hint="True may deliver a message twice; leave it False unless duplicates are fine",
+        )
     policy = dataclasses.replace(retry, retry_unknown=retry_unknown)
     options: dict[str, Any] = {
         "acks_late": True,

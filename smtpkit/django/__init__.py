@@ -5,6 +5,6 @@ Needs the ``django`` extra: ``pip install 'smtpkit[django]'``. Works with Django
 keyword arguments).
 """
 
-from smtpkit.django._backend import EmailBackend
+from smtpkit.django._backend import BackendConfigurationError, EmailBackend, UnknownOption
 
-__all__ = ["EmailBackend"]
+__all__ = ["BackendConfigurationError", "EmailBackend", "UnknownOption"]

@@ -15,13 +15,18 @@ Invariants:
       0 when no connection could be opened); without it the typed
       :class:`~smtpkit.errors.SMTPError` propagates.
     * Unknown options reach ``BaseEmailBackend.__init__``, so Django 6.1+ reports them for
-      ``MAILERS`` with the mailer's alias; on older Django they are a ``TypeError``.
+      ``MAILERS`` with the mailer's alias; on older Django they are an
+      :class:`UnknownOption` (a ``TypeError``).
+    * Every configuration problem is an smtpkit :class:`~smtpkit.ConfigurationError` with a
+      hint, raised when the backend is created: a conflict between options is a
+      :class:`BackendConfigurationError`, which is also Django's ``ImproperlyConfigured``.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import os
 import ssl
 import threading
 from collections.abc import Mapping, Sequence
@@ -39,9 +44,9 @@ from smtpkit._configure import OPTION_NAMES, options_for_provider, options_from_
 from smtpkit._submitter import Submitter
 from smtpkit.auth import AppPasswordAuth, AuthStrategy, PasswordAuth
 from smtpkit.config import Security
-from smtpkit.errors import SMTPError
+from smtpkit.errors import ConfigurationError, MessageError, SMTPError
 
-__all__ = ["EmailBackend"]
+__all__ = ["BackendConfigurationError", "EmailBackend", "UnknownOption"]
 
 logger = logging.getLogger("smtpkit.django")
 
@@ -68,6 +73,14 @@ SOURCE_OPTIONS = frozenset({"url", "provider", "submitter"})
 #: Every keyword ``Submitter()`` takes (``retry=``, ``tls_context=``, ``auth=``...).
 SUBMITTER_OPTIONS = frozenset(inspect.signature(Submitter.__init__).parameters) - {"self"}
 KNOWN_OPTIONS = DJANGO_OPTIONS | SOURCE_OPTIONS | SUBMITTER_OPTIONS
+
+
+class BackendConfigurationError(ConfigurationError, ImproperlyConfigured):  # type: ignore[misc]
+    """Options that conflict or are incomplete: an smtpkit error and Django's own kind."""
+
+
+class UnknownOption(ConfigurationError, TypeError):
+    """An option the backend does not know (Django before 6.1, which cannot report it)."""
 
 
 class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django is untyped
@@ -113,8 +126,11 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django is untyped
         **kwargs: the options above; anything else goes to Django, which reports it.
 
     Raises:
-        ImproperlyConfigured: conflicting or incomplete options.
-        ConfigurationError: an invalid value (bad URL, unknown provider...).
+        BackendConfigurationError: conflicting or incomplete options, or a client
+            certificate that cannot be loaded (a ``ConfigurationError`` that is also
+            Django's ``ImproperlyConfigured``).
+        ConfigurationError: an invalid value (bad URL, unknown provider, a host with a
+            space...), with a hint.
     """
 
     def __init__(self, fail_silently: bool = False, **kwargs: Any) -> None:
@@ -129,8 +145,9 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django is untyped
         if not DJANGO_HAS_MAILERS:
             unknown = sorted(set(kwargs) - {"alias"})
             if unknown:
-                raise TypeError(
-                    f"smtpkit.django.EmailBackend got unknown option(s): {', '.join(unknown)}"
+                raise UnknownOption(
+                    f"smtpkit.django.EmailBackend got unknown option(s): {', '.join(unknown)}",
+                    hint=f"known options: {', '.join(sorted(KNOWN_OPTIONS))}",
                 )
         self.fail_silently = fail_silently
         if alias is None and not ours.keys() & (SOURCE_OPTIONS | {"host"}):
@@ -222,10 +239,13 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django is untyped
 
 
 def _addr_spec(address: object) -> str:
-    """The bare address of ``"Name <a@example.com>"`` (one address, or ValueError)."""
+    """The bare address of ``"Name <a@example.com>"`` (one address, or MessageError)."""
     pairs = getaddresses([str(address)])
     if len(pairs) != 1 or not pairs[0][1]:
-        raise ValueError(f"invalid address {address!r}: must be a single address")
+        raise MessageError(
+            f"invalid address {address!r}: must be a single address",
+            hint="e.g. 'Name <me@example.com>' or 'me@example.com'",
+        )
     return pairs[0][1]
 
 
@@ -268,7 +288,10 @@ def _legacy_settings() -> dict[str, Any]:
 
     extra = get("SMTPKIT_OPTIONS") or {}
     if not isinstance(extra, Mapping):
-        raise ImproperlyConfigured("SMTPKIT_OPTIONS must be a dict of Submitter keywords")
+        raise BackendConfigurationError(
+            "SMTPKIT_OPTIONS must be a dict of Submitter keywords",
+            hint='e.g. SMTPKIT_OPTIONS = {"timeout": 30}',
+        )
     options: dict[str, Any] = {}
     password = get("EMAIL_HOST_PASSWORD") or None
     if get("SMTPKIT_URL"):
@@ -297,12 +320,16 @@ def _security(options: Mapping[str, Any]) -> Security | None:
     use_tls, use_ssl = bool(options.get("use_tls")), bool(options.get("use_ssl"))
     security = options.get("security")
     if use_tls and use_ssl:
-        raise ImproperlyConfigured(
+        raise BackendConfigurationError(
             "use_tls (EMAIL_USE_TLS, STARTTLS) and use_ssl (EMAIL_USE_SSL, implicit TLS) "
-            "are mutually exclusive: set at most one"
+            "are mutually exclusive: set at most one",
+            hint="use_ssl for port 465, use_tls for port 587",
         )
     if security is not None and (use_tls or use_ssl):
-        raise ImproperlyConfigured("give either security= or use_tls/use_ssl, not both")
+        raise BackendConfigurationError(
+            "give either security= or use_tls/use_ssl, not both",
+            hint="drop use_tls/use_ssl and keep security=",
+        )
     if use_ssl:
         return Security.TLS
     if use_tls:
@@ -315,15 +342,36 @@ def _client_cert(options: Mapping[str, Any]) -> ssl.SSLContext | None:
     if not certfile and not keyfile:
         return None
     if not certfile:
-        raise ImproperlyConfigured("ssl_keyfile (EMAIL_SSL_KEYFILE) needs ssl_certfile too")
-    if options.get("tls_context") is not None:
-        raise ImproperlyConfigured(
-            "give either tls_context= or ssl_certfile/ssl_keyfile, not both: load the "
-            "client certificate into your context with load_cert_chain()"
+        raise BackendConfigurationError(
+            "ssl_keyfile (EMAIL_SSL_KEYFILE) needs ssl_certfile too",
+            hint="set ssl_certfile (EMAIL_SSL_CERTFILE) to the client certificate's file",
         )
+    if options.get("tls_context") is not None:
+        raise BackendConfigurationError(
+            "give either tls_context= or ssl_certfile/ssl_keyfile, not both",
+            hint="load the client certificate into your context with load_cert_chain()",
+        )
+    for what, path in (("ssl_certfile", certfile), ("ssl_keyfile", keyfile)):
+        if path and not isinstance(path, str | os.PathLike):
+            raise BackendConfigurationError(
+                f"{what} must be a file path, got {type(path).__name__}",
+                hint="e.g. EMAIL_SSL_CERTFILE = '/etc/ssl/client.pem'",
+            )
     # Unlike a bare SSLContext, the default context verifies the server (DESIGN rule 7).
     context = ssl.create_default_context()
-    context.load_cert_chain(certfile, keyfile or None)
+    problem = None
+    try:
+        # An encrypted key would make OpenSSL prompt on the terminal and block the process:
+        # an empty passphrase makes it fail instead.
+        context.load_cert_chain(certfile, keyfile or None, password=lambda: b"")
+    except (OSError, ssl.SSLError) as error:  # ssl.SSLError is an OSError; both named
+        problem = error.strerror or type(error).__name__
+    if problem is not None:
+        raise BackendConfigurationError(
+            f"cannot load the client certificate {certfile!r}: {problem}",
+            hint="ssl_certfile (and ssl_keyfile) must be readable PEM files; "
+            "the key must match the certificate and must not be encrypted",
+        )
     return context
 
 
@@ -332,7 +380,10 @@ def _password_auth(options: Mapping[str, Any], provider: str | None) -> AuthStra
     if options.get("auth") is not None or not username:
         return None
     if not password:
-        raise ImproperlyConfigured(f"username {username!r} is set but no password")
+        raise BackendConfigurationError(
+            f"username {username!r} is set but no password",
+            hint="set password= (EMAIL_HOST_PASSWORD), or pass auth= for OAuth2",
+        )
     if provider is not None and "app_password" in providers.get(provider).credentials:
         return AppPasswordAuth(username, password)
     return PasswordAuth(username, password)
@@ -345,14 +396,21 @@ def _build_submitter(given: Mapping[str, Any]) -> Submitter:
     if submitter is not None:
         others = sorted(name for name, value in options.items() if value is not False)
         if not isinstance(submitter, Submitter):
-            raise ImproperlyConfigured("submitter= must be a smtpkit.Submitter")
+            raise BackendConfigurationError(
+                f"submitter= must be a smtpkit.Submitter, got {type(submitter).__name__}",
+                hint="e.g. submitter=smtpkit.Submitter.from_env()",
+            )
         if others:
-            raise ImproperlyConfigured(
-                f"submitter= is a ready Submitter: drop the other options ({', '.join(others)})"
+            raise BackendConfigurationError(
+                f"submitter= is a ready Submitter: drop the other options ({', '.join(others)})",
+                hint="configure the server on the Submitter itself",
             )
         return submitter
     if options.get("url") and options.get("provider"):
-        raise ImproperlyConfigured("give either url= (SMTPKIT_URL) or provider=, not both")
+        raise BackendConfigurationError(
+            "give either url= (SMTPKIT_URL) or provider=, not both",
+            hint="a URL to a provider's host already picks its preset (or add ?provider=NAME)",
+        )
     security = _security(options)
     cert_context = _client_cert(options)
     # Keywords options_from_url/options_for_provider check, and the rest of Submitter's.
@@ -381,9 +439,10 @@ def _build_submitter(given: Mapping[str, Any]) -> Submitter:
         return Submitter(**options_for_provider(provider_name, **known), **extra)
     host = known.pop("host", None)
     if not host:
-        raise ImproperlyConfigured(
+        raise BackendConfigurationError(
             "smtpkit.django.EmailBackend needs host= (EMAIL_HOST), url= (SMTPKIT_URL), "
-            "provider= (SMTPKIT_PROVIDER) or submitter="
+            "provider= (SMTPKIT_PROVIDER) or submitter=",
+            hint='e.g. SMTPKIT_URL = "smtp+starttls://me%40example.com@smtp.example.com:587"',
         )
     auth = _password_auth(options, None)
     if auth is not None:

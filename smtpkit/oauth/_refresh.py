@@ -60,6 +60,8 @@ def _scopes(scopes: Iterable[str]) -> tuple[str, ...]:
     if isinstance(scopes, str):
         # RFC 6749 §3.3: a space-separated list; accept it as given.
         scopes = scopes.split()
+    if not isinstance(scopes, Iterable):
+        raise ConfigurationError(f"scopes must be strings, got a {type(scopes).__name__}")
     result = tuple(scopes)
     if not all(isinstance(s, str) and s and " " not in s for s in result):
         raise ConfigurationError(f"scopes must be non-empty strings without spaces: {result!r}")

@@ -173,6 +173,11 @@ class FileTokenStore:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise ConfigurationError(
+                f"a token store path must be a str or a path, got {type(path).__name__}",
+                hint="e.g. FileTokenStore('~/.config/smtpkit/me.json')",
+            )
         self._path = Path(path).expanduser()
         self._lock_path = self._path.with_name(self._path.name + ".lock")
         # Reentrant: save() inside locked() must not wait for itself. _depth counts the
