@@ -1,0 +1,239 @@
+"""Logging in on a negotiated link: AUTH through the strategies, and OAuth2's retry-once rule.
+
+The strategies (:mod:`smtpkit.auth`) are already I/O-free generators of commands; this
+module drives them over the link's steps, fetches tokens through the ``FetchToken`` effect,
+and turns the final reply into a typed error through the one reply table.
+
+Invariants:
+    * AUTH is never sent over plaintext unless the *peer the driver connected to* is a
+      loopback address (not the configured host name: ``evil.localhost`` is not loopback)
+      or the settings opt in.
+    * One login attempt per strategy, except OAuth2: when the server refuses a token, the
+      provider is asked for exactly one forced refresh (``rejected=`` the refused token, so
+      concurrent connections share one refresh) and AUTH runs once more - on a new
+      connection (:class:`Reconnect`) when the server hung up after refusing.
+    * A flow stopped on a ``334`` is cancelled with ``*`` (RFC 4954 §4) so the server sends
+      a final reply. Replies that leave (errors, logs) are masked: servers echo the
+      client's AUTH line.
+    * Every failure ends the link (QUIT when it is still usable) before raising.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from collections.abc import Mapping
+
+from smtpkit.auth import (
+    AccessToken,
+    AuthContext,
+    AuthFlow,
+    AuthStrategy,
+    TokenAuthStrategy,
+    TokenProvider,
+)
+from smtpkit.engine._effects import FetchToken, Log, LogLevel, Steps
+from smtpkit.engine._link import Link
+from smtpkit.errors import (
+    InsecureAuthRefused,
+    LocalProtocolError,
+    ServerDisconnected,
+    SMTPError,
+    TokenRejected,
+    error_for_reply,
+)
+from smtpkit.protocol import Command
+from smtpkit.replies import Phase, Reply
+
+__all__ = ["Reconnect", "authenticate", "peer_is_loopback"]
+
+#: The reply code of an AUTH continuation (RFC 4954 §4).
+CONTINUE = 334
+
+
+class Reconnect(Exception):
+    """The server hung up after refusing a token: log in on a new connection with ``token``."""
+
+    def __init__(self, token: AccessToken) -> None:
+        super().__init__("reconnect with a refreshed token")
+        self.token = token
+
+
+def peer_is_loopback(peer: str | None) -> bool:
+    """Whether ``peer`` (the connected address) is a loopback address.
+
+    An in-memory test stream reports its host name; only the exact name ``localhost`` counts
+    then. A real peer is an address (``127.0.0.1``, ``::1``, ``::ffff:127.0.0.1``).
+    """
+    if not peer:
+        return False
+    name = peer.strip("[]")
+    try:
+        address = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return name.lower() == "localhost"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def authenticate(
+    link: Link, strategy: AuthStrategy, *, token: AccessToken | None, token_retry: bool
+) -> Steps[None]:
+    """Run AUTH with ``strategy``; sets ``link.auth_expires_at`` for an OAuth2 login.
+
+    Transcript (AUTH PLAIN)::
+
+        C: AUTH PLAIN ****
+        S: 235 2.7.0 Accepted
+
+    Args:
+        token: a token to log in with (after a reconnect), instead of asking the provider.
+        token_retry: whether a refused token may be refreshed and tried once more.
+
+    Raises:
+        InsecureAuthRefused: plaintext to a peer that is not loopback, without the opt-in.
+        AuthenticationError (and subclasses), TokenRefreshError, ...: the login failed.
+        Reconnect: a refused token was refreshed but the server hung up.
+    """
+    settings = link.settings
+    if not (link.encrypted or peer_is_loopback(link.peer) or settings.allow_unencrypted_auth):
+        yield from link.quit()
+        raise InsecureAuthRefused(
+            f"refusing to send credentials to {settings.host} over an unencrypted connection",
+            hint=(
+                "use Security.STARTTLS or Security.TLS; pass allow_unencrypted_auth=True "
+                "only for a trusted network"
+            ),
+        )
+    context = AuthContext(
+        mechanisms=link.extensions.auth_mechanisms,
+        host=settings.host,
+        port=settings.port,
+        encrypted=link.encrypted,
+    )
+    if isinstance(strategy, TokenAuthStrategy):
+        yield from _token_login(link, strategy, context, token=token, token_retry=token_retry)
+        return
+    reply, details = yield from _attempt(link, strategy.flow(context))
+    if reply.code != 235:
+        yield from link.quit()
+        raise _auth_error(link, strategy, context, reply, details)
+    yield Log(LogLevel.DEBUG, f"authenticated to {settings.host} as {strategy.username}")
+
+
+def _token_login(
+    link: Link,
+    strategy: TokenAuthStrategy,
+    context: AuthContext,
+    *,
+    token: AccessToken | None,
+    token_retry: bool,
+) -> Steps[None]:
+    provider = strategy.token_provider
+    if token is None:
+        token = yield from _fetch(link, provider, force=False, rejected=None)
+    reply, details = yield from _attempt(link, strategy.token_flow(context, token))
+    if reply.code == 235:
+        link.auth_expires_at = token.expires_at
+        return
+    refused = _auth_error(link, strategy, context, reply, details)
+    if not (token_retry and isinstance(refused, TokenRejected)):
+        yield from link.quit()
+        raise refused
+    yield Log(LogLevel.INFO, "the server refused the OAuth2 token; refreshing it once and retrying")
+    try:
+        fresh = yield from _fetch(link, provider, force=True, rejected=token)
+    except SMTPError as error:
+        # Keep the evidence of the refusal: the transcript and the server's decoded 334 JSON.
+        error.attach_transcript(link.transcript)
+        error.__cause__ = refused
+        raise
+    if not link.alive:
+        raise Reconnect(fresh)
+    try:
+        reply, details = yield from _attempt(link, strategy.token_flow(context, fresh))
+    except ServerDisconnected as lost:
+        # It hung up after refusing (without a 421): the fresh token goes to a new connection.
+        raise Reconnect(fresh) from lost
+    if reply.code == 235:
+        link.auth_expires_at = fresh.expires_at
+        return
+    yield from link.quit()
+    raise _auth_error(link, strategy, context, reply, details)
+
+
+def _fetch(
+    link: Link, provider: TokenProvider, *, force: bool, rejected: AccessToken | None
+) -> Steps[AccessToken]:
+    try:
+        token = yield FetchToken(provider, force, rejected)
+    except SMTPError:
+        yield from link.quit()
+        raise
+    if not isinstance(token, AccessToken):
+        yield from link.quit()
+        raise LocalProtocolError(f"FetchToken was answered with {type(token).__name__}")
+    return token
+
+
+def _attempt(link: Link, flow: AuthFlow) -> Steps[tuple[Reply, Mapping[str, str] | None]]:
+    """One AUTH exchange; on any failure the link ends (QUIT if still usable)."""
+    try:
+        return (yield from run_flow(link, flow))
+    except SMTPError:
+        yield from link.quit()
+        raise
+
+
+def run_flow(link: Link, flow: AuthFlow) -> Steps[tuple[Reply, Mapping[str, str] | None]]:
+    """Drive an AUTH flow to its final reply (RFC 4954 §4); the reply comes back masked.
+
+    The generator twin of :func:`smtpkit.auth.drive_flow`: the flow sees the raw replies
+    (it decodes the challenges); what is returned is masked.
+
+    Raises:
+        SMTPError: what the flow raises (``NoCommonMechanism`` before anything is sent) and
+            what the link's steps raise.
+    """
+    command = next(flow)
+    while True:
+        reply = yield from link.exchange(command)
+        try:
+            command = flow.send(reply)
+        except StopIteration as stop:
+            details: Mapping[str, str] | None = stop.value
+            break
+        except SMTPError:
+            if reply.code == CONTINUE and link.alive:
+                # The flow could not answer the challenge: cancel, then report why. A
+                # failure of the cancel itself must not hide that reason.
+                with contextlib.suppress(SMTPError):
+                    yield from link.exchange(Command.auth_response("*"))
+            raise
+    if reply.code == CONTINUE:
+        # The flow gave up mid-exchange: cancel it so the server sends a final reply.
+        reply = yield from link.exchange(Command.auth_response("*"))
+    return link.mask(reply), details
+
+
+def _auth_error(
+    link: Link,
+    strategy: AuthStrategy,
+    context: AuthContext,
+    reply: Reply,
+    details: Mapping[str, str] | None,
+) -> SMTPError:
+    command = f"AUTH {strategy.choose_mechanism(context)}"
+    if reply.is_positive:
+        return link.unexpected(reply, command)
+    error = error_for_reply(
+        link.mask(reply),
+        Phase.AUTH,
+        command=command,
+        provider=link.provider,
+        credential_kind=strategy.credential_kind,
+        challenge=details,
+        transcript=link.transcript,
+    )
+    return link.enrich(error)
