@@ -12,6 +12,9 @@ Invariants:
       including CRLF; otherwise the response follows the first ``334`` (RFC 4954 §4).
     * The exchange generator is always closed when the flow ends or is abandoned.
     * Strategies show secrets as ``'***'`` in ``repr`` and refuse to pickle.
+    * Every AUTH line declares what the server's replies must never show
+      (``Command.secrets``): the SASL message and every :class:`Secret` the strategy holds;
+      the protocol core masks them in the replies.
 """
 
 from __future__ import annotations
@@ -194,20 +197,21 @@ class SaslMechanismStrategy(abc.ABC):
                 raise LocalProtocolError(
                     f"{type(self).__name__}.exchange() must yield at least once"
                 ) from None
-            pending: str | None = None
+            pending: Command | None = None
             if initial is None:
                 command = Command.auth(mechanism)
             else:
                 encoded = b64encode_text(initial)
                 # RFC 4954 §4: an empty initial response is sent as "=".
                 inline = encoded or "="
+                secrets = self._reply_secrets(initial)
                 if len(f"AUTH {mechanism} {inline}") + 2 <= MAX_COMMAND_LINE:
-                    command = Command.auth(mechanism, inline)
+                    command = Command.auth(mechanism, inline, secrets=secrets)
                 else:
                     # RFC 4954 §4: a response that would push the line past 512 octets goes
                     # after the server's (empty) 334 instead.
                     command = Command.auth(mechanism)
-                    pending = encoded
+                    pending = Command.auth_response(encoded, secrets=secrets)
             challenges: list[Reply] = []
             reply = yield command
             while reply.code == CONTINUE:
@@ -225,13 +229,30 @@ class SaslMechanismStrategy(abc.ABC):
                             f"{type(self).__name__}.exchange() may yield None only as its "
                             "first value (no initial response)"
                         )
-                    response = b64encode_text(text)
-                reply = yield Command.auth_response(response)
+                    response = Command.auth_response(
+                        b64encode_text(text), secrets=self._reply_secrets(text)
+                    )
+                reply = yield response
             if reply.code // 100 == 2:
                 return None
             return self.failure_details(reply, tuple(challenges))
         finally:
             steps.close()
+
+    def _reply_secrets(self, text: str) -> tuple[str, ...]:
+        """What the server's replies must never show after ``text`` was sent.
+
+        The SASL message itself (unless it is just the user name, as in LOGIN's first
+        step) and every :class:`~smtpkit.auth.Secret` the strategy holds: the protocol core
+        masks them, raw and as sent in base64, in every reply to AUTH. A subclass that keeps
+        its password in a ``Secret`` attribute gets this for free.
+        """
+        held = [
+            value.reveal()
+            for value in getattr(self, "__dict__", {}).values()
+            if isinstance(value, Secret)
+        ]
+        return (*held, text) if text != self._username else tuple(held)
 
     def _secret_fields(self) -> list[str]:
         return [

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from smtpkit.errors import MessageError
 from smtpkit.replies import Phase
@@ -120,6 +120,9 @@ class Command:
         phase: the phase whose reply this command draws.
         redacted: the line as shown in transcripts and errors.
         address: the envelope address for MAIL and RCPT.
+        secrets: for AUTH lines, what the server's replies must never show: the base64
+            payload and the raw texts the strategy declared (the SASL message, the
+            password or token). The protocol core masks them in every reply to AUTH.
     """
 
     verb: str
@@ -127,6 +130,7 @@ class Command:
     phase: Phase
     redacted: str
     address: str | None = None
+    secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def to_bytes(self) -> bytes:
         """The command as it travels, CRLF-terminated, UTF-8 (RFC 6531 §3.3 when SMTPUTF8)."""
@@ -204,13 +208,21 @@ class Command:
         return cls._plain("QUIT", "QUIT", Phase.QUIT)
 
     @classmethod
-    def auth(cls, mechanism: str, initial_response: str | None = None) -> Command:
+    def auth(
+        cls,
+        mechanism: str,
+        initial_response: str | None = None,
+        *,
+        secrets: Sequence[str] = (),
+    ) -> Command:
         """``AUTH mechanism [initial-response]`` (RFC 4954 §4), redacted in transcripts.
 
         Args:
             mechanism: the SASL mechanism name, e.g. ``"PLAIN"``.
             initial_response: base64 text, or ``"="`` (or ``""``) for an empty response;
                 ``None`` to wait for the server's ``334`` challenge instead.
+            secrets: raw texts the replies must not show (the decoded SASL message, the
+                password); the initial response itself is always one.
 
         Raises:
             MessageError: a malformed mechanism or response, or a line over 512 octets
@@ -232,23 +244,39 @@ class Command:
                 f"AUTH {mechanism} with its initial response exceeds {MAX_COMMAND_LINE} octets; "
                 "send the response after the 334 challenge instead (RFC 4954 §4)"
             )
-        return cls("AUTH", line, Phase.AUTH, f"AUTH {mechanism} ****")
+        return cls(
+            "AUTH",
+            line,
+            Phase.AUTH,
+            f"AUTH {mechanism} ****",
+            secrets=_auth_secrets(initial_response, secrets),
+        )
 
     @classmethod
-    def auth_response(cls, response: str) -> Command:
+    def auth_response(cls, response: str, *, secrets: Sequence[str] = ()) -> Command:
         """A SASL continuation line answering a ``334``; redacted in transcripts.
 
         ``"*"`` cancels the exchange (RFC 4954 §4); ``""`` is an empty response.
+        ``secrets`` are raw texts the replies must not show (see :meth:`auth`); the
+        response itself is always one.
         """
         if response != "*" and not _BASE64_RE.fullmatch(response):
             raise MessageError("an AUTH continuation must be base64 text (or '*' to cancel)")
         if len(response) + 2 > MAX_AUTH_LINE:
             raise MessageError(f"AUTH continuation exceeds {MAX_AUTH_LINE} octets (RFC 4954 §4)")
         shown = response if response in ("", "*") else "****"
-        return cls("", response, Phase.AUTH, shown)
+        return cls("", response, Phase.AUTH, shown, secrets=_auth_secrets(response, secrets))
 
     def __repr__(self) -> str:
         return f"Command({self.redacted!r})"
+
+
+def _auth_secrets(payload: str, extra: Sequence[str]) -> tuple[str, ...]:
+    """The payload (unless it says nothing: ``=``, ``*``, empty) and the declared secrets."""
+    if isinstance(extra, str):
+        raise TypeError("secrets must be a sequence of str, not one str")
+    found = [payload] if payload not in ("", "=", "*") else []
+    return (*found, *(secret for secret in extra if secret))
 
 
 def _client_name(hostname: str) -> str:

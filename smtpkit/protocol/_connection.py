@@ -13,7 +13,9 @@ Invariants:
     * More than one command in flight requires the server's PIPELINING.
     * After STARTTLS succeeds, everything the server sent in plaintext and everything learnt
       from it (capabilities) is forgotten (RFC 3207 §4.2).
-    * The transcript is redacted: AUTH payloads and message content never appear in it.
+    * The transcript is redacted: AUTH payloads and message content never appear in it,
+      and every reply to AUTH has the secrets sent on this connection masked
+      (:mod:`smtpkit.protocol._redact`) before it is stored or returned in an event.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from smtpkit.protocol._commands import Command
 from smtpkit.protocol._content import ContentEncoder
 from smtpkit.protocol._extensions import Extensions
 from smtpkit.protocol._parser import ReplyParser
+from smtpkit.protocol._redact import SecretMask
 from smtpkit.protocol._states import (
     ON_REPLY_BY_NAME,
     SEND_BY_NAME,
@@ -104,6 +107,8 @@ class ClientConnection:
         self._authenticated = False
         self._encoder: ContentEncoder | None = None
         self._eof = False
+        self._mask = SecretMask()
+        self._masking = False  # secrets were sent: replies to AUTH get masked
         # Entries are formatted only when the transcript is read (errors, debugging): the
         # send path stores the Command and Reply objects it already has.
         self._transcript: deque[str | Command | Reply] = deque(maxlen=TRANSCRIPT_LINES)
@@ -158,6 +163,9 @@ class ClientConnection:
         self._state = next_state
         self._pending.append(command)
         self._transcript.append(command)
+        if command.secrets:
+            self._mask.add(command.secrets)
+            self._masking = True
         return command.to_bytes()
 
     def send_chunk(self, data: bytes, *, last: bool) -> bytes:
@@ -229,10 +237,14 @@ class ClientConnection:
             RemoteProtocolError: the server sent malformed data, or a reply that makes no
                 sense for the command it answers (e.g. ``250`` to ``DATA``).
         """
+        answers_auth = self._masking and self._answers_auth()
         try:
             reply = self._parser.next_reply()
-        except RemoteProtocolError:
+        except RemoteProtocolError as error:
             self._state = State.CLOSED
+            if answers_auth:
+                # A malformed line is quoted in the message: it may be an echo of AUTH.
+                raise RemoteProtocolError(self._mask.text(error.message)) from None
             raise
         if reply is None:
             if self._eof:
@@ -241,6 +253,8 @@ class ClientConnection:
                 self._pending.clear()
                 return ConnectionClosed(unanswered)
             return NEED_DATA
+        if answers_auth:
+            reply = self._mask.reply(reply)
         self._transcript.append(reply)
         if not self._pending:
             if reply.code == 421:
@@ -249,6 +263,10 @@ class ClientConnection:
         command = self._pending.popleft()
         self._on_reply(command, reply)
         return ReplyReceived(command, reply)
+
+    def _answers_auth(self) -> bool:
+        """Whether the next reply answers an AUTH line (or its continuation)."""
+        return bool(self._pending) and self._pending[0].verb in ("AUTH", "")
 
     def _on_reply(self, command: Command, reply: Reply) -> None:
         kind = _kind(command)
