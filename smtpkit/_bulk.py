@@ -6,6 +6,10 @@ Invariants:
       ``ConnectionStale`` once, for free; other errors as the ``Retry`` policy allows);
       ``DeliveryUnknown`` is final unless the policy opts in.
     * The rate limiter spaces message starts by ``1/rate`` seconds across all threads.
+    * Nothing waits inside an open transaction (after MAIL, before the final reply): a rate
+      limit or a retry backoff is waited by a worker that holds no session, before it takes
+      one; the next message is pulled into a transaction's pipeline only when it may start
+      now. A message takes one rate slot, on its first try; retries do not take another.
     * Every loop is bounded: each job has a finite number of tries, and the queue only
       shrinks.
 """
@@ -41,6 +45,8 @@ class Job:
     recipients: tuple[str, ...] | None = None
     retry: Retry = field(default_factory=Retry.never)
     stale_retried: bool = False
+    #: Its rate-limit slot was taken (on the first try); retries need none.
+    started: bool = False
     #: Seconds to wait before the next try (a Retry backoff), waited with no session held.
     wait: float = 0.0
 
@@ -73,7 +79,8 @@ class RateLimiter:
         self._next = 0.0
 
     def wait(self) -> None:
-        """Block until the caller may start the next message."""
+        """Take the next start slot and block until it comes. Never call it with a
+        transaction open: the server would wait for the client (and may time out)."""
         if not self._interval:
             return
         with self._lock:
@@ -82,6 +89,17 @@ class RateLimiter:
             self._next = start + self._interval
         if start > now:
             self._sleep(start - now)
+
+    def try_start(self) -> bool:
+        """Take a start slot only if one is free now; never blocks."""
+        if not self._interval:
+            return True
+        with self._lock:
+            now = self._clock()
+            if now < self._next:
+                return False
+            self._next = now + self._interval
+            return True
 
 
 class JobQueue:
@@ -101,44 +119,49 @@ class JobQueue:
         with self._lock:
             return self._jobs.popleft() if self._jobs else None
 
-    def pop_ready(self) -> Job | None:
-        """The next job if it may be sent now (no backoff pending), else ``None``."""
+    def pop_startable(self) -> Job | None:
+        """The next job if it may start *now*: no backoff pending, and a rate slot free
+        (or already taken on an earlier try). Never blocks: it is called with a
+        transaction open, to pipeline the next message behind the current one."""
         with self._lock:
-            if self._jobs and self._jobs[0].wait <= 0:
-                return self._jobs.popleft()
-            return None
-
-    def pop_waiting(self) -> Job | None:
-        """The next job if it must first wait out a backoff, else ``None``."""
-        with self._lock:
-            if self._jobs and self._jobs[0].wait > 0:
-                return self._jobs.popleft()
-            return None
+            if not self._jobs:
+                return None
+            job = self._jobs[0]
+            if job.wait > 0 or not (job.started or self._limiter.try_start()):
+                return None
+            job.started = True
+            return self._jobs.popleft()
 
     def push_front(self, job: Job) -> None:
         """Put a job back to be tried next."""
         with self._lock:
             self._jobs.appendleft(job)
 
-    def feed(self, cap: int | None) -> Iterator[Job]:
-        """Jobs for one session: at most ``cap`` of them, each after the rate limiter."""
-        taken = 0
+    def feed(self, first: Job, cap: int | None) -> Iterator[Job]:
+        """Jobs for one session: ``first``, then those that may start at once, ``cap`` in all.
+
+        The feed ends at the first job that would have to wait (a backoff, the rate limit):
+        the session then goes back to the pool when its transaction ends, and that job is
+        waited for by a worker holding no session.
+        """
+        yield first
+        taken = 1
         while cap is None or taken < cap:
-            # A job waiting out a backoff ends the feed: the session goes back to the pool
-            # instead of idling (with a pipelined envelope on the wire) while we wait.
-            job = self.pop_ready()
+            job = self.pop_startable()
             if job is None:
                 return
-            self._limiter.wait()
             taken += 1
             yield job
 
 
-def _cap(session: Session, pool: SessionPool, per_connection: int | None) -> int | None:
-    """How many jobs one session may take: ``per_connection`` and the pool's
-    ``max_messages_per_connection`` (less what the session already sent), whichever is
-    smaller; without this a long run would ignore the pool's cap until the session returns.
+def _cap(session: Session, pool: SessionPool, per_connection: int | None, used: int) -> int | None:
+    """How many more jobs one session may take: ``per_connection`` (less the ``used`` jobs
+    this batch already gave it) and the pool's ``max_messages_per_connection`` (less what
+    the session already sent), whichever is smaller; without this a long run would ignore
+    the pool's cap until the session returns.
     """
+    if per_connection is not None:
+        per_connection = max(1, per_connection - used)
     cap = pool.limits.max_messages_per_connection
     if cap is None:
         return per_connection
@@ -168,9 +191,15 @@ def deliver(
     limiter: RateLimiter,
     per_connection: int | None,
     on_result: Callable[[int, Outcome], None] | None,
+    cancelled: Callable[[], bool] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Outcome]:
-    """Send every job over the pool with ``workers`` threads; outcomes in input order."""
+    """Send every job over the pool with ``workers`` threads; outcomes in input order.
+
+    ``on_result`` is called as each job ends, on the worker thread and possibly with a
+    transaction open, so it must not block (the Submitter passes one that queues the call
+    for a reporting thread). Once ``cancelled()`` is true, no job is started any more.
+    """
     delivery = _Delivery(
         jobs,
         pool=pool,
@@ -178,6 +207,7 @@ def deliver(
         limiter=limiter,
         per_connection=per_connection,
         on_result=on_result,
+        cancelled=cancelled or (lambda: False),
         sleep=sleep,
     )
     if workers <= 1:
@@ -192,12 +222,11 @@ def deliver(
         for thread in threads:
             thread.join()
     if delivery.crash is not None:
-        # A bug or an exception from the caller's on_result: surface it, never an
-        # incomplete list of outcomes.
+        # A bug: surface it, never an incomplete list of outcomes.
         raise delivery.crash
     outcomes = delivery.outcomes
     missing = [index for index, outcome in enumerate(outcomes) if outcome is None]
-    if missing:  # pragma: no cover - a bug guard: never report a message as silently lost
+    if missing and not delivery.stopped():  # pragma: no cover - a bug guard
         raise AssertionError(f"no outcome recorded for messages {missing}")
     return [outcome for outcome in outcomes if outcome is not None]
 
@@ -214,33 +243,41 @@ class _Delivery:
         limiter: RateLimiter,
         per_connection: int | None,
         on_result: Callable[[int, Outcome], None] | None,
+        cancelled: Callable[[], bool],
         sleep: Callable[[float], None],
     ) -> None:
         self.outcomes: list[Outcome | None] = [None] * len(jobs)
         self._queue = JobQueue(jobs, limiter)
+        self._limiter = limiter
         self._pool = pool
         self._prepare = prepare
         self._per_connection = per_connection
         self._on_result = on_result
+        self._cancelled = cancelled
         self._sleep = sleep
-        self._report_lock = threading.Lock()
+        self._lock = threading.Lock()
+        #: Jobs this batch gave each session (for ``per_connection``).
+        self._used: dict[Session, int] = {}
         #: The first unexpected exception a worker raised; the others then stop.
         self.crash: BaseException | None = None
+
+    def stopped(self) -> bool:
+        """True once no further job may start: a worker crashed, or the caller cancelled."""
+        return self.crash is not None or self._cancelled()
 
     def run_worker(self) -> None:
         """:meth:`work`, recording an unexpected exception so the caller can re-raise it."""
         try:
             self.work()
         except BaseException as error:  # re-raised by deliver() after join
-            with self._report_lock:
+            with self._lock:
                 if self.crash is None:
                     self.crash = error
 
     def finish(self, job: Job, outcome: Outcome) -> None:
         self.outcomes[job.index] = outcome
         if self._on_result is not None:
-            with self._report_lock:
-                self._on_result(job.index, outcome)
+            self._on_result(job.index, outcome)
 
     def settle(self, job: Job, outcome: Outcome) -> None:
         if isinstance(outcome, SendResult):
@@ -254,42 +291,51 @@ class _Delivery:
         self._queue.push_front(job)
 
     def work(self) -> None:
-        """One worker: take a session, send jobs on it, repeat until the queue is empty."""
+        """One worker: take a job, wait (holding no session) until it may start, take a
+        session, send it and whatever may follow at once on that session; repeat."""
         pool, queue = self._pool, self._queue
-        while queue and self.crash is None:
-            waiting = queue.pop_waiting()
-            if waiting is not None:
-                # The backoff is waited here, holding no session.
-                self._sleep(waiting.wait)
-                waiting.wait = 0.0
-                queue.push_front(waiting)
-                continue
+        while not self.stopped():  # bounded: every pass ends a job or spends one of its tries
+            job = queue.pop()
+            if job is None:
+                return
+            # Waits happen here, with no session held and no transaction open (DESIGN 10).
+            if job.wait > 0:
+                self._sleep(job.wait)
+                job.wait = 0.0
+            if not job.started:
+                self._limiter.wait()
+                job.started = True
+            if self.stopped():
+                queue.push_front(job)  # never started: it gets no outcome
+                return
             try:
                 session = pool.acquire()
             except SMTPError as error:
-                job = queue.pop()
-                if job is not None:
-                    self.settle(job, error)
+                self.settle(job, error)
                 continue
             spent = True
             try:
-                spent = self._run(session)
+                spent = self._run(session, job)
             finally:
                 if spent:
+                    self._used.pop(session, None)
                     pool.discard(session)
                 else:
                     pool.release(session)
 
-    def _run(self, session: Session) -> bool:
-        """Send jobs on ``session``; True when the session must be closed afterwards."""
+    def _run(self, session: Session, first: Job) -> bool:
+        """Send ``first`` and the jobs that may follow it at once on ``session``; True
+        when the session must be closed afterwards."""
         taken: list[Job] = []
-        feed = self._queue.feed(_cap(session, self._pool, self._per_connection))
+        used = self._used.get(session, 0)
+        feed = self._queue.feed(first, _cap(session, self._pool, self._per_connection, used))
         try:
             for job, outcome in run_transactions(
                 session, _tracked(feed, taken), partial(_swap, self._prepare, session)
             ):
                 taken[:] = [other for other in taken if other is not job]
                 self.settle(job, outcome)
+                used += 1
         except SMTPError as error:
             # A failure the transaction driver did not turn into outcomes (a local
             # protocol error): the session's state is unknown, so it is closed, and every
@@ -297,4 +343,5 @@ class _Delivery:
             for job in taken:
                 self.finish(job, error)
             return True
-        return self._per_connection is not None
+        self._used[session] = used
+        return self._per_connection is not None and used >= self._per_connection

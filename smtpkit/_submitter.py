@@ -440,7 +440,8 @@ class Submitter:
         rate: float | None = None,
     ) -> list[Outcome]:
         keeping = self._keeping
-        # One INFO line and the smtpkit.hooks callbacks per message, for send and send_many.
+        # One INFO line and the smtpkit.hooks callbacks per message, for send and send_many;
+        # in a batch they run on a reporting thread, never inside an open transaction.
         tracker = SendTracker(
             self.host,
             self.port,
@@ -448,9 +449,10 @@ class Submitter:
             log=self._log,
             on_result=on_result,
             per_message=len(jobs) > 1,
+            background=len(jobs) > 1,
         )
         try:
-            return deliver(
+            outcomes = deliver(
                 jobs,
                 pool=self._pool,
                 prepare=tracker.prepare(self._prepare),
@@ -458,13 +460,18 @@ class Submitter:
                 limiter=RateLimiter(rate, clock=self._clock) if rate else self._limiter,
                 per_connection=per_connection,
                 on_result=tracker.finished,
+                cancelled=lambda: tracker.failed,
                 sleep=self._retry.sleep,
             )
         finally:
+            tracker.close()
             if not keeping:
                 # Outside a with-block nothing is kept: QUIT the connections used.
                 self._pool.close()
                 self._pool.reopen()
+        if tracker.error is not None:
+            raise tracker.error
+        return outcomes
 
     def _prepare(self, job: Job, session: Session) -> PreparedMessage:
         extensions = session.extensions
@@ -477,7 +484,7 @@ class Submitter:
             eight_bit_allowed=extensions.eight_bit_mime,
         )
 
-    def _log(self, result: SendResult, started: float) -> None:
+    def _log(self, result: SendResult, elapsed: float) -> None:
         # Checked first: formatting the reply costs more than the rest of a message's
         # bookkeeping, and most production loggers run at WARNING.
         if not logger.isEnabledFor(logging.INFO):
@@ -488,7 +495,7 @@ class Submitter:
             len(result.accepted),
             len(result.rejected),
             str(result.reply),
-            self._clock() - started,
+            elapsed,
         )
 
     def __repr__(self) -> str:

@@ -187,20 +187,22 @@ class _Runner(Generic[J]):
             self.may_be_stale = True
             if outcome is not None:
                 # Refused envelope: RSET (after an empty DATA if the server said 354).
-                next_flight = self.take() if session.alive else None
-                yield from self.drain_early()
-                yield flight.job, outcome
                 if not session.alive:
-                    if next_flight is not None:
-                        self.early.append((next_flight.job, self._gone(next_flight)))
-                        yield from self.drain_early()
+                    yield flight.job, outcome
                     return
+                next_flight = self.take()
                 try:
                     self._reset(flight, next_flight)
                 except TransportError as error:
+                    yield from self.drain_early()
+                    yield flight.job, outcome
                     if next_flight is not None:
                         yield next_flight.job, _stale(session, error)
                     return
+                # Outcomes are handed out once the refused transaction is reset, so the
+                # caller's code never runs while it is open (DESIGN rule 10).
+                yield from self.drain_early()
+                yield flight.job, outcome
                 if not session.alive:
                     # 421 to RSET (RFC 5321 §3.8): the server closed the channel, so the
                     # next message, pipelined or not yet sent, was not accepted; it goes

@@ -22,13 +22,18 @@ Invariants:
       calls them (a snapshot), so registering from another thread never blocks a send.
     * A callback's exception is logged (``WARNING`` on logger ``smtpkit.hooks``, with the
       traceback) and swallowed: metrics never change what happens to a message.
-    * Callbacks run on the sending thread (a ``send_many`` worker thread), one
-      ``on_send_end`` call at a time per ``send_many`` batch. Keep them short.
+    * Callbacks never run inside an open SMTP transaction (the server would wait for the
+      client, and may time out): ``send()`` calls them on its own thread before and after
+      the transaction; a ``send_many`` batch calls them (and its ``on_result``) on one
+      reporting thread of its own, one call at a time, in the order the events happened,
+      and returns only after the last call. A slow callback delays other callbacks, never
+      a message.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,6 +165,12 @@ class SendTracker:
     ``per_message=False`` (a single ``send``) the elapsed time runs from the call itself, so
     it includes connecting and logging in; in a batch it runs from the message's first
     transaction start.
+
+    With ``background=True`` (a batch) the calls go to a reporting thread, so that they
+    never run on a sending thread with a transaction open; :meth:`close` waits for the last
+    one. The times are taken when the events happen, not when the calls run. If
+    ``on_result`` raises, it is not called again and the exception is kept in
+    :attr:`error` for the caller to raise.
     """
 
     def __init__(
@@ -171,6 +182,7 @@ class SendTracker:
         log: Callable[[SendResult, float], None],
         on_result: Callable[[int, SendResult | SMTPError], None] | None,
         per_message: bool = True,
+        background: bool = False,
     ) -> None:
         self._host = host
         self._port = port
@@ -181,6 +193,51 @@ class SendTracker:
         self._begun = clock()
         self._starts: dict[int, float] = {}
         self._per_message = per_message
+        #: What ``on_result`` raised (it is then called no more).
+        self.error: BaseException | None = None
+        self._calls: queue.SimpleQueue[Callable[[], None] | None] | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._calls = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._report, name="smtpkit-report", daemon=True)
+            self._thread.start()
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    def _dispatch(self, call: Callable[[], None]) -> None:
+        if self._calls is None:
+            self._call(call)
+        else:
+            self._calls.put(call)
+
+    def _call(self, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except Exception:  # a bug in logging: never lose the calls after it
+            logger.warning("reporting a send outcome failed", exc_info=True)
+
+    def _report(self) -> None:
+        calls = self._calls
+        assert calls is not None
+        while True:  # ends at the None that close() queues
+            call = calls.get()
+            if call is None:
+                return
+            self._call(call)
+
+    @property
+    def failed(self) -> bool:
+        """True once ``on_result`` raised: the batch should start no further message."""
+        return self.error is not None
+
+    def close(self) -> None:
+        """Wait until every queued call has run (the reporting thread then ends)."""
+        if self._calls is not None and self._thread is not None:
+            self._calls.put(None)
+            self._thread.join()
+            self._calls = None
+
+    # -- events ----------------------------------------------------------------------------
 
     def prepare(self, prepare: Callable[[_J, _S], _P]) -> Callable[[_J, _S], _P]:
         """Wrap ``prepare(job, session)``: record the job's first start and call the hooks."""
@@ -192,7 +249,8 @@ class SendTracker:
                 if first:
                     self._starts[index] = self._clock()
             if first and _started:  # no event built when nobody listens
-                _started.emit(SendStarted(self._host, self._port, index))
+                event = SendStarted(self._host, self._port, index)
+                self._dispatch(lambda: _started.emit(event))
             return prepare(job, session)
 
         return wrapped
@@ -202,13 +260,24 @@ class SendTracker:
         with self._lock:
             started = self._starts.get(index, self._begun) if self._per_message else self._begun
         elapsed = self._clock() - started
+        self._dispatch(lambda: self._finished(index, outcome, elapsed))
+
+    def _finished(self, index: int, outcome: SendResult | SMTPError, elapsed: float) -> None:
         if isinstance(outcome, SendResult):
-            self._log(outcome, started)
+            self._log(outcome, elapsed)
         if _finished:  # no event built when nobody listens
             if isinstance(outcome, SendResult):
                 event = SendFinished(self._host, self._port, index, elapsed, result=outcome)
             else:
                 event = SendFinished(self._host, self._port, index, elapsed, error=outcome)
             _finished.emit(event)
-        if self._on_result is not None:
-            self._on_result(index, outcome)
+        on_result = self._on_result
+        if on_result is None:
+            return
+        try:
+            on_result(index, outcome)
+        except BaseException as error:  # kept for the caller; later calls are skipped
+            with self._lock:
+                self._on_result = None
+                if self.error is None:
+                    self.error = error

@@ -213,10 +213,19 @@ class PostfixServer:
         root: where to put everything; default a new directory under the system temp
             directory (``pytest``'s ``tmp_path`` is not reachable for the ``nobody`` user),
             removed by ``stop()``.
+        settings: further ``main.cf`` parameters, applied last (e.g. ``{"smtpd_timeout":
+            "3s"}`` to reproduce a server that gives up on a silent client).
     """
 
-    def __init__(self, *, reject: Mapping[str, str] | None = None, root: Path | None = None):
+    def __init__(
+        self,
+        *,
+        reject: Mapping[str, str] | None = None,
+        root: Path | None = None,
+        settings: Mapping[str, str] | None = None,
+    ):
         self._reject = dict(reject or {})
+        self._settings = dict(settings or {})
         self._given_root = root
         self.root = Path()
         self.port = 0
@@ -303,6 +312,7 @@ class PostfixServer:
             "biff": "no",
             "maillog_file": str(root / "maillog"),
             "maillog_file_prefixes": str(root),
+            **self._settings,
         }
         _postconf("-c", str(etc), "-e", *(f"{k}={v}" for k, v in settings.items()))
         # Postfix waits until a configuration file is more than a second old (it may still

@@ -7,12 +7,14 @@ or the private Postfix of ``tests/postfix_server.py``).
 
 from __future__ import annotations
 
+import time
 from email.message import EmailMessage
 
 import pytest
 from scripted_smtp import ScriptedServer
 
-from smtpkit import RecipientRejected, Security, SendResult, Submitter
+import smtpkit.hooks
+from smtpkit import RecipientRejected, Security, SendResult, SMTPError, Submitter
 from smtpkit.testing import FakeCapabilities, FakeTransport
 
 pytestmark = pytest.mark.timeout(30)
@@ -86,3 +88,117 @@ def test_421_to_rset_on_the_fake(pipelining: bool) -> None:
     ]
     assert fake.connections == 2
     assert fake.protocol_errors == []
+
+
+# -- nothing waits inside an open transaction -------------------------------------------------
+
+
+def open_waits(server: ScriptedServer) -> list[float]:
+    """Seconds between each ``354`` the server sent and the end of that message's content.
+
+    That is how long the transaction stayed open waiting for the client: a client that
+    sleeps there (a rate limit, a slow callback) makes servers time out (Postfix's
+    ``smtpd_timeout``).
+    """
+    waits: list[float] = []
+    opened: float | None = None
+    for at, text in server.events:
+        if text.startswith("S: 354"):
+            opened = at
+        elif text.startswith("C: <") and opened is not None:
+            waits.append(at - opened)
+            opened = None
+    return waits
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_the_rate_limit_is_waited_between_transactions(pipelining: bool) -> None:
+    interval = 0.4
+    with ScriptedServer(pipelining=pipelining) as server:
+        submitter = on_loopback(server, rate_limit=1 / interval)
+        outcomes = submitter.send_many([message(n) for n in range(3)], concurrency=1)
+
+        assert all(isinstance(outcome, SendResult) for outcome in outcomes), outcomes
+        waits = open_waits(server)
+        assert len(waits) == 3
+        assert max(waits) < interval / 2, waits
+        # The limit still holds: three message starts at least two intervals apart.
+        starts = [at for at, text in server.events if text.startswith("C: MAIL")]
+        assert starts[-1] - starts[0] >= 2 * interval - 0.05
+
+
+def test_a_slow_on_result_runs_outside_the_transaction() -> None:
+    slow = 0.4
+    calls: list[int] = []
+
+    def on_result(index: int, outcome: object) -> None:
+        time.sleep(slow)
+        calls.append(index)
+
+    with ScriptedServer() as server:
+        outcomes = on_loopback(server).send_many(
+            [message(n) for n in range(3)], concurrency=1, on_result=on_result
+        )
+
+        assert all(isinstance(outcome, SendResult) for outcome in outcomes), outcomes
+        assert sorted(calls) == [0, 1, 2]  # every call made before send_many returned
+        waits = open_waits(server)
+        assert len(waits) == 3
+        assert max(waits) < slow / 2, waits
+
+
+def test_a_slow_send_hook_runs_outside_the_transaction() -> None:
+    slow = 0.4
+    started: list[int] = []
+    ended: list[int] = []
+
+    def on_start(event: smtpkit.hooks.SendStarted) -> None:
+        time.sleep(slow)
+        started.append(event.index)
+
+    def on_end(event: smtpkit.hooks.SendFinished) -> None:
+        time.sleep(slow)
+        ended.append(event.index)
+
+    remove_start = smtpkit.hooks.on_send_start(on_start)
+    remove_end = smtpkit.hooks.on_send_end(on_end)
+    try:
+        with ScriptedServer() as server:
+            outcomes = on_loopback(server).send_many([message(n) for n in range(3)], concurrency=1)
+
+            assert all(isinstance(outcome, SendResult) for outcome in outcomes), outcomes
+            assert sorted(started) == sorted(ended) == [0, 1, 2]
+            waits = open_waits(server)
+            assert len(waits) == 3
+            assert max(waits) < slow / 2, waits
+    finally:
+        remove_start()
+        remove_end()
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_send_calls_the_end_hook_after_the_refused_transaction_is_reset(pipelining: bool) -> None:
+    slow = 0.4
+    ended: list[SMTPError | None] = []
+
+    def on_end(event: smtpkit.hooks.SendFinished) -> None:
+        time.sleep(slow)
+        ended.append(event.error)
+
+    remove = smtpkit.hooks.on_send_end(on_end)
+    try:
+        with ScriptedServer(answer=rset_closes_not, pipelining=pipelining) as server:
+            with pytest.raises(RecipientRejected):
+                on_loopback(server).send(message(1, to=NOBODY))
+
+            assert len(ended) == 1
+            assert isinstance(ended[0], RecipientRejected)
+            refused = next(at for at, text in server.events if text.startswith("S: 550"))
+            rset = next(at for at, text in server.events if text == "C: RSET")
+            assert rset - refused < slow / 2
+    finally:
+        remove()
+
+
+def rset_closes_not(verb: str, line: str, count: int) -> str | None:
+    return "550 5.1.1 No such user" if verb == "RCPT" and NOBODY in line else None
