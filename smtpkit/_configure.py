@@ -255,7 +255,14 @@ def _auth(
         elif password is not None:
             from smtpkit.oauth import StaticToken  # noqa: PLC0415 - only for this choice
 
-            token_source = StaticToken(password)
+            try:
+                token_source = StaticToken(password)
+            except ConfigurationError as error:  # its message never quotes the token
+                raise ConfigurationError(
+                    f"{error.message} (the password of {shown}, used as the token for "
+                    f"auth={choice})",
+                    hint=error.hint,
+                ) from None
         else:
             raise ConfigurationError(
                 f"auth={choice} in {shown} needs an access token (as the URL password) or "

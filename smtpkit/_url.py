@@ -3,7 +3,8 @@
 Invariants:
     * The password is held in a :class:`~smtpkit.auth.Secret`; ``repr`` of a parsed URL and
       every error message about a URL show ``***`` in its place.
-    * Percent-encoded user names and passwords are decoded (``you%40gmail.com``).
+    * Percent-encoded user names and passwords are decoded as UTF-8 (``you%40gmail.com``);
+      an escape that is not UTF-8 (``%E9``) is refused, never replaced.
 """
 
 from __future__ import annotations
@@ -75,6 +76,23 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
+def _unquote(text: str, what: str, shown: str) -> str:
+    """Percent-decode ``text`` as UTF-8, refusing escapes that are not UTF-8.
+
+    ``urllib.parse.unquote`` would turn ``%E9`` (Latin-1 "é") into U+FFFD and the login
+    would fail later with a password nobody typed.
+    """
+    try:
+        return urllib.parse.unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        pass  # raised below, outside the handler: the decode error holds the bytes
+    raise ConfigurationError(
+        f"the {what} in {shown} holds a percent-escape that is not UTF-8",
+        hint="percent-encode the UTF-8 bytes (é is %C3%A9), or put the password in "
+        "SMTPKIT_PASSWORD",
+    )
+
+
 def parse_url(url: str) -> ServerURL:
     """Parse a server URL.
 
@@ -121,8 +139,8 @@ def parse_url(url: str) -> ServerURL:
     options: dict[str, str] = {}
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         options[key] = value
-    username = urllib.parse.unquote(parts.username) if parts.username else None
-    password = Secret(urllib.parse.unquote(parts.password)) if parts.password else None
+    username = _unquote(parts.username, "user name", shown) if parts.username else None
+    password = Secret(_unquote(parts.password, "password", shown)) if parts.password else None
     # RFC 3986 §3.2.2: a host may be percent-encoded; "mail%20server" is "mail server",
     # and "%0D%0A" a line break, refused with the rest by check_host.
     host = urllib.parse.unquote(parts.hostname, errors="replace")

@@ -254,8 +254,8 @@ def check_credential(what: str, value: str | Secret) -> str:
     """Validate a username or secret given by the caller; never echo the value back.
 
     Raises:
-        ConfigurationError: not a str, empty, or containing NUL (the message names ``what``
-            only, never the value).
+        ConfigurationError: not a str, empty, containing NUL, or not encodable as UTF-8 (a
+            lone surrogate); the message names ``what`` only, never the value.
     """
     if isinstance(value, Secret):
         value = value.reveal()
@@ -266,4 +266,21 @@ def check_credential(what: str, value: str | Secret) -> str:
     if "\0" in value:
         # RFC 4616 §2: PLAIN separates its fields with NUL, so no field may contain one.
         raise ConfigurationError(f"{what} contains a NUL character, which SASL cannot carry")
+    if not _encodes_as_utf8(value):
+        # Raised here, outside the except block: the UnicodeEncodeError holds the value.
+        raise ConfigurationError(
+            f"{what} is not valid UTF-8 text: it holds a lone surrogate, what Python makes of "
+            "a byte that is not UTF-8 (e.g. Latin-1) read from the environment or a file",
+            hint="set the variable as UTF-8, or decode the bytes with their real encoding "
+            "(e.g. raw.decode('latin-1')) and pass the text",
+        )
     return value
+
+
+def _encodes_as_utf8(text: str) -> bool:
+    """Whether ``text`` can go on the wire as UTF-8 (RFC 4616 §2), i.e. has no surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -66,13 +66,15 @@ __all__ = [
     "TokenAuthStrategy",
     "TokenProvider",
     "XOAuth2Auth",
+    "check_bearer_token",
     "decode_error_challenge",
 ]
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 # Real providers stay inside it (Google "ya29.…", Microsoft JWTs). Anything else - spaces,
 # 0x01, CR/LF - would corrupt the SASL message, so it is refused before anything is sent.
-_BEARER_TOKEN_RE = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+# Used with fullmatch(): with match(), "$" also matches before a final "\n".
+_BEARER_TOKEN_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # The JSON fields of an OAuth2 error challenge that we keep (RFC 7628 §3.2.2).
 _CHALLENGE_FIELDS = ("status", "schemes", "scope")
 # A challenge longer than this is not an OAuth2 error document; do not try to parse it.
@@ -219,18 +221,24 @@ def decode_error_challenge(challenges: Sequence[Reply]) -> dict[str, str] | None
     return None
 
 
-def _check_token(token: AccessToken) -> str:
-    if not isinstance(token, AccessToken):
-        raise ConfigurationError(f"expected an AccessToken, got {type(token).__name__}")
-    text = token.token.reveal()
-    if not _BEARER_TOKEN_RE.match(text):
-        # Never quote the token: say what is wrong with it only.
+def check_bearer_token(text: str) -> str:
+    """``text`` if it is a bearer token (RFC 6750 §2.1 ``b64token``), else ConfigurationError.
+
+    The error never quotes the token: it says what is wrong with it only.
+    """
+    if not isinstance(text, str) or not _BEARER_TOKEN_RE.fullmatch(text):
         raise ConfigurationError(
             "the access token holds characters a bearer token cannot contain (RFC 6750 §2.1): "
-            "whitespace, 0x01 or non-ASCII",
+            "whitespace or a line break, 0x01, or non-ASCII",
             hint="pass the bare access token, without 'Bearer ' and without line breaks",
         )
     return text
+
+
+def _check_token(token: AccessToken) -> str:
+    if not isinstance(token, AccessToken):
+        raise ConfigurationError(f"expected an AccessToken, got {type(token).__name__}")
+    return check_bearer_token(token.token.reveal())
 
 
 class _OAuthStrategy(SaslMechanismStrategy):

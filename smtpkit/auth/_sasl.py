@@ -98,7 +98,8 @@ class SaslMechanismStrategy(abc.ABC):
     def _preference(self, mechanisms: Sequence[str] | None) -> tuple[str, ...]:
         known = type(self).mechanisms
         name = type(self).__name__
-        if not known or any(not _MECHANISM_RE.match(m) for m in known):
+        # fullmatch: with match(), "$" also accepts a name ending in "\n".
+        if not known or any(not _MECHANISM_RE.fullmatch(m) for m in known):
             raise ConfigurationError(
                 f"{name}.mechanisms must name at least one upper-case SASL mechanism "
                 "(RFC 4422 §3.1)"

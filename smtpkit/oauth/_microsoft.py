@@ -67,7 +67,7 @@ def _authority(authority: str) -> str:
 
 
 def _check_tenant(tenant: str) -> str:
-    if not isinstance(tenant, str) or not _TENANT_RE.match(tenant):
+    if not isinstance(tenant, str) or not _TENANT_RE.fullmatch(tenant):
         raise ConfigurationError(
             f"tenant must be a tenant ID (GUID) or domain such as contoso.onmicrosoft.com, "
             f"got {tenant!r}",

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import NoReturn
 
 from smtpkit.auth import AccessToken, Secret
+from smtpkit.auth._oauth import check_bearer_token
 from smtpkit.errors import TokenRefreshError
 from smtpkit.oauth._cache import utcnow
 
@@ -39,7 +40,8 @@ class StaticToken:
         clock: returns the current aware UTC time.
 
     Raises:
-        ConfigurationError: an empty token or a naive ``expires_at``.
+        ConfigurationError: an empty token, one that is not a bearer token (whitespace, a
+            line break, non-ASCII), or a naive ``expires_at``.
     """
 
     def __init__(
@@ -50,6 +52,8 @@ class StaticToken:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._token = AccessToken(token, expires_at)
+        # Checked now, not at the first login: the caller handed us this text.
+        check_bearer_token(self._token.token.reveal())
         self._clock = clock
 
     def get_token(

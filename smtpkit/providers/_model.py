@@ -26,6 +26,7 @@ __all__ = ["DATA_FILE", "Limits", "Preset", "format_size", "parse_presets"]
 DATA_FILE = "presets.toml"
 
 _SECURITY = {"starttls": Security.STARTTLS, "tls": Security.TLS, "none": Security.NONE}
+# Both used with fullmatch(): with match(), "$" also accepts a value ending in "\n".
 _ALTERNATIVE_RE = re.compile(r"^(\d{1,5})/(starttls|tls|none)$")
 #: An exact domain, or "*." and a domain (every subdomain of it); lower case.
 _DOMAIN_RE = re.compile(r"^(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -262,7 +263,7 @@ def _security(name: str, text: str | None) -> Security:
 def _alternatives(name: str, items: tuple[str, ...]) -> tuple[tuple[int, Security], ...]:
     result: list[tuple[int, Security]] = []
     for item in items:
-        match = _ALTERNATIVE_RE.match(item)
+        match = _ALTERNATIVE_RE.fullmatch(item)
         if match is None:
             raise _fail(name, f"alternatives look like '465/tls', got {item!r}")
         result.append((_int(name, int(match.group(1)), "alternatives"), _SECURITY[match[2]]))
@@ -272,7 +273,7 @@ def _alternatives(name: str, items: tuple[str, ...]) -> tuple[tuple[int, Securit
 def _domains(name: str, items: tuple[str, ...]) -> tuple[str, ...]:
     domains = tuple(item.strip().lower() for item in items)
     for domain in domains:
-        if not _DOMAIN_RE.match(domain):
+        if not _DOMAIN_RE.fullmatch(domain):
             raise _fail(
                 name,
                 f"domain {domain!r} must be an exact domain or '*.' and a domain (any "
