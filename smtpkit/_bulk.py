@@ -5,6 +5,9 @@ Invariants:
     * A job is retried only when its error says the server cannot have accepted it (a
       ``ConnectionStale`` once, for free; other errors as the ``Retry`` policy allows);
       ``DeliveryUnknown`` is final unless the policy opts in.
+    * After a refused login (:func:`~smtpkit._pool.ends_logins`) the batch opens no new
+      connection: every job not yet started ends with that same error, without a retry
+      (logging in again only prolongs a provider's lockout).
     * The rate limiter spaces message starts by ``1/rate`` seconds across all threads.
     * Nothing waits inside an open transaction (after MAIL, before the final reply): a rate
       limit or a retry backoff is waited by a worker that holds no session, before it takes
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from functools import partial
 
-from smtpkit._pool import SessionPool
+from smtpkit._pool import SessionPool, ends_logins
 from smtpkit._result import SendResult
 from smtpkit._session import Session
 from smtpkit._transaction import Outcome, run_transactions
@@ -260,6 +263,8 @@ class _Delivery:
         self._used: dict[Session, int] = {}
         #: The first unexpected exception a worker raised; the others then stop.
         self.crash: BaseException | None = None
+        #: The refused login that ends every job not yet started (no further login).
+        self.login_failure: SMTPError | None = None
 
     def stopped(self) -> bool:
         """True once no further job may start: a worker crashed, or the caller cancelled."""
@@ -298,6 +303,9 @@ class _Delivery:
             job = queue.pop()
             if job is None:
                 return
+            if self.login_failure is not None:
+                self.finish(job, self.login_failure)
+                continue
             # Waits happen here, with no session held and no transaction open (DESIGN 10).
             if job.wait > 0:
                 self._sleep(job.wait)
@@ -311,7 +319,13 @@ class _Delivery:
             try:
                 session = pool.acquire()
             except SMTPError as error:
-                self.settle(job, error)
+                if ends_logins(error):
+                    with self._lock:
+                        if self.login_failure is None:
+                            self.login_failure = error
+                    self.finish(job, error)
+                else:
+                    self.settle(job, error)
                 continue
             spent = True
             try:

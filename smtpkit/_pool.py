@@ -10,6 +10,10 @@ Invariants:
       expires (an OAuth2 token bound to the session), is closed on release.
     * Opening a connection happens outside the pool lock, so one slow server handshake never
       blocks threads that could reuse an idle session.
+    * With a login gate (the Submitter has credentials), until a login has succeeded only
+      one connection opens at a time, and a refused login (see :func:`ends_logins`) is
+      raised to every thread that was waiting to open one: a wrong password costs one AUTH,
+      not one per thread (providers lock an account out after repeated failures).
 """
 
 from __future__ import annotations
@@ -22,9 +26,30 @@ from dataclasses import dataclass
 
 from smtpkit._checks import check_pool_limits
 from smtpkit._session import Session
-from smtpkit.errors import OperationTimeout
+from smtpkit.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    OperationTimeout,
+    ReplyError,
+    SMTPError,
+)
+from smtpkit.replies import Phase
 
-__all__ = ["PoolLimits", "SessionPool"]
+__all__ = ["PoolLimits", "SessionPool", "ends_logins"]
+
+
+def ends_logins(error: BaseException) -> bool:
+    """Whether a failure to open a session would repeat on every new connection at once.
+
+    True for a refused login (an ``AuthenticationError``, including a token still refused
+    after the forced refresh, or any other failure reply to AUTH such as Gmail's ``454 4.7.0
+    Too many login attempts``) and for a ``ConfigurationError``: logging in again only
+    prolongs a provider's lockout. A ``TokenRefreshError`` (the token endpoint failed) is
+    not one: it never reached the server.
+    """
+    if isinstance(error, (AuthenticationError, ConfigurationError)):
+        return True
+    return isinstance(error, ReplyError) and error.phase is Phase.AUTH
 
 
 @dataclass(frozen=True)
@@ -69,6 +94,7 @@ class SessionPool:
         *,
         clock: Callable[[], float] = time.monotonic,
         expires: Callable[[Session], bool] | None = None,
+        login_gate: bool = False,
     ) -> None:
         self._open_session = open_session
         self._limits = limits
@@ -78,6 +104,11 @@ class SessionPool:
         self._idle: deque[Session] = deque()
         self._count = 0  # idle + in use + being opened
         self._closed = False
+        self._login_gate = login_gate
+        self._proven = False  # a session opened (logged in) since the last refused login
+        self._opening = 0
+        self._refusals = 0  # refused logins so far; the last one is kept to hand out
+        self._last_refusal: SMTPError | None = None
 
     @property
     def limits(self) -> PoolLimits:
@@ -101,13 +132,22 @@ class SessionPool:
 
         Raises:
             OperationTimeout: no session became free within ``acquire_timeout``.
-            SMTPError: opening a new session failed.
+            SMTPError: opening a new session failed, or (with the login gate) another
+                thread's login was refused while this one waited to open a connection.
         """
         deadline = self._clock() + self._limits.acquire_timeout
+        seen: int | None = None
         while True:
             candidate: Session | None = None
             with self._lock:
-                while not self._idle and self._count >= self._limits.max_connections:
+                if seen is None:
+                    seen = self._refusals
+                while not self._idle:  # bounded by the deadline
+                    if self._refusals != seen and self._last_refusal is not None:
+                        # A login was refused while we waited: ours would be refused too.
+                        raise self._last_refusal
+                    if self._count < self._limits.max_connections and not self._gated():
+                        break
                     remaining = deadline - self._clock()
                     if remaining <= 0:
                         raise OperationTimeout(
@@ -120,6 +160,7 @@ class SessionPool:
                     candidate = self._idle.pop()  # most recently used: likeliest alive
                 else:
                     self._count += 1
+                    self._opening += 1
             if candidate is None:
                 return self._open()
             if self._usable(candidate):
@@ -127,14 +168,28 @@ class SessionPool:
                 return candidate
             self.discard(candidate)
 
+    def _gated(self) -> bool:
+        """Whether a new connection must wait for the login of one being opened."""
+        return self._login_gate and not self._proven and self._opening > 0
+
     def _open(self) -> Session:
         try:
-            return self._open_session()
-        except BaseException:
+            session = self._open_session()
+        except BaseException as error:
             with self._lock:
                 self._count -= 1
-                self._lock.notify()
+                self._opening -= 1
+                if isinstance(error, SMTPError) and ends_logins(error):
+                    self._proven = False
+                    self._refusals += 1
+                    self._last_refusal = error
+                self._lock.notify_all()
             raise
+        with self._lock:
+            self._opening -= 1
+            self._proven = True
+            self._lock.notify_all()
+        return session
 
     def _usable(self, session: Session) -> bool:
         if not session.alive or self._expires(session):

@@ -199,6 +199,9 @@ class Submitter:
             ),
             clock=clock,
             expires=self._token_expiring,
+            # Until a login succeeds, one connection logs in at a time: a wrong password
+            # costs one AUTH, not one per thread.
+            login_gate=auth is not None,
         )
         self._keep_lock = threading.Lock()
         self._keep_open = 0  # nesting depth of with-blocks / open() calls
@@ -395,12 +398,20 @@ class Submitter:
         message travels with the next one's envelope (RFC 2920 §3.1), so a steady stream
         costs about one round trip per message.
 
+        A refused login is not repeated for each message: until a login has succeeded,
+        connections log in one at a time, and once the server refuses one (an
+        ``AuthenticationError``, a failure reply to AUTH such as ``454 4.7.0 Too many login
+        attempts``, or a ``ConfigurationError``) the batch opens no new connection: every
+        message not yet started ends with that same error, without a retry. The next call
+        tries again.
+
         Args:
             messages: ``EmailMessage`` objects, or :class:`Outgoing` for an explicit
                 envelope or raw bytes.
             concurrency: connections to use (default and cap: ``max_connections``).
-            on_result: called as ``on_result(index, outcome)`` as each message finishes
-                (from worker threads, one call at a time).
+            on_result: called as ``on_result(index, outcome)`` as each message finishes,
+                from a reporting thread of the batch, one call at a time; never inside an
+                open SMTP transaction. ``send_many`` returns after the last call.
             max_per_second: at most this many messages per second (default: the
                 Submitter's ``rate_limit``).
             max_per_connection: open a new connection after this many messages.

@@ -11,11 +11,23 @@ import time
 from email.message import EmailMessage
 
 import pytest
+from conftest import ServerFactory
 from scripted_smtp import ScriptedServer
 
 import smtpkit.hooks
-from smtpkit import RecipientRejected, Security, SendResult, SMTPError, Submitter
-from smtpkit.testing import FakeCapabilities, FakeTransport
+from smtpkit import (
+    InvalidCredentials,
+    Phase,
+    RateLimited,
+    RecipientRejected,
+    Retry,
+    Security,
+    SendResult,
+    SMTPError,
+    Submitter,
+)
+from smtpkit.auth import PasswordAuth
+from smtpkit.testing import FakeCapabilities, FakeTransport, LocalServer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -202,3 +214,66 @@ def test_send_calls_the_end_hook_after_the_refused_transaction_is_reset(pipelini
 
 def rset_closes_not(verb: str, line: str, count: int) -> str | None:
     return "550 5.1.1 No such user" if verb == "RCPT" and NOBODY in line else None
+
+
+# -- a refused login is not repeated for every message -----------------------------------------
+
+USER, PASSWORD = "alice@example.test", "right password"
+
+
+def login_server(local_server: ServerFactory, **options: object) -> LocalServer:
+    return local_server(security=Security.NONE, credentials={USER: PASSWORD}, **options)
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_wrong_password_logs_in_once_per_batch(
+    local_server: ServerFactory, concurrency: int
+) -> None:
+    server = login_server(local_server)
+    submitter = Submitter(
+        server.host,
+        server.port,
+        security=Security.NONE,
+        auth=PasswordAuth(USER, "wrong password"),
+        timeout=TIMEOUT,
+    )
+    outcomes = submitter.send_many([message(n) for n in range(10)], concurrency=concurrency)
+
+    assert len(server.auth_attempts) == 1, server.auth_attempts
+    assert all(isinstance(outcome, InvalidCredentials) for outcome in outcomes), outcomes
+    assert len({id(outcome) for outcome in outcomes}) == 1  # the same error for every one
+    assert server.messages == []
+
+
+def test_a_login_throttle_is_not_retried_within_the_batch(local_server: ServerFactory) -> None:
+    server = login_server(
+        local_server, auth_failure_reply="454 4.7.0 Too many login attempts, please try later"
+    )
+    submitter = Submitter(
+        server.host,
+        server.port,
+        security=Security.NONE,
+        auth=PasswordAuth(USER, PASSWORD + "!"),
+        timeout=TIMEOUT,
+        retry=Retry(attempts=3, backoff=0),
+    )
+    outcomes = submitter.send_many([message(n) for n in range(20)], concurrency=2)
+
+    assert len(server.auth_attempts) == 1, server.auth_attempts
+    assert all(isinstance(outcome, RateLimited) for outcome in outcomes), outcomes
+    assert all(outcome.phase is Phase.AUTH for outcome in outcomes)  # type: ignore[union-attr]
+
+
+def test_a_later_batch_logs_in_again() -> None:
+    # The rule is per batch: a refusal that has gone away is seen by the next call.
+    fake = FakeTransport(credentials={USER: PASSWORD})
+    fake.reply("auth", "454 4.7.0 Too many login attempts, please try later")
+    submitter = Submitter(
+        "smtp.example.test", auth=PasswordAuth(USER, PASSWORD), transport=fake, timeout=TIMEOUT
+    )
+    first = submitter.send_many([message(n) for n in range(3)], concurrency=1)
+    second = submitter.send_many([message(n) for n in range(3)], concurrency=1)
+
+    assert all(isinstance(outcome, RateLimited) for outcome in first), first
+    assert all(isinstance(outcome, SendResult) for outcome in second), second
+    assert [attempt.success for attempt in fake.auth_attempts] == [False, True]
