@@ -9,17 +9,21 @@
 
 Exit status: 0 when sending would work (no step failed), 1 when a step failed, 2 when the
 target cannot be understood. The password comes from the URL or ``SMTPKIT_PASSWORD``; it is
-never printed.
+never printed, and only ``--login`` needs one. A URL's ``?cafile=PATH`` counts as
+``--cafile PATH``. Advice is printed in the command line's words (:mod:`smtpkit._cli_hints`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from smtpkit.doctor import check
+from smtpkit._cli_hints import cli_text
+from smtpkit._url import parse_url
+from smtpkit.doctor import Report, check
 from smtpkit.errors import ConfigurationError
 
 __all__ = ["add_check_parser", "run_check"]
@@ -77,17 +81,34 @@ def run_check(
             target,
             provider=args.provider,
             login=args.login,
-            cafile=args.cafile,
+            cafile=args.cafile or _url_cafile(target),
             timeout=args.timeout,
             environ=env,
         )
     except ConfigurationError as error:
         print(f"smtpkit check: {error.message}", file=err)
         if error.hint:
-            print(f"hint: {error.hint}", file=err)
+            print(f"hint: {cli_text(error.hint)}", file=err)
         return 2
+    report = _in_cli_words(report)
     if args.json:
         out.write(report.to_json())
     else:
         out.write(report.render(colour=_colour(out, env)))
     return report.exit_code
+
+
+def _url_cafile(target: str) -> str | None:
+    """The ``cafile`` option of a URL target (the doctor takes the CA file as a path)."""
+    if "://" not in target:
+        return None
+    return parse_url(target).options.get("cafile")
+
+
+def _in_cli_words(report: Report) -> Report:
+    """``report`` with its advice said in the command line's words."""
+    findings = tuple(
+        dataclasses.replace(finding, advice=cli_text(finding.advice)) if finding.advice else finding
+        for finding in report.findings
+    )
+    return dataclasses.replace(report, findings=findings)

@@ -20,6 +20,8 @@ Invariants:
       closed and the exit status is 0. The CA file stays, so clients keep verifying files
       they were already given until the next run writes a new one.
     * The password is never printed.
+    * When the reader of the output goes away (``smtpkit serve | head``), the server stops
+      and the command ends quietly: a message line never fails a client's delivery.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -146,7 +148,8 @@ def run_serve(
     security = _SECURITY[args.tls]
     save_dir: Path = args.save_dir.resolve()
     ca_file: Path = (args.ca_file or save_dir / "ca.pem").resolve()
-    printer = _Printer(out)
+    stop = stop or threading.Event()
+    printer = _Printer(out, on_closed=stop.set)
     try:
         server = LocalServer(
             security=security,
@@ -165,10 +168,9 @@ def run_serve(
     except (ConfigurationError, OSError) as error:
         print(f"smtpkit serve: {error}", file=err)
         return 1
-    stop = stop or threading.Event()
     try:
         with _stop_on_sigterm(stop):
-            _announce(server, args, ca_file, out)
+            printer.line(_announcement(server, args, ca_file))
             while not stop.wait(_POLL):
                 pass
     except KeyboardInterrupt:
@@ -176,10 +178,12 @@ def run_serve(
     finally:
         server.stop()
     printer.line(f"smtpkit serve: stopped after {printer.count} message(s).")
+    if printer.closed:
+        raise BrokenPipeError("the output's reader went away")  # main() ends quietly
     return 0
 
 
-def _announce(server: LocalServer, args: argparse.Namespace, ca_file: Path, out: TextIO) -> None:
+def _announcement(server: LocalServer, args: argparse.Namespace, ca_file: Path) -> str:
     security = server.security
     if args.user:
         auth = f"required, as {args.user}"
@@ -194,24 +198,36 @@ def _announce(server: LocalServer, args: argparse.Namespace, ca_file: Path, out:
     if security is not Security.NONE:
         lines += [
             f"CA certificate: {ca_file}",
-            "  (new for this run; clients verify with "
-            f"ssl.create_default_context(cafile={str(ca_file)!r}) or SSL_CERT_FILE)",
+            f"  (new for this run; clients verify with: smtpkit send --cafile {ca_file}; "
+            f"in Python ssl.create_default_context(cafile={str(ca_file)!r}); or SSL_CERT_FILE)",
         ]
     lines += [f"Saving messages in: {args.save_dir.resolve()}", "Press Ctrl-C to stop."]
-    print("\n".join(lines), file=out, flush=True)
+    return "\n".join(lines)
 
 
 class _Printer:
-    """Prints one line per received message; called on the server thread."""
+    """Prints one line per received message; called on the server thread.
 
-    def __init__(self, out: TextIO) -> None:
+    A closed output (its reader gone) is not the client's problem: the line is dropped,
+    ``closed`` is set and ``on_closed`` asks the server to stop.
+    """
+
+    def __init__(self, out: TextIO, on_closed: Callable[[], None]) -> None:
         self._out = out
+        self._on_closed = on_closed
         self._lock = threading.Lock()
         self.count = 0
+        self.closed = False
 
     def line(self, text: str) -> None:
         with self._lock:
-            print(text, file=self._out, flush=True)
+            if self.closed:
+                return
+            try:
+                print(text, file=self._out, flush=True)
+            except BrokenPipeError:
+                self.closed = True
+                self._on_closed()
 
     def message(self, received: ReceivedMessage) -> None:
         with self._lock:

@@ -22,6 +22,8 @@ URL query options (everything else is refused, naming the unknown option):
                             preset serving the URL's host, if any
 ``allow_plaintext=true``    required for ``smtp://`` (no TLS at all) to a host that is not
                             loopback; with credentials it also allows AUTH over that link
+``cafile=PATH``             trust this PEM CA file instead of the system's store (a private
+                            CA, or the one ``smtpkit serve`` prints); TLS URLs only
 ==========================  ====================================================================
 
 Invariants:
@@ -38,6 +40,7 @@ Invariants:
 from __future__ import annotations
 
 import math
+import os
 import ssl
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -75,7 +78,7 @@ ENV_PASSWORD = "SMTPKIT_PASSWORD"  # noqa: S105 - a variable name, not a passwor
 
 #: The query options a server URL may carry.
 URL_OPTIONS = frozenset(
-    {"timeout", "auth", "token_store", "local_hostname", "provider", "allow_plaintext"}
+    {"timeout", "auth", "token_store", "local_hostname", "provider", "allow_plaintext", "cafile"}
 )
 _AUTH_CHOICES = ("password", "plain", "login", "app_password", "xoauth2", "oauthbearer")
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -216,6 +219,30 @@ def _timeout(value: str, shown: str) -> float:
     return seconds
 
 
+def ca_context(path: str, *, what: str = "the CA file") -> ssl.SSLContext:
+    """A verifying client TLS context that trusts the PEM CA bundle at ``path`` only.
+
+    Verification stays on (certificate and host name); only the trusted roots change.
+
+    Raises:
+        ConfigurationError: the file cannot be read or holds no PEM certificate.
+    """
+    full = os.path.expanduser(path)
+    try:
+        return ssl.create_default_context(cafile=full)
+    except ssl.SSLError:  # an OSError too: test it first
+        raise ConfigurationError(
+            f"{what} {path!r} holds no PEM CA certificate",
+            hint="give the CA certificate file (-----BEGIN CERTIFICATE-----), e.g. the one "
+            "smtpkit serve prints",
+        ) from None
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise ConfigurationError(
+            f"cannot read {what} {path!r}: {reason}", hint="check the path of the CA file"
+        ) from None
+
+
 def _token_provider(path: str, shown: str) -> tuple[TokenProvider, str | None]:
     """A refreshing token provider from a token store file, and the mailbox it names."""
     # Imported here: smtpkit.oauth pulls in requests, which plain `import smtpkit` (and the
@@ -351,6 +378,13 @@ def options_from_url(
         )
     if "timeout" in query:
         options["timeout"] = _timeout(query["timeout"], shown)
+    if "cafile" in query:
+        if server.security is Security.NONE:
+            raise ConfigurationError(
+                f"cafile in {shown} only applies to TLS URLs (smtp+starttls:// or smtps://)"
+            )
+        if "tls_context" not in overrides:
+            options["tls_context"] = ca_context(query["cafile"], what=f"cafile in {shown}:")
     if "local_hostname" in query:
         name = query["local_hostname"].strip()
         if not name:

@@ -7,27 +7,39 @@ arrived under ``./smtpkit-outbox/`` and says how to send for real.
 
 Invariants:
     * Exit status 0 only when the server accepted the message; 1 for a failure to send or
-      a bad setting (the error and its hint are printed); 2 for bad command-line usage.
+      a bad setting (the error and its hint are printed); 2 for bad command-line usage
+      (a header option holding a line break included: refused before anything is built).
+    * Output into a pipe whose reader has gone (``smtpkit check ... | head -1``) ends the
+      command quietly with status 141, as a process killed by SIGPIPE: no traceback. SIGPIPE
+      itself stays ignored (Python's default), so a server closing the SMTP socket is still
+      an smtpkit error, never a silent death.
+    * Hints are printed in the command line's words (``smtp+starttls://``, ``--timeout``,
+      ``--cafile``), not the library's Python ones (:mod:`smtpkit._cli_hints`).
     * No password is ever printed: URLs are shown redacted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import mimetypes
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TextIO
 
+from smtpkit import __version__
 from smtpkit._cli_check import add_check_parser, run_check
+from smtpkit._cli_hints import cli_hint
 from smtpkit._cli_oauth import add_oauth_parser, run_oauth
 from smtpkit._cli_progress import Progress
 from smtpkit._cli_serve import add_serve_parser, run_serve
-from smtpkit._configure import ENV_PASSWORD, ENV_URL, options_from_url
+from smtpkit._configure import ENV_PASSWORD, ENV_URL, SubmitterOptions, ca_context, options_from_url
+from smtpkit._message_headers import LINE_BREAK_CHARACTERS
 from smtpkit._result import SendResult
 from smtpkit._submitter import Submitter
 from smtpkit._url import parse_url, redact_url
@@ -41,6 +53,30 @@ __all__ = ["main"]
 OUTBOX_DIR = Path("smtpkit-outbox")
 #: The user the embedded server accepts (with a fresh random password each run).
 EMBEDDED_USER = "smtpkit"
+#: The exit status when the reader of our output went away: 128 + SIGPIPE, what a shell
+#: reports for a process killed by SIGPIPE (so ``set -o pipefail`` sees the same).
+EXIT_BROKEN_PIPE = 141
+
+
+def _one_line(option: str) -> Callable[[str], str]:
+    """An argparse ``type`` refusing header values with a line break (RFC 5322 §2.2).
+
+    Python's ``email`` folder splits header values with ``str.splitlines()``, so VT, FF,
+    FS, GS, RS, NEL, U+2028 and U+2029 end a header line as CR and LF do: any of them in a
+    subject or an address would let the value add headers (header injection).
+    """
+
+    def check(value: str) -> str:
+        for char in value:
+            if char in LINE_BREAK_CHARACTERS:
+                raise argparse.ArgumentTypeError(
+                    f"{option} must be one line: it contains a line break (U+{ord(char):04X}); "
+                    "header values cannot span lines"
+                )
+        return value
+
+    check.__name__ = option  # argparse names the type in some messages
+    return check
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="smtpkit",
         description="Send mail through SMTP submission servers.",
     )
+    parser.add_argument("--version", action="version", version=f"smtpkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     send = sub.add_parser(
         "send",
@@ -59,7 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
             "also from SMTPKIT_PASSWORD. Without a server, an embedded local server is used."
         ),
     )
-    send.add_argument("--to", action="append", default=[], metavar="ADDR", help="recipient")
+    send.add_argument(
+        "--to",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        type=_one_line("--to"),
+        help="recipient",
+    )
     send.add_argument(
         "--to-file",
         type=Path,
@@ -71,16 +115,31 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send a separate message to each recipient (with a progress bar on a terminal)",
     )
-    send.add_argument("--cc", action="append", default=[], metavar="ADDR", help="Cc recipient")
-    send.add_argument("--bcc", action="append", default=[], metavar="ADDR", help="Bcc recipient")
-    send.add_argument("--from", dest="sender", metavar="ADDR", help="From address")
-    send.add_argument("--subject", required=True, help="subject line")
-    send.add_argument("--text", required=True, help="plain-text body")
+    for option, what in (("--cc", "Cc recipient"), ("--bcc", "Bcc recipient")):
+        send.add_argument(
+            option, action="append", default=[], metavar="ADDR", type=_one_line(option), help=what
+        )
+    send.add_argument(
+        "--from", dest="sender", metavar="ADDR", type=_one_line("--from"), help="From address"
+    )
+    send.add_argument("--subject", required=True, type=_one_line("--subject"), help="subject line")
+    send.add_argument("--text", help="plain-text body (--text and/or --html is required)")
+    send.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="HTML body read from FILE (UTF-8); with --text, sent as its alternative",
+    )
     send.add_argument(
         "--attach", action="append", default=[], metavar="FILE", type=Path, help="attachment"
     )
     send.add_argument("--url", help="server URL (default: $SMTPKIT_URL)")
     send.add_argument("--timeout", type=float, default=30.0, help="seconds per step")
+    send.add_argument(
+        "--cafile",
+        help="trust this PEM CA file instead of the system's (e.g. the one smtpkit serve "
+        "prints); also ?cafile=PATH in the URL",
+    )
     add_check_parser(sub)
     add_oauth_parser(sub)
     add_serve_parser(sub)
@@ -89,11 +148,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    try:
+        try:
+            status = _run(argv)
+        finally:
+            # Write what is buffered now, so a closed pipe shows here and not as an
+            # "Exception ignored" message when the interpreter flushes at exit.
+            sys.stdout.flush()
+            sys.stderr.flush()
+    except BrokenPipeError:
+        _discard_output()
+        return EXIT_BROKEN_PIPE
+    return status
+
+
+def _discard_output() -> None:
+    """Point stdout and stderr at /dev/null, so nothing more is written to a dead pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        # A stream that is not a real file (a test's StringIO) has nothing to redirect.
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "send":
         if not args.to and args.to_file is None:
             parser.error("send: one of --to ADDR or --to-file FILE is required")
+        if args.text is None and args.html is None:
+            parser.error("send: one of --text TEXT or --html FILE is required")
         return _send(args, out=sys.stdout, err=sys.stderr)
     if args.command == "check":
         return run_check(args, out=sys.stdout, err=sys.stderr)
@@ -119,13 +205,29 @@ def _recipients(args: argparse.Namespace) -> list[str]:
 
 def _build_messages(args: argparse.Namespace, default_from: str) -> list[EmailMessage]:
     recipients = _recipients(args)
+    html = _read_html(args.html)
     if args.each or args.to_file is not None:
-        return [_build_message(args, default_from, [address]) for address in recipients]
-    return [_build_message(args, default_from, recipients)]
+        return [_build_message(args, default_from, [address], html) for address in recipients]
+    return [_build_message(args, default_from, recipients, html)]
+
+
+def _read_html(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigurationError(
+            f"cannot read the HTML body {path}: {error.strerror}", hint="check the --html path"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(
+            f"the HTML body {path} is not UTF-8 text", hint="save the file as UTF-8"
+        ) from None
 
 
 def _build_message(
-    args: argparse.Namespace, default_from: str, recipients: list[str]
+    args: argparse.Namespace, default_from: str, recipients: list[str], html: str | None
 ) -> EmailMessage:
     message = EmailMessage()
     message["From"] = args.sender or default_from
@@ -135,8 +237,19 @@ def _build_message(
     if args.bcc:
         message["Bcc"] = ", ".join(args.bcc)
     message["Subject"] = args.subject
-    message.set_content(args.text)
+    if args.text is not None:
+        message.set_content(args.text)
+        if html is not None:
+            # RFC 2046 §5.1.4: alternatives in increasing faithfulness, the plain text first.
+            message.add_alternative(html, subtype="html")
+    else:
+        message.set_content(html or "", subtype="html")
     for path in args.attach:
+        if any(char in LINE_BREAK_CHARACTERS for char in path.name):
+            raise ConfigurationError(
+                f"the attachment name {path.name!r} contains a line break",
+                hint="rename the file: its name goes into a header",
+            )
         try:
             data = path.read_bytes()
         except OSError as error:
@@ -161,8 +274,9 @@ def _send(args: argparse.Namespace, *, out: TextIO, err: TextIO) -> int:
     except SMTPError as error:
         kind = type(error).__name__
         print(f"smtpkit: {kind}: {error.message}", file=err)
-        if error.hint:
-            print(f"hint: {error.hint}", file=err)
+        hint = cli_hint(error)
+        if hint:
+            print(f"hint: {hint}", file=err)
         if isinstance(error, DeliveryUnknown):
             print("the message may have been delivered: do not resend blindly", file=err)
         return 1
@@ -185,7 +299,9 @@ def _deliver(
     progress.finish()
     for message, outcome in zip(messages, outcomes, strict=True):
         if isinstance(outcome, SMTPError):
-            print(f"Failed: {message['To']}: {type(outcome).__name__}: {outcome}", file=err)
+            advice = cli_hint(outcome)
+            shown = f"{outcome.message} (hint: {advice})" if advice else outcome.message
+            print(f"Failed: {message['To']}: {type(outcome).__name__}: {shown}", file=err)
     print(f"Sent {progress.sent} of {len(messages)} messages {where}", file=out)
     return 0 if progress.failed == 0 else 1
 
@@ -198,9 +314,10 @@ def _send_real(args: argparse.Namespace, url: str, *, out: TextIO, err: TextIO) 
             "no From address: pass --from ADDR (the URL's user name is not an address)"
         )
     messages = _build_messages(args, default_from or "")
-    options = options_from_url(
-        url, password=os.environ.get(ENV_PASSWORD) or None, timeout=args.timeout
-    )
+    overrides: SubmitterOptions = {"timeout": args.timeout}
+    if args.cafile:
+        overrides["tls_context"] = ca_context(args.cafile, what="--cafile")
+    options = options_from_url(url, password=os.environ.get(ENV_PASSWORD) or None, **overrides)
     with Submitter(**options) as submitter:
         return _deliver(submitter, messages, f"via {redact_url(url)}", out=out, err=err)
 

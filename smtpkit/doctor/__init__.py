@@ -71,6 +71,10 @@ def _shown(options: SubmitterOptions) -> str:
     return f"{scheme}://{user}{options.get('host', '?')}:{port}"
 
 
+#: The password a check without login gives a URL that names a user: it is never sent.
+_NOT_SENT = "unused: the check does not log in"
+
+
 def diagnose(
     options: SubmitterOptions,
     *,
@@ -190,17 +194,18 @@ def check(
     """Check a URL, preset name or mailbox address (see :func:`options_for_target`).
 
     The password for an address (or a URL without one) comes from ``SMTPKIT_PASSWORD``
-    in ``environ`` (default ``os.environ``).
+    in ``environ`` (default ``os.environ``); without ``login`` a URL naming a user needs
+    none (no credential is sent).
 
     Raises:
         ConfigurationError: the target cannot be understood (nothing was contacted).
     """
     env = os.environ if environ is None else environ
-    options = options_for_target(
-        target,
-        provider=provider,
-        password=env.get("SMTPKIT_PASSWORD") or None,
-        timeout=timeout,
-    )
+    password = env.get("SMTPKIT_PASSWORD") or None
+    if password is None and not login and "://" in target:
+        # Without login AUTH is never tried, so a URL naming a user needs no password; a
+        # stand-in (never sent) builds the strategy whose mechanisms the check compares.
+        password = _NOT_SENT
+    options = options_for_target(target, provider=provider, password=password, timeout=timeout)
     shown = redact_url(target) if "://" in target else None
     return diagnose(options, cafile=cafile, login=login, target=shown, resolver=resolver)
