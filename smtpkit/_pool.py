@@ -8,6 +8,9 @@ Invariants:
       ``health_check_after`` is checked with NOOP before reuse.
     * A session that has sent ``max_messages_per_connection`` messages, or whose login
       expires (an OAuth2 token bound to the session), is closed on release.
+    * :meth:`close` closes idle sessions at once and every session in use (or being
+      opened) when it is released: none of them is ever handed out again. The pool stays
+      usable; later sessions are new ones.
     * Opening a connection happens outside the pool lock, so one slow server handshake never
       blocks threads that could reuse an idle session.
     * With a login gate (the Submitter has credentials), until a login has succeeded only
@@ -103,7 +106,9 @@ class SessionPool:
         self._lock = threading.Condition()
         self._idle: deque[Session] = deque()
         self._count = 0  # idle + in use + being opened
-        self._closed = False
+        # close() starts a new generation; a session of an older one is closed on release.
+        self._generation = 0
+        self._born: dict[Session, int] = {}
         self._login_gate = login_gate
         self._proven = False  # a session opened (logged in) since the last refused login
         self._opening = 0
@@ -161,8 +166,9 @@ class SessionPool:
                 else:
                     self._count += 1
                     self._opening += 1
+                generation = self._generation  # a close() from now on retires the new one
             if candidate is None:
-                return self._open()
+                return self._open(generation)
             if self._usable(candidate):
                 candidate.reused = True
                 return candidate
@@ -172,7 +178,7 @@ class SessionPool:
         """Whether a new connection must wait for the login of one being opened."""
         return self._login_gate and not self._proven and self._opening > 0
 
-    def _open(self) -> Session:
+    def _open(self, generation: int) -> Session:
         try:
             session = self._open_session()
         except BaseException as error:
@@ -188,6 +194,7 @@ class SessionPool:
         with self._lock:
             self._opening -= 1
             self._proven = True
+            self._born[session] = generation
             self._lock.notify_all()
         return session
 
@@ -202,12 +209,13 @@ class SessionPool:
         return True
 
     def release(self, session: Session) -> None:
-        """Give a session back; it is closed if dead, capped, expired, or the pool closed."""
+        """Give a session back; it is closed if dead, capped, expired, or the pool was
+        closed since it was opened."""
         cap = self._limits.max_messages_per_connection
         spent = cap is not None and session.messages_sent >= cap
         if session.alive and not spent and not self._expires(session):
             with self._lock:
-                if not self._closed:
+                if self._born.get(session) == self._generation:
                     self._idle.append(session)
                     self._lock.notify()
                     return
@@ -217,19 +225,15 @@ class SessionPool:
         """Close a session handed out by :meth:`acquire` and free its place."""
         with self._lock:
             self._count -= 1
+            self._born.pop(session, None)
             self._lock.notify()
         session.quit()
 
     def close(self) -> None:
-        """Close idle sessions (QUIT); sessions in use close when released."""
+        """Close idle sessions (QUIT) now, and sessions in use when they are released."""
         with self._lock:
-            self._closed = True
+            self._generation += 1
             idle = list(self._idle)
             self._idle.clear()
         for session in idle:
             self.discard(session)
-
-    def reopen(self) -> None:
-        """Accept sessions again after :meth:`close`."""
-        with self._lock:
-            self._closed = False

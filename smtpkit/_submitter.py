@@ -317,7 +317,6 @@ class Submitter:
         """Connect and log in now, and keep connections for later sends until ``close()``."""
         with self._keep_lock:
             self._keep_open += 1
-        self._pool.reopen()
         try:
             session = self._pool.acquire()
         except BaseException:
@@ -333,7 +332,6 @@ class Submitter:
             last = self._keep_open == 0
         if last:
             self._pool.close()
-            self._pool.reopen()
 
     def __enter__(self) -> Submitter:
         with self._keep_lock:
@@ -479,7 +477,6 @@ class Submitter:
             if not keeping:
                 # Outside a with-block nothing is kept: QUIT the connections used.
                 self._pool.close()
-                self._pool.reopen()
         if tracker.error is not None:
             raise tracker.error
         return outcomes

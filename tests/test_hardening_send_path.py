@@ -7,6 +7,7 @@ or the private Postfix of ``tests/postfix_server.py``).
 
 from __future__ import annotations
 
+import threading
 import time
 from email.message import EmailMessage
 
@@ -277,3 +278,38 @@ def test_a_later_batch_logs_in_again() -> None:
     assert all(isinstance(outcome, RateLimited) for outcome in first), first
     assert all(isinstance(outcome, SendResult) for outcome in second), second
     assert [attempt.success for attempt in fake.auth_attempts] == [False, True]
+
+
+# -- close() while another thread still sends -----------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["with", "open-close"])
+def test_a_connection_in_use_at_close_is_closed_when_released(how: str) -> None:
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold_the_final_reply(verb: str, line: str, count: int) -> str | None:
+        if verb == ".":
+            arrived.set()
+            release.wait(TIMEOUT)
+        return None
+
+    with ScriptedServer(answer=hold_the_final_reply) as server:
+        submitter = on_loopback(server)
+        results: list[object] = []
+        sender = threading.Thread(target=lambda: results.append(submitter.send(message(1))))
+        if how == "with":
+            with submitter:
+                sender.start()
+                assert arrived.wait(TIMEOUT)
+        else:
+            submitter.open()
+            sender.start()
+            assert arrived.wait(TIMEOUT)
+            submitter.close()
+        # The Submitter was closed while the sending thread still held its connection.
+        release.set()
+        sender.join(TIMEOUT)
+
+        assert [type(result) for result in results] == [SendResult]
+        server.wait_closed(server.connections, timeout=2.0)
+        assert server.lines()[-1] == "C: QUIT"
