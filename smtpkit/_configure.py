@@ -11,9 +11,12 @@ URL query options (everything else is refused, naming the unknown option):
 ==========================  ====================================================================
 ``timeout=30``              seconds for every step (connect, each command, the final reply)
 ``auth=MECHANISM``          ``plain``, ``login`` (password with only that mechanism),
-                            ``password`` (default: PLAIN, else LOGIN), ``app_password``,
-                            ``xoauth2``, ``oauthbearer`` (the URL password is then an access
-                            token, unless ``token_store`` is given)
+                            ``password`` (an account password: PLAIN, else LOGIN),
+                            ``app_password``, ``xoauth2``, ``oauthbearer`` (the URL
+                            password is then an access token, unless ``token_store`` is
+                            given). Without it (or with ``plain``/``login``) a password is
+                            an app password where the URL's preset takes only those
+                            (Gmail, Yahoo, iCloud, Yandex, Mail.ru, Outlook.com)
 ``token_store=PATH``        an OAuth2 token store (``smtpkit.oauth.FileTokenStore``); implies
                             ``auth=xoauth2``; refresh tokens rotate into the same file
 ``local_hostname=NAME``     the name sent in EHLO
@@ -42,7 +45,7 @@ from __future__ import annotations
 import math
 import os
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TypedDict, Unpack
 
@@ -69,6 +72,8 @@ __all__ = [
     "options_for_provider",
     "options_from_env",
     "options_from_url",
+    "password_auth",
+    "preset_for_url",
 ]
 
 #: The environment variable holding the server URL.
@@ -258,7 +263,11 @@ def _token_provider(path: str, shown: str) -> tuple[TokenProvider, str | None]:
 
 
 def _auth(
-    server: ServerURL, query: Mapping[str, str], password: Secret | None, shown: str
+    server: ServerURL,
+    query: Mapping[str, str],
+    password: Secret | None,
+    shown: str,
+    preset: providers.Preset | None,
 ) -> AuthStrategy | None:
     choice = query.get("auth", "").strip().lower() or None
     store = query.get("token_store")
@@ -310,10 +319,46 @@ def _auth(
             f"the URL {shown} names user {user!r} but no password was given",
             hint=f"put it in the URL (percent-encoded) or set {ENV_PASSWORD}",
         )
-    if choice == "app_password":
-        return AppPasswordAuth(user, password)
     mechanisms = {"plain": ("PLAIN",), "login": ("LOGIN",)}.get(choice or "", ("PLAIN", "LOGIN"))
-    return PasswordAuth(user, password, mechanisms=mechanisms)
+    return password_auth(
+        user, password, preset, mechanisms=mechanisms, app_password=_app_password(choice)
+    )
+
+
+def _app_password(choice: str | None) -> bool | None:
+    """What ``auth=`` says about the credential: ``app_password`` yes, ``password`` no.
+
+    ``plain`` and ``login`` name a mechanism, not a kind of credential: ``None`` (the
+    preset decides), as without ``auth=``.
+    """
+    return {"app_password": True, "password": False}.get(choice or "")
+
+
+def password_auth(
+    user: str,
+    password: str | Secret,
+    preset: providers.Preset | None,
+    *,
+    mechanisms: Sequence[str] = ("PLAIN", "LOGIN"),
+    app_password: bool | None = None,
+) -> PasswordAuth:
+    """The password strategy for ``preset``: an app password where the preset wants one.
+
+    A refused login then gets the advice for the credential the provider takes (Yandex,
+    Gmail, Yahoo... accept only app passwords from mail programs). ``app_password`` says
+    it explicitly (a URL's ``auth=app_password`` or ``auth=password``); ``None`` lets the
+    preset decide (:attr:`~smtpkit.providers.Preset.wants_app_password`).
+    """
+    if app_password is None:
+        app_password = preset is not None and preset.wants_app_password
+    cls = AppPasswordAuth if app_password else PasswordAuth
+    return cls(user, password, mechanisms=mechanisms)
+
+
+def preset_for_url(server: ServerURL) -> providers.Preset | None:
+    """The preset a parsed URL names (``?provider=``) or whose host it is, if any."""
+    name = server.options.get("provider")
+    return providers.get(name) if name is not None else providers.for_host(server.host)
 
 
 def options_from_url(
@@ -393,14 +438,12 @@ def options_from_url(
             options["local_hostname"] = check_ehlo_name(name) or name
         except ConfigurationError as error:
             raise ConfigurationError(f"{error.message} in {shown}", hint=error.hint) from None
-    preset = (
-        providers.get(query["provider"]) if "provider" in query else providers.for_host(server.host)
-    )
+    preset = preset_for_url(server)
     if preset is not None:
         options["provider"] = preset.key
         options.update(limit_options(preset))
     if "auth" not in overrides:
-        auth = _auth(server, query, secret, shown)
+        auth = _auth(server, query, secret, shown, preset)
         if auth is not None:
             options["auth"] = auth
             if server.security is Security.NONE and plaintext_ok:

@@ -29,7 +29,7 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from email.message import Message
 from email.utils import getaddresses
 from typing import Any
@@ -40,9 +40,16 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail.backends.base import BaseEmailBackend
 
 from smtpkit import providers
-from smtpkit._configure import OPTION_NAMES, options_for_provider, options_from_url
+from smtpkit._configure import (
+    OPTION_NAMES,
+    options_for_provider,
+    options_from_url,
+    password_auth,
+    preset_for_url,
+)
 from smtpkit._submitter import Submitter
-from smtpkit.auth import AppPasswordAuth, AuthStrategy, PasswordAuth
+from smtpkit._url import parse_url
+from smtpkit.auth import AuthStrategy
 from smtpkit.config import Security
 from smtpkit.errors import ConfigurationError, MessageError, SMTPError
 
@@ -375,7 +382,11 @@ def _client_cert(options: Mapping[str, Any]) -> ssl.SSLContext | None:
     return context
 
 
-def _password_auth(options: Mapping[str, Any], provider: str | None) -> AuthStrategy | None:
+def _password_auth(
+    options: Mapping[str, Any], preset: Callable[[], providers.Preset | None]
+) -> AuthStrategy | None:
+    """The strategy for ``username``/``password``: an app password where the preset (the
+    URL's, the named one or the host's) takes only those, as ``Submitter.from_url`` does."""
     username, password = options.get("username"), options.get("password")
     if options.get("auth") is not None or not username:
         return None
@@ -384,9 +395,7 @@ def _password_auth(options: Mapping[str, Any], provider: str | None) -> AuthStra
             f"username {username!r} is set but no password",
             hint="set password= (EMAIL_HOST_PASSWORD), or pass auth= for OAuth2",
         )
-    if provider is not None and "app_password" in providers.get(provider).credentials:
-        return AppPasswordAuth(username, password)
-    return PasswordAuth(username, password)
+    return password_auth(username, password, preset())
 
 
 def _build_submitter(given: Mapping[str, Any]) -> Submitter:
@@ -425,7 +434,7 @@ def _build_submitter(given: Mapping[str, Any]) -> Submitter:
     provider_name = options.get("provider")
     if url:
         known.pop("host", None)
-        auth = _password_auth(options, None)
+        auth = _password_auth(options, lambda: preset_for_url(parse_url(url)))
         if auth is not None:
             known["auth"] = auth
         password = None if auth is not None else options.get("password")
@@ -433,7 +442,7 @@ def _build_submitter(given: Mapping[str, Any]) -> Submitter:
     if provider_name:
         known.pop("host", None)
         known.pop("provider", None)
-        auth = _password_auth(options, provider_name)
+        auth = _password_auth(options, lambda: providers.get(provider_name))
         if auth is not None:
             known["auth"] = auth
         return Submitter(**options_for_provider(provider_name, **known), **extra)
@@ -444,7 +453,7 @@ def _build_submitter(given: Mapping[str, Any]) -> Submitter:
             "provider= (SMTPKIT_PROVIDER) or submitter=",
             hint='e.g. SMTPKIT_URL = "smtp+starttls://me%40example.com@smtp.example.com:587"',
         )
-    auth = _password_auth(options, None)
+    auth = _password_auth(options, lambda: providers.for_host(host))
     if auth is not None:
         known["auth"] = auth
     # Django's meaning: neither use_tls nor use_ssl is plain SMTP (no TLS at all).

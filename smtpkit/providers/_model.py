@@ -144,6 +144,20 @@ class Preset:
         """The name :func:`get` maps back to this exact preset (``"ses:eu-west-1"``)."""
         return f"{self.name}:{self.region}" if self.region and self.regions else self.name
 
+    @property
+    def wants_app_password(self) -> bool:
+        """Whether a password login here takes an app password.
+
+        True when the first of :attr:`credentials` that a password can be (anything but
+        ``oauth2`` and ``none``) is ``app_password``: Gmail, Yahoo, iCloud, Yandex,
+        Mail.ru, Outlook.com. Microsoft 365 (``oauth2``, ``password``) and Zoho
+        (``password``, ``app_password``) take the account password first.
+        """
+        for kind in self.credentials:
+            if kind not in ("oauth2", "none"):
+                return kind == "app_password"
+        return False
+
     def with_region(self, region: str) -> Preset:
         """This preset for another region (the host changes).
 
