@@ -26,7 +26,11 @@ Invariants:
       transport failure after its final ``.`` / ``BDAT LAST`` gives ``DeliveryUnknown``; a
       failure before that gives a retryable error (``ConnectionStale`` when nothing of the
       message could have been accepted).
-    * After a failed envelope, RSET is sent (pipelined with the next envelope).
+    * After a failed envelope, RSET is sent (pipelined with the next envelope); after a
+      refused BDAT chunk before the last, RSET is sent before the next MAIL.
+    * Nothing waits between a transaction's MAIL and its final reply: the next message is
+      taken only if it may start at once, and outcomes of a refused envelope are handed
+      out after its RSET.
 """
 
 from __future__ import annotations
@@ -326,7 +330,8 @@ class _Runner(Generic[J]):
     # -- content -------------------------------------------------------------------------
 
     def _abandon_chunks(self) -> None:
-        """RSET after a refused BDAT chunk (RFC 3030 §3: the transaction is not ended)."""
+        """RSET after a refused BDAT chunk before the last: whether that ended the
+        transaction is up to the server (RFC 3030 §2), and RSET is right either way."""
         session = self.session
         if not session.alive:
             return
@@ -362,6 +367,7 @@ class _Runner(Generic[J]):
         session = self.session
         conn = session.conn
         chunks = _lookahead(flight.prepared.iter_content())
+        several_chunks = False
         try:
             if self.chunking:
                 tail = b""
@@ -370,6 +376,7 @@ class _Runner(Generic[J]):
                     if last:
                         tail = piece
                     else:
+                        several_chunks = True
                         session.send_bytes(piece)
                         if not self.pipelining:
                             reply = session.read_reply()
@@ -389,8 +396,14 @@ class _Runner(Generic[J]):
         except TransportError as error:
             # The end of the content never left: the server cannot have accepted it.
             return error, False
-        next_sent = next_flight is not None and self.pipelining
-        if next_flight is not None and self.pipelining:
+        # After a refused chunk before the last, RSET must precede the next MAIL: servers
+        # differ on whether the refusal ended the transaction (RFC 3030 §2; Postfix ends it
+        # at BDAT LAST, others keep it open and would answer MAIL with 503). Only the
+        # replies tell, so the next envelope does not ride behind a message sent in several
+        # chunks (at least 1 MiB: one round trip more is small beside its transfer).
+        next_sent = next_flight is not None and self.pipelining and not several_chunks
+        if next_sent:
+            assert next_flight is not None
             tail += session.encode(next_flight.envelope())
         try:
             session.send_bytes(tail)
@@ -404,27 +417,32 @@ class _Runner(Generic[J]):
         session.last_used = session.clock()
         if not final.is_positive:
             command = "BDAT" if phase is Phase.DATA else "end of data"
-            return session.error(final, phase, command=command), next_sent
+            error = session.error(final, phase, command=command)
+            if phase is Phase.DATA:  # a chunk before the last was refused (pipelined)
+                self._abandon_chunks()
+            return error, next_sent
         session.messages_sent += 1
-        rcpt_replies = flight.replies[1 : 1 + len(flight.rcpts)]
-        accepted = tuple(
-            c.address or ""
-            for c, r in zip(flight.rcpts, rcpt_replies, strict=True)
-            if r.is_positive
-        )
-        rejected = {
-            c.address or "": r
-            for c, r in zip(flight.rcpts, rcpt_replies, strict=True)
-            if not r.is_positive
-        }
-        result = SendResult(
-            message_id=flight.prepared.message_id,
-            sender=flight.prepared.envelope.sender,
-            accepted=accepted,
-            rejected=MappingProxyType(rejected),
-            reply=final,
-        )
-        return result, next_sent
+        return _result(flight, final), next_sent
+
+
+def _result(flight: _Flight[J], final: Reply) -> SendResult:
+    """The result of a message the server accepted with ``final``."""
+    rcpt_replies = flight.replies[1 : 1 + len(flight.rcpts)]
+    accepted = tuple(
+        c.address or "" for c, r in zip(flight.rcpts, rcpt_replies, strict=True) if r.is_positive
+    )
+    rejected = {
+        c.address or "": r
+        for c, r in zip(flight.rcpts, rcpt_replies, strict=True)
+        if not r.is_positive
+    }
+    return SendResult(
+        message_id=flight.prepared.message_id,
+        sender=flight.prepared.envelope.sender,
+        accepted=accepted,
+        rejected=MappingProxyType(rejected),
+        reply=final,
+    )
 
 
 def _lookahead(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:

@@ -11,8 +11,9 @@ from email.message import EmailMessage
 
 import pytest
 from postfix_server import PostfixServer, unavailable_reason
+from test_postfix_chunking import RecordingTransport, client_commands, verbs
 
-from smtpkit import Security, SendResult, Submitter
+from smtpkit import MessageRejected, Phase, Security, SendResult, Submitter
 
 _REASON = unavailable_reason()
 
@@ -57,3 +58,47 @@ def test_a_rate_limit_longer_than_smtpd_timeout_loses_no_message() -> None:
         ids = {"<rate-1@smtpkit.example.test>", "<rate-2@smtpkit.example.test>"}
         assert delivered(server, ids) == ids
         assert "timeout after BDAT" not in server.log()
+
+
+# -- a BDAT chunk refused mid-message ---------------------------------------------------------
+
+BLOCKED = "blocked@example.test"
+
+
+def big_message(tag: str, sender: str) -> EmailMessage:
+    """A message of about 2.3 MB: three BDAT chunks of at most 1 MiB."""
+    msg = message(tag, ("x" * 76 + "\n") * 30_000, sender=sender)
+    msg.replace_header("Content-Transfer-Encoding", "7bit")
+    return msg
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_refused_chunk_is_followed_by_rset_before_the_next_mail(pipelining: bool) -> None:
+    # smtpd_data_restrictions apply at the first BDAT: Postfix refuses that chunk (and
+    # discards the rest of the message), a refusal in the middle of a multi-chunk message.
+    settings = {
+        "smtpd_data_restrictions": (
+            f"check_sender_access inline:{{ {{ {BLOCKED} = 554 5.7.1 Sender blocked }} }}"
+        )
+    }
+    if not pipelining:
+        settings["smtpd_discard_ehlo_keywords"] = "pipelining"
+    transport = RecordingTransport()
+    with PostfixServer(settings=settings) as server:
+        submitter = Submitter(
+            server.host, server.port, security=Security.NONE, timeout=10.0, transport=transport
+        )
+        first, second = submitter.send_many(
+            [big_message("refused-chunk", BLOCKED), message("after-chunk")], concurrency=1
+        )
+
+        assert isinstance(first, MessageRejected), first
+        assert (first.phase, first.code) == (Phase.DATA, 554)
+        assert isinstance(second, SendResult), second
+        ids = {"<after-chunk@smtpkit.example.test>"}
+        assert delivered(server, ids) == ids
+        [stream] = transport.streams
+        names = verbs(client_commands(b"".join(stream.writes)))
+        second_mail = names.index("MAIL", names.index("MAIL") + 1)
+        assert names[second_mail - 1] == "RSET", names
+        assert names.count("RSET") == 1

@@ -313,3 +313,26 @@ def test_a_connection_in_use_at_close_is_closed_when_released(how: str) -> None:
         assert [type(result) for result in results] == [SendResult]
         server.wait_closed(server.connections, timeout=2.0)
         assert server.lines()[-1] == "C: QUIT"
+
+
+# -- a BDAT chunk refused mid-message ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_refused_chunk_on_the_fake_is_followed_by_rset(pipelining: bool) -> None:
+    fake = FakeTransport(capabilities=FakeCapabilities(chunking=True, pipelining=pipelining))
+    fake.reply("data", "452 4.3.1 Insufficient system storage")  # the first non-final chunk
+    big = message(1)
+    big.set_content("z" * 60 + "\n" + ("w" * 76 + "\n") * 20_000)  # > 1 MiB: several chunks
+    submitter = Submitter("smtp.example.test", transport=fake, timeout=TIMEOUT)
+    first, second = submitter.send_many([big, message(2)], concurrency=1)
+
+    assert isinstance(first, SMTPError)
+    assert (first.phase, first.is_transient) == (Phase.DATA, True)  # type: ignore[attr-defined]
+    assert isinstance(second, SendResult), second
+    lines = [line for line in fake.transcript if line.startswith("C: ") and line[3] != "<"]
+    verbs = [line[3:].split(" ", 1)[0].split(":", 1)[0] for line in lines]
+    second_mail = verbs.index("MAIL", verbs.index("MAIL") + 1)
+    assert verbs[second_mail - 1] == "RSET", lines
+    assert fake.connections == 1
+    assert fake.protocol_errors == []
