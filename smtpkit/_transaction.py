@@ -417,10 +417,10 @@ class _Runner(Generic[J]):
         session.last_used = session.clock()
         if not final.is_positive:
             command = "BDAT" if phase is Phase.DATA else "end of data"
-            error = session.error(final, phase, command=command)
+            refusal = session.error(final, phase, command=command)
             if phase is Phase.DATA:  # a chunk before the last was refused (pipelined)
                 self._abandon_chunks()
-            return error, next_sent
+            return refusal, next_sent
         session.messages_sent += 1
         return _result(flight, final), next_sent
 
