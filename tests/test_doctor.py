@@ -402,8 +402,9 @@ def test_rejected_credentials_with_gmails_real_reply(local_server: ServerFactory
 
 def test_rejected_account_password_at_gmail(local_server: ServerFactory) -> None:
     server = local_server(credentials={USER: "the-right-one"}, auth_failure_reply=GMAIL_535)
+    # auth=password: an account password (a Gmail URL alone now means an app password).
     report = check(
-        url(server, user=USER, query="?provider=gmail"),
+        url(server, user=USER, query="?provider=gmail&auth=password"),
         login=True,
         cafile=str(server.ca_path),
         timeout=T,
