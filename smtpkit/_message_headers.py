@@ -246,7 +246,10 @@ def _punycode_value(name: str, value: str) -> str:
                     hint="use an ASCII address; if the server offers SMTPUTF8, build the "
                     "message with EmailMessage and policy.default",
                 )
-            addr = f"{address.username}@{idna_domain(address.domain)}"
+            # addr_spec quotes the local part where needed ("john smith"@...): username
+            # alone would drop the quotes.
+            local = address.addr_spec.rpartition("@")[0]
+            addr = f"{local}@{idna_domain(address.domain)}"
             mailboxes.append(formataddr((address.display_name, addr), charset="utf-8"))
         if group.display_name is None:
             parts.extend(mailboxes)

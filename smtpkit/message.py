@@ -25,7 +25,9 @@ Invariants:
       escapes: each becomes a ``MessageError``.
     * ``body_type`` is decided from the bytes produced, not from declared encodings.
     * Raw ``bytes`` input is sent as given, except for line endings: no header is added or
-      removed, and SMTPUTF8 is decided from the envelope only.
+      removed. It needs SMTPUTF8 when the envelope or the header block holds non-ASCII
+      (which must be UTF-8, RFC 6532), and no line may exceed 998 octets (RFC 5322
+      §2.1.1): raw bytes cannot be re-encoded, so both are refused, never sent broken.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from smtpkit._message_headers import (
     split_address,
     topmost_resent_block,
 )
+from smtpkit._message_lines import MAX_LINE_OCTETS, first_long_line, line_number
 from smtpkit._message_stream import WireContent
 from smtpkit._message_wire import read_message_id, serialise
 from smtpkit.errors import MessageError
@@ -277,11 +280,23 @@ def prepare_message(
             utf8_allowed=utf8_allowed,
             eight_bit_allowed=eight_bit_allowed,
         )
-    except email_errors.MessageError as exc:
-        # HeaderParseError and friends are not ValueErrors: they would escape untyped.
+    except MessageError:
+        raise
+    except (
+        email_errors.MessageError,
+        ValueError,
+        TypeError,
+        LookupError,
+        UnicodeError,
+        IndexError,
+        AttributeError,
+    ) as exc:
+        # The email package raises all of these on malformed input (HeaderParseError is not
+        # a ValueError; parsing "To: . <b@example.com>" raises AttributeError on 3.11).
         raise MessageError(
-            f"cannot read the message: {exc}",
-            hint="check the header values; build the message with EmailMessage",
+            f"the email package cannot read this message: {type(exc).__name__}: {exc}",
+            hint="check the header values (addresses, encoded-words) and part charsets, or "
+            "build the message with EmailMessage and email.policy.default",
         ) from exc
 
 
@@ -330,6 +345,17 @@ def _prepare_bytes(
     wire = WireContent.from_bytes(data)  # no copy: line endings are normalised lazily
     head = wire.head()
     check_raw_header_breaks(head)
+    raw_utf8_headers = not head.isascii()
+    if raw_utf8_headers:
+        _require_utf8(head)
+        if not utf8_allowed:
+            raise MessageError(
+                "the headers hold raw 8-bit (UTF-8) text but the server does not offer "
+                "SMTPUTF8 (RFC 6531)",
+                hint="encode non-ASCII header text with RFC 2047 encoded-words (or pass an "
+                "EmailMessage, which does), or use a server that offers SMTPUTF8",
+            )
+    _refuse_long_lines(data)
     eight_bit = wire.eight_bit
     if eight_bit and not eight_bit_allowed:
         raise MessageError(
@@ -342,8 +368,22 @@ def _prepare_bytes(
         _wire=wire,
         message_id=read_message_id(head),
         body_type=BodyType.EIGHT_BIT_MIME if eight_bit else BodyType.SEVEN_BIT,
-        needs_smtputf8=envelope.needs_smtputf8,
+        # RFC 6532 §3: UTF-8 header text is only allowed in an SMTPUTF8 transaction.
+        needs_smtputf8=envelope.needs_smtputf8 or raw_utf8_headers,
     )
+
+
+def _refuse_long_lines(data: bytes) -> None:
+    """RFC 5322 §2.1.1: a line is at most 998 octets; raw bytes cannot be re-encoded."""
+    found = first_long_line(data)
+    if found is not None:
+        offset, length = found
+        raise MessageError(
+            f"line {line_number(data, offset)} of the message is {length} octets long; "
+            f"RFC 5322 §2.1.1 allows at most {MAX_LINE_OCTETS}",
+            hint="wrap long lines, or encode the body as quoted-printable or base64 (or "
+            "pass an EmailMessage: smtpkit re-encodes such parts)",
+        )
 
 
 def _prepare_object(

@@ -3,7 +3,8 @@
 Invariants:
     * No argument can smuggle a second command: CR, LF, NUL and every other control
       character are refused before any byte is produced (the "SMTP smuggling" and header
-      injection family). Addresses may not contain ``<``, ``>`` or spaces.
+      injection family). Addresses may not contain ``<``, ``>`` or spaces (a space only
+      inside a quoted local part, RFC 5321 §4.1.2).
     * A command line, CRLF included, never exceeds :data:`MAX_COMMAND_LINE` octets except AUTH
       continuation lines, which RFC 4954 §4 lets grow to 12288 octets.
     * ``Command.redacted`` is what transcripts and errors show: AUTH payloads never appear.
@@ -40,6 +41,12 @@ _PARAM_VALUE_RE = re.compile(r"[\x21-\x3c\x3e-\x7e]+")
 _MECHANISM_RE = re.compile(r"[A-Z0-9_-]{1,20}")  # RFC 4422 §3.1 sasl-mech
 _BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _DOMAIN_LITERAL_RE = re.compile(r"\[[^\[\]\\]+\]")
+# RFC 5321 §4.1.2: a Quoted-string local part (qtextSMTP, quoted-pairSMTP; RFC 6531 §3.3
+# adds UTF-8) is the one place an address may hold a space. "<" and ">" stay refused even
+# there: a server that finds the path's end by the first ">" would read the rest as params.
+_QUOTED_ADDRESS_RE = re.compile(
+    r'"(?:[^"\\<>\x00-\x1f\x7f-\x9f]|\\[\x20-\x3b\x3d\x3f-\x7e])*"@[^ <>@]+'
+)
 # The common case, checked in one step: a printable-ASCII dot-atom local part (RFC 5322
 # §3.2.3 atext) of at most 64 octets, "@", and dot-separated domain labels. Anything else
 # (quoted local parts, UTF-8, literals, errors) takes the detailed checks below.
@@ -66,8 +73,8 @@ def validate_address(address: str, *, what: str = "address") -> str:
     The empty reverse-path ``""`` (null sender, RFC 5321 §4.5.5) is allowed.
 
     Raises:
-        MessageError: the address has control characters, spaces, angle brackets, or no
-            single ``@`` between a local part and a domain.
+        MessageError: the address has control characters, spaces (outside a quoted local
+            part), angle brackets, or no single ``@`` between a local part and a domain.
     """
     if not isinstance(address, str):
         raise MessageError(f"{what} must be a str, got {type(address).__name__}")
@@ -76,7 +83,7 @@ def validate_address(address: str, *, what: str = "address") -> str:
     _refuse_controls(what, address)
     if address == "":
         return address
-    if any(ch in address for ch in " <>"):
+    if any(ch in address for ch in " <>") and not _QUOTED_ADDRESS_RE.fullmatch(address):
         raise MessageError(
             f"{what} {address!r} must be a bare address like user@example.com "
             "(no display name, spaces or angle brackets)"
