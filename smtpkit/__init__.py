@@ -5,7 +5,7 @@ The public API is re-exported here: :class:`Submitter`, :class:`SendResult`, the
 strategies live in :mod:`smtpkit.auth`; the test kit in :mod:`smtpkit.testing`.
 """
 
-from smtpkit._result import SendResult
+from smtpkit._result import BatchInterrupted, SendResult
 from smtpkit._submitter import Outgoing, Submitter
 from smtpkit.config import Security, Timeouts
 from smtpkit.errors import (
@@ -56,6 +56,7 @@ __all__ = [
     "AuthenticationError",
     "AuthenticationRequired",
     "BasicAuthDisabled",
+    "BatchInterrupted",
     "CommandRejected",
     "ConfigurationError",
     "ConnectError",

@@ -50,6 +50,8 @@ class Job:
     stale_retried: bool = False
     #: Its rate-limit slot was taken (on the first try); retries need none.
     started: bool = False
+    #: The error of its last try, while it waits to be tried again.
+    last_error: SMTPError | None = None
     #: Seconds to wait before the next try (a Retry backoff), waited with no session held.
     wait: float = 0.0
 
@@ -140,16 +142,16 @@ class JobQueue:
         with self._lock:
             self._jobs.appendleft(job)
 
-    def feed(self, first: Job, cap: int | None) -> Iterator[Job]:
+    def feed(self, first: Job, cap: int | None, stopped: Callable[[], bool]) -> Iterator[Job]:
         """Jobs for one session: ``first``, then those that may start at once, ``cap`` in all.
 
         The feed ends at the first job that would have to wait (a backoff, the rate limit):
         the session then goes back to the pool when its transaction ends, and that job is
-        waited for by a worker holding no session.
+        waited for by a worker holding no session. It also ends once ``stopped()``.
         """
         yield first
         taken = 1
-        while cap is None or taken < cap:
+        while (cap is None or taken < cap) and not stopped():
             job = self.pop_startable()
             if job is None:
                 return
@@ -196,12 +198,14 @@ def deliver(
     on_result: Callable[[int, Outcome], None] | None,
     cancelled: Callable[[], bool] | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> list[Outcome]:
+) -> list[Outcome | None]:
     """Send every job over the pool with ``workers`` threads; outcomes in input order.
 
     ``on_result`` is called as each job ends, on the worker thread and possibly with a
     transaction open, so it must not block (the Submitter passes one that queues the call
-    for a reporting thread). Once ``cancelled()`` is true, no job is started any more.
+    for a reporting thread). Once ``cancelled()`` is true, no job is started any more; a
+    job that then never ended has the error of its last try as its outcome, or ``None``
+    when it was never tried (only then is an outcome ``None``).
     """
     delivery = _Delivery(
         jobs,
@@ -231,7 +235,10 @@ def deliver(
     missing = [index for index, outcome in enumerate(outcomes) if outcome is None]
     if missing and not delivery.stopped():  # pragma: no cover - a bug guard
         raise AssertionError(f"no outcome recorded for messages {missing}")
-    return [outcome for outcome in outcomes if outcome is not None]
+    for job in jobs:
+        if outcomes[job.index] is None:
+            outcomes[job.index] = job.last_error
+    return outcomes
 
 
 class _Delivery:
@@ -293,6 +300,7 @@ class _Delivery:
             self.finish(job, outcome)
             return
         job.wait = delay
+        job.last_error = outcome
         self._queue.push_front(job)
 
     def work(self) -> None:
@@ -342,7 +350,8 @@ class _Delivery:
         when the session must be closed afterwards."""
         taken: list[Job] = []
         used = self._used.get(session, 0)
-        feed = self._queue.feed(first, _cap(session, self._pool, self._per_connection, used))
+        cap = _cap(session, self._pool, self._per_connection, used)
+        feed = self._queue.feed(first, cap, self.stopped)
         try:
             for job, outcome in run_transactions(
                 session, _tracked(feed, taken), partial(_swap, self._prepare, session)

@@ -34,7 +34,7 @@ from smtpkit._configure import (
     options_from_url,
 )
 from smtpkit._pool import PoolLimits, SessionPool
-from smtpkit._result import SendResult
+from smtpkit._result import BatchInterrupted, SendResult
 from smtpkit._session import Session, SessionSettings
 from smtpkit._transaction import Outcome
 from smtpkit.auth import AuthStrategy
@@ -417,6 +417,12 @@ class Submitter:
         Returns:
             One outcome per message in input order: a ``SendResult``, or the ``SMTPError``
             that message ended with (nothing is raised for a single message's failure).
+
+        Raises:
+            BatchInterrupted: ``on_result`` raised. No further message is started, the
+                messages already on their way finish, and the error carries every outcome
+                (``None`` for a message not sent), raised from the callback's exception.
+                Resend only ``error.not_sent``: the others were sent or failed for good.
         """
         if max_per_second is not None and max_per_second <= 0:
             raise ConfigurationError("max_per_second must be a positive number of messages/s")
@@ -478,8 +484,17 @@ class Submitter:
                 # Outside a with-block nothing is kept: QUIT the connections used.
                 self._pool.close()
         if tracker.error is not None:
-            raise tracker.error
-        return outcomes
+            not_sent = sum(outcome is None for outcome in outcomes)
+            raise BatchInterrupted(
+                f"on_result raised {type(tracker.error).__name__}; no further message was "
+                f"started ({len(outcomes) - not_sent} finished, {not_sent} not sent); "
+                "the outcomes are in .outcomes",
+                outcomes,
+            ) from tracker.error
+        finished = [outcome for outcome in outcomes if outcome is not None]
+        if len(finished) != len(outcomes):  # pragma: no cover - a bug guard
+            raise AssertionError("a message ended without an outcome")
+        return finished
 
     def _prepare(self, job: Job, session: Session) -> PreparedMessage:
         extensions = session.extensions

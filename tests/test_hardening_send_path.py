@@ -7,6 +7,7 @@ or the private Postfix of ``tests/postfix_server.py``).
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from email.message import EmailMessage
@@ -17,6 +18,7 @@ from scripted_smtp import ScriptedServer
 
 import smtpkit.hooks
 from smtpkit import (
+    BatchInterrupted,
     InvalidCredentials,
     Phase,
     RateLimited,
@@ -336,3 +338,81 @@ def test_a_refused_chunk_on_the_fake_is_followed_by_rset(pipelining: bool) -> No
     assert verbs[second_mail - 1] == "RSET", lines
     assert fake.connections == 1
     assert fake.protocol_errors == []
+
+
+# -- on_result raising ------------------------------------------------------------------------
+
+
+class RecordingFailed(Exception):
+    """What a caller's on_result raises (say, its database went away)."""
+
+
+def slow_final_reply(verb: str, line: str, count: int) -> str | None:
+    if verb == ".":
+        time.sleep(0.05)  # a server a little slower than on_result
+    return None
+
+
+def message_ids(server: ScriptedServer) -> list[str]:
+    found = []
+    for content in server.messages:
+        head = content.split(b"\r\n\r\n", 1)[0].decode()
+        found += [
+            line.split(":", 1)[1].strip()
+            for line in head.split("\r\n")
+            if line.lower().startswith("message-id:")
+        ]
+    return sorted(found)
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_on_result_raising_carries_every_outcome(concurrency: int) -> None:
+    messages = [message(n) for n in range(12)]
+
+    def record(index: int, outcome: object) -> None:
+        if index == 2:
+            raise RecordingFailed("database is gone")
+
+    with ScriptedServer(answer=slow_final_reply) as server:
+        submitter = on_loopback(server)
+        with pytest.raises(BatchInterrupted) as caught:
+            submitter.send_many(messages, concurrency=concurrency, on_result=record)
+
+        error = caught.value
+        assert isinstance(error.__cause__, RecordingFailed)
+        assert "RecordingFailed" in str(error)
+        assert len(error.outcomes) == 12
+        assert isinstance(error.outcomes[2], SendResult)
+        assert len(error.not_sent) >= 12 - 3 - 2 * concurrency  # no further message started
+        assert all(o is None or isinstance(o, SendResult) for o in error.outcomes)
+        sent = sorted(o.message_id or "" for o in error.outcomes if isinstance(o, SendResult))
+        assert message_ids(server) == sent
+
+        # Sending what was not sent delivers every message exactly once.
+        again = submitter.send_many([messages[i] for i in error.not_sent])
+        assert all(isinstance(outcome, SendResult) for outcome in again)
+        assert message_ids(server) == sorted(f"<m{n}@example.test>" for n in range(12))
+
+
+def test_batch_interrupted_pickles_with_its_outcomes() -> None:
+    fake = FakeTransport()
+    fake.reply("rcpt", "550 5.1.1 No such user", recipient=NOBODY)
+
+    def record(index: int, outcome: object) -> None:
+        if index == 1:
+            raise RecordingFailed("stop")
+
+    submitter = Submitter("smtp.example.test", transport=fake, timeout=TIMEOUT)
+    with pytest.raises(BatchInterrupted) as caught:
+        submitter.send_many(
+            [message(0), message(1, to=NOBODY), *(message(n) for n in range(2, 6))],
+            concurrency=1,
+            on_result=record,
+        )
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert type(copy) is BatchInterrupted
+    assert str(copy) == str(caught.value)
+    assert copy.not_sent == caught.value.not_sent
+    assert isinstance(copy.outcomes[0], SendResult)
+    assert copy.outcomes[0] == caught.value.outcomes[0]
+    assert isinstance(copy.outcomes[1], RecipientRejected)
