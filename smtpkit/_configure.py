@@ -24,7 +24,8 @@ URL query options (everything else is refused, naming the unknown option):
                             and the preset's connection and rate limits; by default the
                             preset serving the URL's host, if any
 ``allow_plaintext=true``    required for ``smtp://`` (no TLS at all) to a host that is not
-                            loopback; with credentials it also allows AUTH over that link
+                            loopback (without it, the address connected to must be loopback
+                            too); with credentials it also allows AUTH over that link
 ``cafile=PATH``             trust this PEM CA file instead of the system's store (a private
                             CA, or the one ``smtpkit serve`` prints); TLS URLs only
 ==========================  ====================================================================
@@ -33,7 +34,9 @@ Invariants:
     * The password never appears in a ``repr`` or an error message: URLs are quoted redacted
       and the password stays in a :class:`~smtpkit.auth.Secret` until the strategy holds it.
     * ``smtp://`` to a non-loopback host is refused unless the URL says ``allow_plaintext=true``
-      (DESIGN rule 7: secure by default, opt-outs loudly named).
+      (DESIGN rule 7: secure by default, opt-outs loudly named): a host name that does not
+      look like loopback at once, one that does when the connection reaches an address that
+      is not loopback (``LoopbackOnlyTransport``; the name alone proves nothing).
     * Keyword overrides win over the URL; unknown overrides raise ConfigurationError.
     * A recognised preset (named, or serving the URL's host) brings its documented limits:
       ``max_connections`` and ``rate_limit`` (:func:`limit_options`); overrides win, and
@@ -63,7 +66,7 @@ from smtpkit.auth import (
 from smtpkit.config import Security, Timeouts, check_ehlo_name, is_loopback
 from smtpkit.errors import ConfigurationError
 from smtpkit.retry import Retry
-from smtpkit.transports import Transport
+from smtpkit.transports import LoopbackOnlyTransport, SocketTransport, Transport
 
 __all__ = [
     "URL_OPTIONS",
@@ -449,6 +452,16 @@ def options_from_url(
             if server.security is Security.NONE and plaintext_ok:
                 options["allow_unencrypted_auth"] = True
     options.update(overrides)
+    inner = options.get("transport")
+    if (
+        options["security"] is Security.NONE
+        and not plaintext_ok
+        and (inner is None or (isinstance(inner, Transport) and not isinstance(inner, type)))
+    ):
+        # The host looked like loopback (checked above), but a name proves nothing
+        # ("evil.localhost" may resolve anywhere): the address the connection reaches
+        # decides, when connecting and before anything is sent.
+        options["transport"] = LoopbackOnlyTransport(inner or SocketTransport(), origin=shown)
     return options
 
 

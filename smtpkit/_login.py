@@ -5,7 +5,8 @@ read its reply, close politely, and build errors. Keeping the login rules here k
 readable on their own and testable through any channel.
 
 Invariants:
-    * AUTH is never sent over plaintext to a non-loopback host unless the settings opt in.
+    * AUTH is never sent over plaintext to a peer address that is not loopback unless the
+      settings opt in; the host name is never what decides.
     * One login attempt per strategy, except OAuth2: when the server refuses a token, the
       provider is asked for exactly one forced refresh (single flight through
       ``rejected=``) and AUTH runs once more, on a new connection if the server hung up.
@@ -20,7 +21,6 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from smtpkit.auth import AuthContext, AuthFlow, AuthStrategy, TokenAuthStrategy, drive_flow
-from smtpkit.config import is_loopback
 from smtpkit.errors import (
     InsecureAuthRefused,
     RemoteProtocolError,
@@ -30,6 +30,7 @@ from smtpkit.errors import (
 )
 from smtpkit.protocol import Command, Extensions
 from smtpkit.replies import Phase, Reply
+from smtpkit.transports import is_loopback_peer
 
 __all__ = ["LoginChannel", "ReconnectForToken", "log_in"]
 
@@ -50,6 +51,9 @@ class LoginChannel(Protocol):
 
     @property
     def encrypted(self) -> bool: ...
+
+    @property
+    def peer_address(self) -> str | None: ...
 
     @property
     def extensions(self) -> Extensions: ...
@@ -86,14 +90,18 @@ def log_in(
         S: 235 2.7.0 Accepted
 
     Raises:
-        InsecureAuthRefused: the connection is plaintext to a non-loopback host.
+        InsecureAuthRefused: the connection is plaintext and its peer address is not
+            loopback (the host name does not count: ``evil.localhost`` may resolve anywhere).
         AuthenticationError (and subclasses), TokenRefreshError, ...: the login failed.
         ReconnectForToken: a refused token was refreshed but the server hung up.
     """
-    if not (channel.encrypted or is_loopback(host) or allow_unencrypted_auth):
+    peer = channel.peer_address
+    if not (channel.encrypted or is_loopback_peer(peer) or allow_unencrypted_auth):
         channel.quit()
+        reached = f" ({peer})" if peer and peer != host.strip("[]") else ""
         raise InsecureAuthRefused(
-            f"refusing to send credentials to {host} over an unencrypted connection",
+            f"refusing to send credentials to {host}{reached} over an unencrypted "
+            "connection to an address that is not loopback",
             hint=(
                 "use Security.STARTTLS or Security.TLS; pass allow_unencrypted_auth=True "
                 "only for a trusted network"

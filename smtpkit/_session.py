@@ -10,7 +10,8 @@ Invariants:
     * With ``Security.STARTTLS``, nothing but EHLO and STARTTLS is sent before TLS is up; a
       server that does not offer STARTTLS gets no further command (RFC 3207 §4; no silent
       downgrade).
-    * AUTH is never sent over plaintext to a non-loopback host unless the caller opted in.
+    * AUTH is never sent over plaintext to a peer address that is not loopback (decided
+      on ``getpeername()``, never on the host name) unless the caller opted in.
     * Any transport error, a 421, or a reply the protocol does not allow leaves the session
       closed (``alive`` is false).
 """
@@ -53,7 +54,7 @@ from smtpkit.protocol import (
     ReplyReceived,
 )
 from smtpkit.replies import Phase, Reply
-from smtpkit.transports import Deadline, Stream, Transport
+from smtpkit.transports import Deadline, Stream, Transport, peer_address
 
 __all__ = ["Session", "SessionSettings"]
 
@@ -301,6 +302,11 @@ class Session:
     def encrypted(self) -> bool:
         """Whether TLS is active."""
         return self._stream.is_encrypted
+
+    @property
+    def peer_address(self) -> str | None:
+        """The IP address the connection reached (``None`` if the stream cannot tell)."""
+        return peer_address(self._stream)
 
     @property
     def settings(self) -> SessionSettings:

@@ -31,8 +31,8 @@ class Security(enum.Enum):
     * ``TLS``: implicit TLS from the first byte (RFC 8314 §3.3, port 465). Recommended.
     * ``STARTTLS``: plaintext greeting, then ``STARTTLS`` (RFC 3207, port 587). Required:
       if the server does not offer it, smtpkit raises and sends nothing else.
-    * ``NONE``: plaintext throughout. AUTH is refused unless the host is a loopback address
-      or the caller explicitly opts in.
+    * ``NONE``: plaintext throughout. AUTH is refused unless the address the connection
+      reached is loopback (the host name does not decide) or the caller explicitly opts in.
     """
 
     TLS = "tls"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import email.message
+import ipaddress
 import logging
 import pickle
 import ssl
@@ -93,6 +94,18 @@ class MemoryServer:
     @property
     def is_encrypted(self) -> bool:
         return False
+
+    @property
+    def peer_address(self) -> str:
+        # Where a connection to ``name`` leads (the loopback rule reads the peer, not the
+        # name): the address itself, loopback for localhost, a remote address otherwise.
+        host = self.name.strip("[]").rstrip(".").lower()
+        if host == "localhost":
+            return "127.0.0.1"
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            return "203.0.113.10"  # TEST-NET-3 (RFC 5737)
 
     def set_timeout(self, seconds: float) -> None:
         assert seconds > 0

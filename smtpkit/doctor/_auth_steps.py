@@ -1,21 +1,22 @@
 """The doctor's AUTH steps: mechanisms offered versus the strategy, the login, SIZE.
 
 Invariants:
-    * Credentials are sent only with ``login=True``, only over TLS or to loopback (or with
-      the Submitter's explicit opt-out), and the exchange ends with QUIT: never MAIL.
+    * Credentials are sent only with ``login=True``, only over TLS or to a loopback peer
+      address (or with the Submitter's explicit opt-out), and the exchange ends with QUIT:
+      never MAIL.
 """
 
 from __future__ import annotations
 
 from smtpkit import providers
 from smtpkit.auth import AuthContext, NoCommonMechanism, TokenAuthStrategy, drive_flow
-from smtpkit.config import is_loopback
 from smtpkit.doctor._base import Walk, short
 from smtpkit.doctor._probe import Wire
 from smtpkit.doctor._report import Status
 from smtpkit.errors import SMTPError, error_for_reply
 from smtpkit.protocol import Extensions
 from smtpkit.replies import Phase
+from smtpkit.transports import is_loopback_peer, peer_address
 
 __all__ = ["AuthSteps"]
 
@@ -54,7 +55,8 @@ class AuthSteps(Walk):
                 offered=offered,
             )
         strategy = type(self.auth).__name__
-        if not (self._encrypted(wire) or is_loopback(self.host) or self.allow_unencrypted_auth):
+        loopback = is_loopback_peer(peer_address(wire.stream))  # the address, not the name
+        if not (self._encrypted(wire) or loopback or self.allow_unencrypted_auth):
             return self._add(
                 "auth-mechanisms",
                 Status.FAIL,

@@ -16,6 +16,7 @@ Invariants:
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 import threading
 
@@ -55,6 +56,22 @@ class FakeStream:
     def is_encrypted(self) -> bool:
         """True over implicit TLS or after a successful :meth:`start_tls`."""
         return self._session.encrypted
+
+    @property
+    def peer_address(self) -> str:
+        """The address of the server the fake stands for (the plaintext-AUTH rule reads it).
+
+        The host itself when it is an IP address, ``127.0.0.1`` for ``localhost``, and
+        otherwise ``192.0.2.1`` (TEST-NET-1, RFC 5737): a fake named host is not loopback.
+        """
+        host = self.endpoint.host.strip("[]")
+        if host.lower() == "localhost":
+            return "127.0.0.1"
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return "192.0.2.1"
+        return host
 
     @property
     def transcript(self) -> list[str]:

@@ -29,6 +29,17 @@ class Stream(Protocol):
         """True once TLS is established (implicitly or after ``start_tls``)."""
         ...
 
+    @property
+    def peer_address(self) -> str | None:
+        """The IP address actually connected to (``getpeername()``), or ``None`` if unknown.
+
+        Security rules that depend on "is this loopback?" (plaintext AUTH, ``smtp://``
+        URLs) decide on this address, never on the configured host name: ``evil.localhost``
+        may resolve anywhere. A stream that cannot tell returns ``None`` and is treated as
+        not loopback. In-memory streams report the address of the server they stand for.
+        """
+        ...
+
     def send(self, data: bytes) -> None:
         """Send all of ``data``; raises ``ServerDisconnected`` or ``OperationTimeout``."""
         ...

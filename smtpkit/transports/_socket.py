@@ -87,6 +87,18 @@ def translate_os_error(error: OSError, *, during: str, endpoint: Endpoint) -> Tr
     return ServerDisconnected(f"connection to {where} lost during {during}: {error}")
 
 
+def _peer_address(sock: socket.socket) -> str | None:
+    """The connected peer's IP address (as ``getpeername()`` gives it), or ``None``."""
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return None
+    if not isinstance(peer, tuple) or not peer or not isinstance(peer[0], str):
+        return None  # not an IP socket (e.g. AF_UNIX)
+    address: str = peer[0]
+    return address
+
+
 class SocketStream:
     """A :class:`~smtpkit.transports.Stream` over a TCP socket, optionally TLS-wrapped."""
 
@@ -95,10 +107,18 @@ class SocketStream:
         self._endpoint = endpoint
         self._encrypted = False
         self._closed = False
+        # Read once: the peer does not change (TLS wraps the same connection), and a
+        # socket reset later would make getpeername() fail.
+        self._peer = _peer_address(sock)
 
     @property
     def is_encrypted(self) -> bool:
         return self._encrypted
+
+    @property
+    def peer_address(self) -> str | None:
+        """The IP address this socket is connected to (``getpeername()``)."""
+        return self._peer
 
     def set_timeout(self, seconds: float) -> None:
         self._sock.settimeout(seconds)
@@ -136,7 +156,8 @@ class SocketStream:
 
     def __repr__(self) -> str:
         tls = "TLS" if self._encrypted else "plaintext"
-        return f"<SocketStream {self._endpoint.host}:{self._endpoint.port} {tls}>"
+        peer = f" ({self._peer})" if self._peer and self._peer != self._endpoint.host else ""
+        return f"<SocketStream {self._endpoint.host}:{self._endpoint.port}{peer} {tls}>"
 
 
 class SocketTransport:
