@@ -10,11 +10,14 @@ Invariants:
     * One login attempt per strategy, except OAuth2: when the server refuses a token, the
       provider is asked for exactly one forced refresh (single flight through
       ``rejected=``) and AUTH runs once more, on a new connection if the server hung up.
-    * Every failure closes the session (QUIT when it is still open) before raising.
+    * Every failure closes the session (QUIT when it is still open) before raising, and
+      carries the session's redacted transcript, a failed token refresh included (with the
+      server's refusal and decoded challenge when a refused token caused it).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -25,6 +28,7 @@ from smtpkit.errors import (
     InsecureAuthRefused,
     RemoteProtocolError,
     SMTPError,
+    TokenRefreshError,
     TokenRejected,
     error_for_reply,
 )
@@ -139,9 +143,9 @@ def _token_login(
     provider = strategy.token_provider
     try:
         token = provider.get_token()
-    except SMTPError:
+    except SMTPError as failure:
         channel.quit()
-        raise
+        raise _with_evidence(failure, channel) from failure.__cause__
     reply, details = _run_flow(channel, lambda: strategy.token_flow(context, token))
     if reply.code == 235:
         return token.expires_at
@@ -152,9 +156,9 @@ def _token_login(
     logger.info("the server refused the OAuth2 token; refreshing it once and retrying")
     try:
         fresh = provider.get_token(force_refresh=True, rejected=token)
-    except SMTPError:
+    except SMTPError as failure:
         channel.quit()
-        raise
+        raise _with_evidence(failure, channel, reply, details) from failure.__cause__
     if not channel.alive:
         raise ReconnectForToken()
     reply, details = _run_flow(channel, lambda: strategy.token_flow(context, fresh))
@@ -162,6 +166,28 @@ def _token_login(
         return fresh.expires_at
     channel.quit()
     raise _auth_error(channel, strategy, context, reply, details)
+
+
+def _with_evidence(
+    failure: E,
+    channel: LoginChannel,
+    refusal: Reply | None = None,
+    details: Mapping[str, str] | None = None,
+) -> E:
+    """``failure`` (from the token provider) with this session's evidence attached.
+
+    The transcript shows what the server said; after a refused token, the error also keeps
+    the server's refusal (in its message) and its decoded JSON challenge (``challenge``), so
+    a revoked grant can be told from a token issued for the wrong user or scope. A copy is
+    returned: a provider may remember one error and raise it again to other callers.
+    """
+    evidence = copy.copy(failure)
+    evidence.attach_transcript(channel.transcript)
+    if refusal is not None and isinstance(evidence, TokenRefreshError):
+        evidence.challenge = dict(details or {})
+        evidence.message = f"{failure.message} (after AUTH was refused: {refusal})"
+        evidence.args = (evidence.message,)
+    return evidence
 
 
 def _run_flow(

@@ -252,7 +252,13 @@ class LocalProtocolError(SMTPError):
 
 
 class TokenRefreshError(SMTPError):
-    """An OAuth2 access token could not be obtained or refreshed."""
+    """An OAuth2 access token could not be obtained or refreshed.
+
+    Attributes:
+        error_code: the token endpoint's OAuth2 error (``"invalid_grant"``), if any.
+        challenge: when the refresh followed a token the SMTP server refused, the server's
+            decoded JSON error challenge (``status``, ``schemes``, ``scope``); else empty.
+    """
 
     def __init__(
         self,
@@ -262,10 +268,12 @@ class TokenRefreshError(SMTPError):
         error_code: str | None = None,
         hint: str | None = None,
         transcript: Sequence[str] = (),
+        challenge: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message, hint=hint, transcript=transcript)
         self.transient = transient
         self.error_code = error_code
+        self.challenge: dict[str, str] = dict(challenge or {})
 
     @property
     def is_transient(self) -> bool:
