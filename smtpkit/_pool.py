@@ -222,12 +222,18 @@ class SessionPool:
         self.discard(session)
 
     def discard(self, session: Session) -> None:
-        """Close a session handed out by :meth:`acquire` and free its place."""
-        with self._lock:
-            self._count -= 1
-            self._born.pop(session, None)
-            self._lock.notify()
-        session.quit()
+        """Close a session handed out by :meth:`acquire` and free its place.
+
+        The place is freed after QUIT, not before: a server that limits connections
+        (Microsoft 365: 3 per mailbox) still counts one that is saying goodbye.
+        """
+        try:
+            session.quit()
+        finally:
+            with self._lock:
+                self._count -= 1
+                self._born.pop(session, None)
+                self._lock.notify()
 
     def close(self) -> None:
         """Close idle sessions (QUIT) now, and sessions in use when they are released."""

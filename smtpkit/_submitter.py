@@ -13,6 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import ssl
@@ -26,7 +27,7 @@ from types import TracebackType
 from typing import Unpack
 
 from smtpkit._bulk import Job, RateLimiter, deliver
-from smtpkit._checks import check_submitter_options
+from smtpkit._checks import check_count, check_submitter_options
 from smtpkit._configure import (
     SubmitterOptions,
     options_for_provider,
@@ -75,6 +76,47 @@ class Outgoing:
     message: Message | bytes
     sender: str | None = None
     recipients: Sequence[str] | None = None
+
+
+def _check_batch_options(
+    concurrency: object,
+    max_per_second: object,
+    max_per_connection: object,
+    on_result: object,
+    max_connections: int,
+) -> None:
+    """Refuse ``send_many`` options of the wrong kind before anything is sent.
+
+    A ``concurrency`` above ``max_connections`` is refused rather than silently capped (the
+    caller asked for more connections than will be used) or obeyed (the pool size is often
+    a provider's limit: Microsoft 365 allows 3 connections per mailbox).
+    """
+    check_count("concurrency", concurrency, optional=True)
+    if isinstance(concurrency, int) and concurrency > max_connections:
+        raise ConfigurationError(
+            f"concurrency={concurrency} is more than the Submitter's "
+            f"max_connections={max_connections} (its pool size)",
+            hint=(
+                f"build the Submitter with max_connections={concurrency} if the server allows "
+                f"that many connections, or pass concurrency={max_connections} or less"
+            ),
+        )
+    check_count("max_per_connection", max_per_connection, example=100, optional=True)
+    if max_per_second is not None and not (
+        isinstance(max_per_second, int | float)
+        and not isinstance(max_per_second, bool)
+        and math.isfinite(max_per_second)
+        and max_per_second > 0
+    ):
+        raise ConfigurationError(
+            f"max_per_second must be a finite number of messages per second > 0, or None; "
+            f"got {max_per_second!r}",
+            hint="e.g. max_per_second=0.5 for 30 messages a minute",
+        )
+    if on_result is not None and not callable(on_result):
+        raise ConfigurationError(
+            f"on_result must be a function (index, outcome) -> None, got {on_result!r}"
+        )
 
 
 class Submitter:
@@ -406,7 +448,9 @@ class Submitter:
         Args:
             messages: ``EmailMessage`` objects, or :class:`Outgoing` for an explicit
                 envelope or raw bytes.
-            concurrency: connections to use (default and cap: ``max_connections``).
+            concurrency: connections to use at most (default: ``max_connections``). More
+                than ``max_connections`` (the pool size, often a provider's limit) is a
+                ``ConfigurationError``: raise ``max_connections`` on the Submitter instead.
             on_result: called as ``on_result(index, outcome)`` as each message finishes,
                 from a reporting thread of the batch, one call at a time; never inside an
                 open SMTP transaction. ``send_many`` returns after the last call.
@@ -424,8 +468,8 @@ class Submitter:
                 (``None`` for a message not sent), raised from the callback's exception.
                 Resend only ``error.not_sent``: the others were sent or failed for good.
         """
-        if max_per_second is not None and max_per_second <= 0:
-            raise ConfigurationError("max_per_second must be a positive number of messages/s")
+        limit = self._pool.limits.max_connections
+        _check_batch_options(concurrency, max_per_second, max_per_connection, on_result, limit)
         jobs = []
         for index, item in enumerate(messages):
             if isinstance(item, Outgoing):
@@ -435,8 +479,7 @@ class Submitter:
                 jobs.append(Job(index, item, retry=self._retry))
         if not jobs:
             return []
-        limit = self._pool.limits.max_connections
-        workers = max(1, min(concurrency or limit, limit, len(jobs)))
+        workers = min(concurrency or limit, len(jobs))
         return self._deliver(
             jobs,
             workers=workers,

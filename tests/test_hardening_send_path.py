@@ -19,6 +19,7 @@ from scripted_smtp import ScriptedServer
 import smtpkit.hooks
 from smtpkit import (
     BatchInterrupted,
+    ConfigurationError,
     InvalidCredentials,
     Phase,
     RateLimited,
@@ -416,3 +417,34 @@ def test_batch_interrupted_pickles_with_its_outcomes() -> None:
     assert isinstance(copy.outcomes[0], SendResult)
     assert copy.outcomes[0] == caught.value.outcomes[0]
     assert isinstance(copy.outcomes[1], RecipientRejected)
+
+
+# -- concurrency above the pool size ----------------------------------------------------------
+
+
+def test_concurrency_above_max_connections_is_refused_before_anything_is_sent() -> None:
+    fake = FakeTransport()
+    submitter = Submitter("smtp.example.test", transport=fake, max_connections=4)
+    with pytest.raises(ConfigurationError, match=r"concurrency=8.*max_connections=4") as caught:
+        submitter.send_many([message(n) for n in range(20)], concurrency=8)
+
+    assert "max_connections=8" in (caught.value.hint or "")
+    assert fake.connections == 0
+
+
+def test_concurrency_up_to_max_connections_uses_that_many_connections() -> None:
+    fake = FakeTransport()
+    submitter = Submitter("smtp.example.test", transport=fake, max_connections=8)
+    outcomes = submitter.send_many([message(n) for n in range(40)], concurrency=8)
+
+    assert all(isinstance(outcome, SendResult) for outcome in outcomes)
+    assert 1 <= fake.connections <= 8
+
+
+@pytest.mark.parametrize("concurrency", [0, -1, True, 2.5, "4", float("nan")])
+def test_concurrency_of_the_wrong_kind_is_refused(concurrency: object) -> None:
+    fake = FakeTransport()
+    submitter = Submitter("smtp.example.test", transport=fake)
+    with pytest.raises(ConfigurationError, match="concurrency"):
+        submitter.send_many([message(0)], concurrency=concurrency)  # type: ignore[arg-type]
+    assert fake.connections == 0

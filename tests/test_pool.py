@@ -15,6 +15,7 @@ from smtpkit import (
     OperationTimeout,
     Security,
     SendResult,
+    SMTPError,
     Submitter,
 )
 from smtpkit._pool import PoolLimits, SessionPool
@@ -140,7 +141,7 @@ def test_max_connections_holds_under_eight_threads() -> None:
         for thread in threads:
             thread.join(timeout=20)
     assert errors == []
-    assert len(fake.outbox) == 40
+    assert len(fake.messages) == 40
     assert counting.most_open <= 3
     assert counting.most_open >= 2  # the threads did overlap
     # Kept connections are reused: never more than the cap in all, one login each.
@@ -154,7 +155,23 @@ def test_send_many_threads_never_exceed_max_connections() -> None:
     fake = FakeTransport()
     counting = CountingTransport(fake, delay=0.001)
     sender = submitter(counting, max_connections=2)
-    outcomes = sender.send_many([message(i) for i in range(30)], concurrency=8)
+    # Eight threads share the pool of two (concurrency above max_connections is refused).
+    batches: list[list[SendResult | SMTPError]] = []
+    threads = [
+        threading.Thread(
+            target=lambda n=n: batches.append(
+                sender.send_many([message(n * 10 + i) for i in range(4)], concurrency=2)
+            )
+        )
+        for n in range(8)
+    ]
+    with sender:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    outcomes = [outcome for batch in batches for outcome in batch]
+    assert len(outcomes) == 32
     assert all(isinstance(o, SendResult) for o in outcomes)
     assert counting.most_open <= 2
     assert len(fake.auth_attempts) == fake.connections <= 2
@@ -168,7 +185,7 @@ def test_max_messages_per_connection_replaces_the_connection() -> None:
         for i in range(5):
             sender.send(message(i))
     assert fake.connections == 3
-    assert [m.connection for m in fake.outbox] == [1, 1, 2, 2, 3]
+    assert [m.connection for m in fake.messages] == [1, 1, 2, 2, 3]
     assert len(fake.auth_attempts) == 3
     assert all(stream.closed for stream in fake.streams)
 
@@ -179,7 +196,7 @@ def test_max_messages_per_connection_applies_within_send_many() -> None:
     outcomes = sender.send_many([message(i) for i in range(10)], concurrency=1)
     assert all(isinstance(o, SendResult) for o in outcomes)
     assert fake.connections == 4
-    per_connection = [sum(1 for m in fake.outbox if m.connection == n) for n in range(1, 5)]
+    per_connection = [sum(1 for m in fake.messages if m.connection == n) for n in range(1, 5)]
     assert per_connection == [3, 3, 3, 1]
 
 
@@ -195,7 +212,7 @@ def test_idle_timeout_closes_instead_of_reusing() -> None:
         clock.now += 31
         sender.send(message(1))
     assert fake.connections == 2
-    assert [m.connection for m in fake.outbox] == [1, 2]
+    assert [m.connection for m in fake.messages] == [1, 2]
     assert "NOOP" not in " ".join(client_lines(fake))
     # The expired session was closed politely.
     assert fake.streams[0].closed
@@ -241,7 +258,7 @@ def test_dead_idle_connection_found_by_health_check_is_replaced() -> None:
         result = sender.send(message(1))
     assert result.message_id == "<p1@example.test>"
     assert fake.connections == 2
-    assert [m.connection for m in fake.outbox] == [1, 2]
+    assert [m.connection for m in fake.messages] == [1, 2]
     assert len(fake.auth_attempts) == 2
 
 

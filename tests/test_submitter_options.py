@@ -7,7 +7,14 @@ from email.message import EmailMessage
 
 import pytest
 
-from smtpkit import ConfigurationError, ConnectError, MessageError, Retry, Submitter
+from smtpkit import (
+    BatchInterrupted,
+    ConfigurationError,
+    ConnectError,
+    MessageError,
+    Retry,
+    Submitter,
+)
 from smtpkit._configure import OPTION_NAMES
 from smtpkit.testing import FakeTransport
 
@@ -47,7 +54,7 @@ def test_empty_recipient_list_is_an_error_not_the_headers() -> None:
     submitter = Submitter("mail.example.test", transport=fake)
     with pytest.raises(MessageError, match="no recipients"):
         submitter.send(message, recipients=[])
-    assert fake.outbox == []
+    assert fake.messages == []
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
@@ -68,8 +75,12 @@ def test_an_exception_in_on_result_is_raised_not_hidden(concurrency: int) -> Non
             raise Boom("callback failed")
 
     submitter = Submitter("mail.example.test", transport=fake, max_connections=3)
-    with pytest.raises(Boom, match="callback failed"):
+    # Raised from the callback's exception, with every outcome (see BatchInterrupted).
+    with pytest.raises(BatchInterrupted) as caught:
         submitter.send_many(messages, concurrency=concurrency, on_result=on_result)
+    assert isinstance(caught.value.__cause__, Boom)
+    assert str(caught.value.__cause__) == "callback failed"
+    assert len(caught.value.outcomes) == len(messages)
 
 
 def test_max_per_second_must_be_positive() -> None:
