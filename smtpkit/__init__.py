@@ -5,6 +5,8 @@ The public API is re-exported here: :class:`Submitter`, :class:`SendResult`, the
 strategies live in :mod:`smtpkit.auth`; the test kit in :mod:`smtpkit.testing`.
 """
 
+from typing import TYPE_CHECKING
+
 from smtpkit._result import BatchInterrupted, SendResult
 from smtpkit._submitter import Outgoing, Submitter
 from smtpkit.config import Security, Timeouts
@@ -49,10 +51,27 @@ from smtpkit.errors import (
 from smtpkit.replies import EnhancedStatus, Phase, Reply
 from smtpkit.retry import Retry
 
+if TYPE_CHECKING:
+    from smtpkit.drivers import AsyncSubmitter, AsyncTokenProvider
+
 __version__ = "0.1.0.dev0"
+
+
+def __getattr__(name: str) -> object:
+    # The asyncio driver is imported on first use: `import smtpkit` (and the pytest plugin
+    # every test run loads) does not pay for asyncio.
+    if name in ("AsyncSubmitter", "AsyncTokenProvider"):
+        from smtpkit import drivers  # noqa: PLC0415
+
+        return getattr(drivers, name)
+    raise AttributeError(f"module 'smtpkit' has no attribute {name!r}")
+
 
 __all__ = [
     "AppPasswordRequired",
+    "AsyncSubmitter",
+    "AsyncTokenProvider",
+
     "AuthenticationError",
     "AuthenticationRequired",
     "BasicAuthDisabled",

@@ -188,7 +188,7 @@ def test_silent_port_465_without_tls_is_a_mode_mismatch() -> None:
         ("::1", True),
         ("[::1]", True),
         ("::ffff:127.0.0.1", True),
-        ("localhost", True),
+        ("localhost", False),
         ("203.0.113.5", False),
         ("evil.localhost", False),
         ("localhost.", False),

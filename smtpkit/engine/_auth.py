@@ -60,18 +60,17 @@ class Reconnect(Exception):
 
 
 def peer_is_loopback(peer: str | None) -> bool:
-    """Whether ``peer`` (the connected address) is a loopback address.
+    """Whether ``peer`` (the address connected to) is a loopback address.
 
-    An in-memory test stream reports its host name; only the exact name ``localhost`` counts
-    then. A real peer is an address (``127.0.0.1``, ``::1``, ``::ffff:127.0.0.1``).
+    Only an address can be: 127.0.0.0/8, ``::1`` and IPv4-mapped ``::ffff:127.x.y.z``. A
+    name (``localhost``, ``evil.localhost``) or ``None`` (a stream that cannot tell) is not.
     """
     if not peer:
         return False
-    name = peer.strip("[]")
     try:
-        address = ipaddress.ip_address(name.split("%", 1)[0])
+        address = ipaddress.ip_address(peer.strip("[]").split("%", 1)[0])
     except ValueError:
-        return name.lower() == "localhost"
+        return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped.is_loopback
     return address.is_loopback

@@ -14,19 +14,23 @@ Invariants:
       is closed instead of kept.
     * ``Pacing.admit`` never makes anyone wait: it says yes or no *now*; ``reserve`` says
       how long the caller must wait (between transactions) before starting.
+    * A message is tried again only when its error says the server cannot have accepted it
+      (:class:`Attempts`): a ``ConnectionStale`` once, at once; anything else only as the
+      ``Retry`` policy allows (never ``DeliveryUnknown`` unless it opts in).
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from smtpkit.engine._link import Link
-from smtpkit.errors import ConfigurationError
+from smtpkit.errors import ConfigurationError, ConnectionStale, SMTPError
+from smtpkit.retry import Retry
 
-__all__ = ["Pacing", "Reuse", "ReusePolicy"]
+__all__ = ["Attempts", "Pacing", "Reuse", "ReusePolicy"]
 
 
 class Reuse(enum.Enum):
@@ -121,3 +125,22 @@ class Pacing:
         start = max(now, self._next)
         self._next = start + self._interval
         return start - now
+
+
+@dataclass
+class Attempts:
+    """One message's tries: a free resend after ``ConnectionStale``, then ``retry``'s rules."""
+
+    retry: Retry = field(default_factory=Retry.never)
+    stale_retried: bool = False
+
+    def next_try(self, error: SMTPError) -> float | None:
+        """Seconds to wait before trying again after ``error``, or ``None`` if it is final."""
+        if isinstance(error, ConnectionStale) and not self.stale_retried:
+            # The connection died before the server accepted anything: resend at once.
+            self.stale_retried = True
+            return 0.0
+        if self.retry.can_retry(error):
+            self.retry = self.retry.increment(error)
+            return self.retry.delay()
+        return None

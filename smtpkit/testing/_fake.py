@@ -72,7 +72,11 @@ class FakeTransport:
         max_recipients: answer further RCPTs with ``452 4.5.3 Too many recipients``.
     """
 
+    #: Never blocks: ``AsyncSubmitter`` calls it on the event loop, without a thread.
+    nonblocking = True
+
     def __init__(
+
         self,
         *,
         capabilities: FakeCapabilities | None = None,
