@@ -17,6 +17,7 @@ import pytest
 from smtpkit import DeliveryUnknown, OperationTimeout, Security, Submitter, Timeouts
 from smtpkit._session import Session, SessionSettings
 from smtpkit.auth import PasswordAuth
+from smtpkit.doctor import Status, check
 from smtpkit.transports import Stream
 from tests.hostile_server import HostileServer, Peer
 
@@ -290,3 +291,21 @@ def test_a_dripping_implicit_tls_handshake_times_out_within_the_connect_timeout(
     with pytest.raises(OperationTimeout):
         submitter.send(message())
     assert time.monotonic() - started < LIMIT + MARGIN
+
+
+def test_the_doctor_gives_a_dripping_ehlo_reply_one_deadline(
+    serve: Callable[[Callable[[Peer], None]], HostileServer],
+) -> None:
+    """``smtpkit check`` reads replies through its own loop: the same rule holds there."""
+
+    def handler(peer: Peer) -> None:
+        peer.send(b"220 hostile.test ESMTP\r\n")
+        peer.read_line()
+        peer.drip(line_by_line(b"250"), every=EVERY, limit=DRIP_FOR)
+
+    server = serve(handler)
+    started = time.monotonic()
+    report = check(f"smtp://127.0.0.1:{server.port}", timeout=LIMIT)
+    elapsed = time.monotonic() - started
+    assert elapsed < LIMIT * 2 + MARGIN  # the greeting is quick; EHLO gets LIMIT at most
+    assert any(finding.status is Status.FAIL for finding in report.findings)

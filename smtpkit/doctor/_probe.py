@@ -27,7 +27,7 @@ from smtpkit.config import Endpoint, Security
 from smtpkit.errors import OperationTimeout, ServerDisconnected, SMTPError, TransportError
 from smtpkit.protocol import NEED_DATA, ClientConnection, Command, ConnectionClosed, ReplyReceived
 from smtpkit.replies import Reply
-from smtpkit.transports import SocketTransport, Stream
+from smtpkit.transports import Deadline, SocketTransport, Stream
 
 __all__ = ["RecordingContext", "Wire", "connect", "recording_context", "resolve"]
 
@@ -123,16 +123,20 @@ class Wire:
         return self.conn.transcript
 
     def read(self, timeout: float) -> Reply:
-        """The next reply, waiting at most ``timeout`` seconds for each read.
+        """The next reply, which must arrive whole within ``timeout`` seconds.
+
+        One deadline for the reply, not one per read (DESIGN rule 11): a server that drips
+        its reply would otherwise hold the check for as long as it likes.
 
         Raises:
             OperationTimeout, ServerDisconnected, RemoteProtocolError: as the transport and
                 the protocol core report them.
         """
-        self.stream.set_timeout(timeout)
+        deadline = Deadline(timeout)
         while True:
             event = self.conn.next_event()
             if event is NEED_DATA:
+                self.stream.set_timeout(deadline.remaining(f"the reply from {self._host}"))
                 self.conn.receive_data(self.stream.receive())
                 continue
             if isinstance(event, ConnectionClosed):
