@@ -27,15 +27,17 @@ from dataclasses import dataclass, field
 from email.message import Message
 from functools import partial
 
+from smtpkit._message_headers import header_recipients, header_sender, topmost_resent_block
 from smtpkit._pool import SessionPool, ends_logins
 from smtpkit._result import SendResult
 from smtpkit._session import Session
 from smtpkit._transaction import Outcome, run_transactions
-from smtpkit.errors import ConnectionStale, SMTPError
-from smtpkit.message import PreparedMessage
+from smtpkit.errors import ConnectionStale, MessageError, SMTPError
+from smtpkit.message import Envelope, PreparedMessage
+from smtpkit.providers import Preset
 from smtpkit.retry import Retry
 
-__all__ = ["Job", "JobQueue", "RateLimiter", "deliver"]
+__all__ = ["Job", "JobQueue", "RateLimiter", "deliver", "recipient_cap_error"]
 
 
 @dataclass
@@ -65,6 +67,40 @@ class Job:
             self.retry = self.retry.increment(error)
             return self.retry.delay()
         return None
+
+
+def recipient_cap_error(job: Job, preset: Preset | None) -> MessageError | None:
+    """The error for a message with more recipients than ``preset`` allows, else ``None``.
+
+    Pure: it reads the envelope the way message preparation does (explicit recipients, else
+    To/Cc/Bcc or the newest Resent-* block; repeats counted once), so it runs before any
+    connection is made. Past the limit a provider refuses the extra RCPTs (Gmail: ``452
+    4.5.3``) and the message reaches only some recipients; refusing it whole is clearer.
+    A message whose envelope cannot be read is left to preparation, which reports why.
+    """
+    allowed = preset.limits.recipients_per_message if preset is not None else None
+    if preset is None or allowed is None:
+        return None
+    message, sender, recipients = job.message, job.sender, job.recipients
+    try:
+        if recipients is None or sender is None:
+            if isinstance(message, bytes):
+                return None  # raw bytes need an explicit envelope; preparation says so
+            block = topmost_resent_block(message)
+            if sender is None:
+                sender = header_sender(message, block)
+            if recipients is None:
+                recipients = tuple(header_recipients(message, block))
+        count = len(Envelope(sender, recipients).recipients)
+    except Exception:  # preparation reads it again, and says what is wrong
+        return None
+    if count <= allowed:
+        return None
+    return MessageError(
+        f"the message has {count} recipients; {preset.display_name} accepts at most "
+        f"{allowed} per message",
+        hint="send it in batches (e.g. one message per recipient with send_many)",
+    )
 
 
 class RateLimiter:
@@ -197,6 +233,7 @@ def deliver(
     per_connection: int | None,
     on_result: Callable[[int, Outcome], None] | None,
     cancelled: Callable[[], bool] | None = None,
+    precheck: Callable[[Job], SMTPError | None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Outcome | None]:
     """Send every job over the pool with ``workers`` threads; outcomes in input order.
@@ -205,7 +242,8 @@ def deliver(
     transaction open, so it must not block (the Submitter passes one that queues the call
     for a reporting thread). Once ``cancelled()`` is true, no job is started any more; a
     job that then never ended has the error of its last try as its outcome, or ``None``
-    when it was never tried (only then is an outcome ``None``).
+    when it was never tried (only then is an outcome ``None``). ``precheck(job)`` runs
+    before any wait or connection for the job; an error it returns is the job's outcome.
     """
     delivery = _Delivery(
         jobs,
@@ -215,6 +253,7 @@ def deliver(
         per_connection=per_connection,
         on_result=on_result,
         cancelled=cancelled or (lambda: False),
+        precheck=precheck,
         sleep=sleep,
     )
     if workers <= 1:
@@ -254,6 +293,7 @@ class _Delivery:
         per_connection: int | None,
         on_result: Callable[[int, Outcome], None] | None,
         cancelled: Callable[[], bool],
+        precheck: Callable[[Job], SMTPError | None] | None,
         sleep: Callable[[float], None],
     ) -> None:
         self.outcomes: list[Outcome | None] = [None] * len(jobs)
@@ -264,6 +304,7 @@ class _Delivery:
         self._per_connection = per_connection
         self._on_result = on_result
         self._cancelled = cancelled
+        self._precheck = precheck
         self._sleep = sleep
         self._lock = threading.Lock()
         #: Jobs this batch gave each session (for ``per_connection``).
@@ -313,6 +354,10 @@ class _Delivery:
                 return
             if self.login_failure is not None:
                 self.finish(job, self.login_failure)
+                continue
+            refusal = self._precheck(job) if self._precheck and not job.started else None
+            if refusal is not None:  # refused before any wait or connection
+                self.finish(job, refusal)
                 continue
             # Waits happen here, with no session held and no transaction open (DESIGN 10).
             if job.wait > 0:

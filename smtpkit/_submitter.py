@@ -26,7 +26,8 @@ from email.message import Message
 from types import TracebackType
 from typing import Unpack
 
-from smtpkit._bulk import Job, RateLimiter, deliver
+from smtpkit import providers
+from smtpkit._bulk import Job, RateLimiter, deliver, recipient_cap_error
 from smtpkit._checks import check_count, check_submitter_options
 from smtpkit._configure import (
     SubmitterOptions,
@@ -226,6 +227,7 @@ class Submitter:
             chunking=use_chunking,
         )
         self._transport: Transport = transport if transport is not None else SocketTransport()
+        self._preset = providers.find(provider)
         self._clock = clock
         self._wall_clock = wall_clock or (lambda: datetime.now(UTC))
         self._retry = retry or Retry.never()
@@ -519,6 +521,7 @@ class Submitter:
                 per_connection=per_connection,
                 on_result=tracker.finished,
                 cancelled=lambda: tracker.failed,
+                precheck=self._precheck,
                 sleep=self._retry.sleep,
             )
         finally:
@@ -538,6 +541,10 @@ class Submitter:
         if len(finished) != len(outcomes):  # pragma: no cover - a bug guard
             raise AssertionError("a message ended without an outcome")
         return finished
+
+    def _precheck(self, job: Job) -> SMTPError | None:
+        # What can be refused before connecting: a preset's recipients-per-message cap.
+        return recipient_cap_error(job, self._preset)
 
     def _prepare(self, job: Job, session: Session) -> PreparedMessage:
         extensions = session.extensions
