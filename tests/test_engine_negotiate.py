@@ -374,9 +374,11 @@ def test_token_refused_twice_is_token_rejected_with_its_evidence() -> None:
 
 
 def test_failed_forced_refresh_keeps_the_refusal_as_evidence() -> None:
+    remembered = TokenRefreshError("invalid_grant: token revoked")  # a provider may reuse it
+
     def fetch(effect: FetchToken) -> AccessToken:
         if effect.force_refresh:
-            raise TokenRefreshError("invalid_grant: token revoked")
+            raise remembered
         return AccessToken("tok-old")
 
     script = Script(implicit_tls=True, token=fetch).serve(
@@ -388,9 +390,12 @@ def test_failed_forced_refresh_keeps_the_refusal_as_evidence() -> None:
     )
     with pytest.raises(TokenRefreshError) as caught:
         open_with(script, security=Security.TLS, auth=XOAuth2Auth(USER, Tokens()))
-    assert caught.value.transcript  # the AUTH exchange that led to the refresh
-    assert isinstance(caught.value.__cause__, TokenRejected)
-    assert caught.value.__cause__.status == "400"
+    error = caught.value
+    assert any(line.startswith("S: 535") for line in error.transcript)  # the refusal
+    assert error.challenge == {"status": "400", "schemes": "Bearer"}
+    assert "after AUTH was refused: 535 5.7.8" in str(error)
+    assert remembered.transcript == ()  # a copy carries this connection's evidence
+    assert remembered.challenge == {}
     assert script.writes[-1] == lines("QUIT")
 
 

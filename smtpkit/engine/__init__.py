@@ -40,7 +40,6 @@ from smtpkit.engine._flight import Submission
 from smtpkit.engine._link import Link, LinkSettings
 from smtpkit.engine._negotiate import close_link, open_link, probe_link
 from smtpkit.engine._policy import Attempts, Pacing, Reuse, ReusePolicy
-from smtpkit.engine._redact import Redactor
 from smtpkit.engine._transactions import Transactions
 
 __all__ = [
@@ -58,7 +57,6 @@ __all__ = [
     "LogLevel",
     "Pacing",
     "Receive",
-    "Redactor",
     "Report",
     "Reuse",
     "ReusePolicy",

@@ -13,16 +13,17 @@ Invariants:
       concurrent connections share one refresh) and AUTH runs once more - on a new
       connection (:class:`Reconnect`) when the server hung up after refusing.
     * A flow stopped on a ``334`` is cancelled with ``*`` (RFC 4954 §4) so the server sends
-      a final reply. Replies that leave (errors, logs) are masked: servers echo the
-      client's AUTH line.
+      a final reply.
     * Every failure ends the link (QUIT when it is still usable) before raising.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import ipaddress
 from collections.abc import Mapping
+from typing import TypeVar
 
 from smtpkit.auth import (
     AccessToken,
@@ -30,7 +31,6 @@ from smtpkit.auth import (
     AuthFlow,
     AuthStrategy,
     TokenAuthStrategy,
-    TokenProvider,
 )
 from smtpkit.engine._effects import FetchToken, Log, LogLevel, Steps
 from smtpkit.engine._link import Link
@@ -39,6 +39,7 @@ from smtpkit.errors import (
     LocalProtocolError,
     ServerDisconnected,
     SMTPError,
+    TokenRefreshError,
     TokenRejected,
     error_for_reply,
 )
@@ -46,6 +47,8 @@ from smtpkit.protocol import Command
 from smtpkit.replies import Phase, Reply
 
 __all__ = ["Reconnect", "authenticate", "peer_is_loopback"]
+
+E = TypeVar("E", bound=SMTPError)
 
 #: The reply code of an AUTH continuation (RFC 4954 §4).
 CONTINUE = 334
@@ -131,7 +134,7 @@ def _token_login(
 ) -> Steps[None]:
     provider = strategy.token_provider
     if token is None:
-        token = yield from _fetch(link, provider, force=False, rejected=None)
+        token = yield from _fetch(link, FetchToken(provider))
     reply, details = yield from _attempt(link, strategy.token_flow(context, token))
     if reply.code == 235:
         link.auth_expires_at = token.expires_at
@@ -141,13 +144,7 @@ def _token_login(
         yield from link.quit()
         raise refused
     yield Log(LogLevel.INFO, "the server refused the OAuth2 token; refreshing it once and retrying")
-    try:
-        fresh = yield from _fetch(link, provider, force=True, rejected=token)
-    except SMTPError as error:
-        # Keep the evidence of the refusal: the transcript and the server's decoded 334 JSON.
-        error.attach_transcript(link.transcript)
-        error.__cause__ = refused
-        raise
+    fresh = yield from _fetch(link, FetchToken(provider, True, token), reply, details)
     if not link.alive:
         raise Reconnect(fresh)
     try:
@@ -163,17 +160,39 @@ def _token_login(
 
 
 def _fetch(
-    link: Link, provider: TokenProvider, *, force: bool, rejected: AccessToken | None
+    link: Link,
+    effect: FetchToken,
+    refusal: Reply | None = None,
+    details: Mapping[str, str] | None = None,
 ) -> Steps[AccessToken]:
     try:
-        token = yield FetchToken(provider, force, rejected)
-    except SMTPError:
+        token = yield effect
+    except SMTPError as failure:
         yield from link.quit()
-        raise
+        raise _with_evidence(failure, link, refusal, details) from failure.__cause__
     if not isinstance(token, AccessToken):
         yield from link.quit()
         raise LocalProtocolError(f"FetchToken was answered with {type(token).__name__}")
     return token
+
+
+def _with_evidence(
+    failure: E, link: Link, refusal: Reply | None, details: Mapping[str, str] | None
+) -> E:
+    """A copy of the provider's ``failure`` with this connection's evidence attached.
+
+    The transcript shows what the server said; after a refused token the error also keeps
+    the refusal (in its message) and the decoded JSON challenge (``challenge``), which tell
+    a revoked grant from a token for the wrong user or scope. A copy: a provider may
+    remember one error and raise it to every caller, each with its own conversation.
+    """
+    evidence = copy.copy(failure)
+    evidence.attach_transcript(link.transcript)
+    if refusal is not None and isinstance(evidence, TokenRefreshError):
+        evidence.challenge = dict(details or {})
+        evidence.message = f"{failure.message} (after AUTH was refused: {refusal})"
+        evidence.args = (evidence.message,)
+    return evidence
 
 
 def _attempt(link: Link, flow: AuthFlow) -> Steps[tuple[Reply, Mapping[str, str] | None]]:
@@ -186,10 +205,10 @@ def _attempt(link: Link, flow: AuthFlow) -> Steps[tuple[Reply, Mapping[str, str]
 
 
 def run_flow(link: Link, flow: AuthFlow) -> Steps[tuple[Reply, Mapping[str, str] | None]]:
-    """Drive an AUTH flow to its final reply (RFC 4954 §4); the reply comes back masked.
+    """Drive an AUTH flow to its final reply (RFC 4954 §4).
 
-    The generator twin of :func:`smtpkit.auth.drive_flow`: the flow sees the raw replies
-    (it decodes the challenges); what is returned is masked.
+    The generator twin of :func:`smtpkit.auth.drive_flow`. Secrets the server echoes are
+    already masked by the protocol core (the commands declare them in ``Command.secrets``).
 
     Raises:
         SMTPError: what the flow raises (``NoCommonMechanism`` before anything is sent) and
@@ -213,7 +232,7 @@ def run_flow(link: Link, flow: AuthFlow) -> Steps[tuple[Reply, Mapping[str, str]
     if reply.code == CONTINUE:
         # The flow gave up mid-exchange: cancel it so the server sends a final reply.
         reply = yield from link.exchange(Command.auth_response("*"))
-    return link.mask(reply), details
+    return reply, details
 
 
 def _auth_error(
@@ -227,7 +246,7 @@ def _auth_error(
     if reply.is_positive:
         return link.unexpected(reply, command)
     error = error_for_reply(
-        link.mask(reply),
+        reply,
         Phase.AUTH,
         command=command,
         provider=link.provider,

@@ -166,7 +166,7 @@ def envelope_error(link: Link, flight: Flight[J], *, stale_ok: bool) -> SMTPErro
         first_address, first_reply = next(iter(rejected.items()))
         return link.enrich(
             error_for_reply(
-                link.mask(first_reply),
+                first_reply,
                 Phase.RCPT,
                 command=f"RCPT TO:<{first_address}>",
                 recipient=first_address,

@@ -16,8 +16,8 @@ The steps here are the only places that yield ``Write`` and ``Receive``:
 Invariants:
     * Any transport failure, a closed stream, a ``421`` or a reply the protocol does not
       allow leaves the link dead (``alive`` false); the driver then closes its stream.
-    * Replies to AUTH, transcripts and logged lines are masked (:class:`Redactor`) before
-      they leave the link; errors are built here, from the one reply table.
+    * Errors are built here, from the one reply table. Secrets the server echoes in replies
+      to AUTH are masked by the protocol core before any reply reaches the link.
     * No socket, TLS, clock, thread or logging: the clock is the callable the driver gave.
 """
 
@@ -33,7 +33,6 @@ from smtpkit import providers
 from smtpkit.auth import AuthStrategy
 from smtpkit.config import Security, Timeouts
 from smtpkit.engine._effects import Log, LogLevel, Receive, Steps, Write
-from smtpkit.engine._redact import Redactor
 from smtpkit.errors import (
     LocalProtocolError,
     OperationTimeout,
@@ -129,8 +128,6 @@ class Link:
         self.auth_expires_at: datetime | None = None
         #: Octets received towards the reply being read (0 when none has started).
         self.partial = 0
-        username = settings.auth.username if settings.auth is not None else ""
-        self.redactor = Redactor(public=(username,))
 
     # -- state ---------------------------------------------------------------------------
 
@@ -145,7 +142,7 @@ class Link:
     @property
     def transcript(self) -> tuple[str, ...]:
         """The redacted conversation so far (newest last)."""
-        return self.redactor.mask_lines(self.conn.transcript)
+        return self.conn.transcript
 
     def mark_dead(self) -> None:
         """Record that the stream is gone or must not be used again."""
@@ -161,9 +158,6 @@ class Link:
 
     def encode(self, commands: Sequence[Command]) -> bytes:
         """Register ``commands`` with the protocol core and return their bytes."""
-        for command in commands:
-            if command.phase is Phase.AUTH:
-                self.redactor.record(command)
         return b"".join([self.conn.send(command) for command in commands])
 
     def write(self, commands: Sequence[Command]) -> Steps[None]:
@@ -184,9 +178,6 @@ class Link:
 
     def read_reply(self, timeout: float | None = None) -> Steps[Reply]:
         """The next reply, complete within ``timeout`` seconds (default: ``command``).
-
-        AUTH replies come back unmasked (a SASL flow must decode its challenges): use
-        :meth:`mask` on any that leaves the engine.
 
         Raises:
             OperationTimeout: the reply was not complete in time (the link is dead).
@@ -238,7 +229,7 @@ class Link:
             # RFC 5321 §3.8: the server is closing the channel; nothing more will come.
             self.mark_dead()
         if self.trace:
-            shown = self.redactor.mask_reply(reply).to_bytes().decode("utf-8", "replace")
+            shown = reply.to_bytes().decode("utf-8", "replace")
             for line in shown.splitlines():
                 yield Log(LogLevel.WIRE, f"S: {line}")
         return reply
@@ -266,17 +257,12 @@ class Link:
 
     # -- errors --------------------------------------------------------------------------
 
-    def mask(self, reply: Reply) -> Reply:
-        """``reply`` with every secret sent in AUTH masked."""
-        return self.redactor.mask_reply(reply)
-
     def error(self, reply: Reply, phase: Phase, *, command: str | None = None) -> SMTPError:
         """The typed error for a failure reply, with the preset's advice added.
 
         A positive reply where another was required (``250`` to STARTTLS, say) is not a
         refusal the reply table can classify: it is the server breaking the protocol.
         """
-        reply = self.mask(reply)
         if reply.is_positive:
             return self.unexpected(reply, command or phase.value.upper())
         auth = self.settings.auth
@@ -295,8 +281,7 @@ class Link:
         """Kill the link for a reply the protocol does not allow; the error to raise."""
         self.mark_dead()
         return RemoteProtocolError(
-            f"the server answered {command} with {self.mask(reply)}, which the protocol does "
-            "not allow there",
+            f"the server answered {command} with {reply}, which the protocol does not allow there",
             transcript=self.transcript,
         )
 
