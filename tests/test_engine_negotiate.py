@@ -201,13 +201,14 @@ def test_peer_is_loopback(peer: str | None, loopback: bool) -> None:
 
 def test_plaintext_auth_to_a_remote_peer_is_refused_whatever_the_host_says() -> None:
     script = Script(peer="203.0.113.5").serve(GREETING, EHLO_AUTH, b"221 Bye\r\n")
-    with pytest.raises(InsecureAuthRefused):
+    with pytest.raises(InsecureAuthRefused) as caught:
         open_with(
             script,
             host="evil.localhost",
             security=Security.NONE,
             auth=PasswordAuth(USER, CANARY),
         )
+    assert "evil.localhost (203.0.113.5)" in str(caught.value)
     assert script.writes == [lines("EHLO client.example.test"), lines("QUIT")]
 
 

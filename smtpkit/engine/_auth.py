@@ -101,8 +101,11 @@ def authenticate(
     settings = link.settings
     if not (link.encrypted or peer_is_loopback(link.peer) or settings.allow_unencrypted_auth):
         yield from link.quit()
+        peer = link.peer
+        reached = f" ({peer})" if peer and peer != settings.server_hostname else ""
         raise InsecureAuthRefused(
-            f"refusing to send credentials to {settings.host} over an unencrypted connection",
+            f"refusing to send credentials to {settings.host}{reached} over an unencrypted "
+            "connection to an address that is not loopback",
             hint=(
                 "use Security.STARTTLS or Security.TLS; pass allow_unencrypted_auth=True "
                 "only for a trusted network"
