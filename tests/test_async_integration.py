@@ -240,3 +240,37 @@ def test_on_result_raising_stops_the_batch_and_carries_the_outcomes(
     assert error.not_sent == tuple(i for i in range(50) if i not in sent)
     # What was delivered is exactly what the outcomes say: resending not_sent is safe.
     assert sorted(m.subject or "" for m in server.messages) == sorted(f"async {i}" for i in sent)
+
+
+def test_concurrent_sends_with_a_wrong_password_share_one_refused_login(
+    local_server: ServerFactory,
+) -> None:
+    server = local_server(credentials={USER: PASSWORD})
+
+    async def main() -> list[SendResult | BaseException]:
+        auth = PasswordAuth(USER, "wrong password")
+        async with submitter_for(server, auth=auth, max_connections=4) as submitter:
+            sends = (submitter.send(message(n)) for n in range(6))
+            return await asyncio.gather(*sends, return_exceptions=True)
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(o, InvalidCredentials) for o in outcomes)
+    assert len(server.auth_attempts) == 1  # the others waited for it and got its refusal
+
+
+def test_open_logs_in_at_once_and_keeps_the_connection(local_server: ServerFactory) -> None:
+    server = local_server(credentials={USER: PASSWORD})
+
+    async def main() -> tuple[int, SendResult]:
+        submitter = submitter_for(server, auth=PasswordAuth(USER, PASSWORD))
+        await submitter.open()
+        logins_before_send = len(server.auth_attempts)
+        try:
+            return logins_before_send, await submitter.send(message())
+        finally:
+            await submitter.aclose()
+
+    logins, result = asyncio.run(main())
+    assert logins == 1
+    assert result.accepted == ("bob@example.test",)
+    assert len(server.auth_attempts) == 1
