@@ -71,7 +71,6 @@ __all__ = [
     "AppPasswordRequired",
     "AsyncSubmitter",
     "AsyncTokenProvider",
-
     "AuthenticationError",
     "AuthenticationRequired",
     "BasicAuthDisabled",

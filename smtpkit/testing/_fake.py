@@ -76,7 +76,6 @@ class FakeTransport:
     nonblocking = True
 
     def __init__(
-
         self,
         *,
         capabilities: FakeCapabilities | None = None,
