@@ -5,7 +5,7 @@ The server is :class:`smtpkit.testing.LocalServer` (aiosmtpd, plain loopback) wi
 it may answer ``421`` or ``451`` instead of accepting, or close the connection without a
 reply. After the content there is a fourth choice: a drop that keeps the message on the
 server (the client never hears back - the case where a blind resend would deliver twice)
-or one that discards it (``drop-discard``, via ``drop_connection_after_data(deliver=False)``).
+or one that discards it (``drop-discard``: ``LocalServer.DISCONNECT``, kept in ``.dropped``).
 
 The client is ``Submitter(retry=Retry(attempts=5, backoff=0.01), max_connections=4)`` and
 ``send_many(..., concurrency=4)`` of distinct messages (a unique Message-ID each). The run
@@ -73,10 +73,8 @@ class FaultInjector:
         kind = self.rng.choice(kinds)
         self.injected[f"{phase}:{kind}"] += 1
         if kind == "drop-discard":
-            # Queued here and consumed by this very message right after the hook returns.
-            assert self.server is not None
-            self.server.drop_connection_after_data(1, deliver=False)
-            return None
+            # Closed without a reply; the server keeps the content in .dropped, not .messages.
+            return LocalServer.DISCONNECT
         return FAULT_KINDS[kind]
 
 
@@ -190,7 +188,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, object], FaultInjector, flo
         finished = not worker.is_alive()
         # Leaving the with-block stops the server, which also ends a client still waiting.
         received = Counter(str(m.message["Message-ID"]) for m in server.messages)
-        server_errors = server.errors
+        server_errors = server.server_errors
     worker.join(30)
     if errors:
         raise errors[0]

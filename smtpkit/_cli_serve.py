@@ -240,8 +240,8 @@ def describe(received: ReceivedMessage, when: datetime) -> str:
     subject = _printable(str(received.message.get("Subject", "")))
     if len(subject) > _SUBJECT_WIDTH:
         subject = subject[: _SUBJECT_WIDTH - 3] + "..."
-    sender = _printable(received.mail_from) or "<>"
-    recipients = ", ".join(_printable(rcpt) for rcpt in received.rcpt_tos)
+    sender = _printable(received.sender) or "<>"
+    recipients = ", ".join(_printable(rcpt) for rcpt in received.recipients)
     saved = f"  {received.path}" if received.path is not None else ""
     return (
         f"{when:%H:%M:%S}  {sender} -> {recipients}  {subject!r}  {len(received.raw)} bytes{saved}"

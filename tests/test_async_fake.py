@@ -74,7 +74,7 @@ def test_fake_scripted_refusal_surfaces_typed() -> None:
 
     with pytest.raises(RecipientRejected):
         asyncio.run(main())
-    assert fake.outbox == []
+    assert fake.messages == []
 
 
 def test_the_socket_transport_becomes_the_asyncio_transport() -> None:

@@ -107,7 +107,7 @@ def test_untrusted_certificate_is_refused(local_server: ServerFactory) -> None:
 
 def test_refused_and_partially_refused_recipients(local_server: ServerFactory) -> None:
     server = local_server()
-    server.reject_recipient("nobody@example.test")
+    server.reply("rcpt", "550 5.1.1 User unknown", recipient="nobody@example.test", times=None)
 
     async def main() -> tuple[BaseException, SendResult]:
         async with submitter_for(server) as submitter:
@@ -129,13 +129,13 @@ def test_421_is_typed_and_a_retry_policy_resends_on_a_new_connection(
     local_server: ServerFactory,
 ) -> None:
     server = local_server()
-    server.fail_next("mail", "421 4.3.2 Service shutting down")
+    server.reply("mail", "421 4.3.2 Service shutting down")
 
     async def main() -> tuple[BaseException, SendResult]:
         async with submitter_for(server) as submitter:
             with pytest.raises(ServiceUnavailable) as caught:
                 await submitter.send(message(0))
-        server.fail_next("mail", "421 4.3.2 Service shutting down")
+        server.reply("mail", "421 4.3.2 Service shutting down")
         retrying = submitter_for(server, retry=Retry(attempts=2, backoff=0.01, jitter=0))
         async with retrying:
             return caught.value, await retrying.send(message(1))
@@ -150,7 +150,7 @@ def test_connection_dropped_after_the_content_is_delivery_unknown(
     local_server: ServerFactory,
 ) -> None:
     server = local_server()
-    server.drop_connection_after_data()
+    server.disconnect("message")
 
     async def main() -> BaseException:
         async with submitter_for(server, retry=Retry(attempts=3, backoff=0)) as submitter:
@@ -161,8 +161,9 @@ def test_connection_dropped_after_the_content_is_delivery_unknown(
     error = asyncio.run(main())
     assert isinstance(error, DeliveryUnknown)
     assert error.message_id is not None
-    # The server kept it: a blind resend would have delivered it twice. None happened.
-    assert len(server.wait_for(1)) == 1
+    # The server has it: a blind resend would have delivered it twice. None happened.
+    assert len(server.dropped) == 1
+    assert server.messages == []
 
 
 def test_wrong_password_costs_one_login_for_a_whole_batch(local_server: ServerFactory) -> None:
@@ -184,7 +185,7 @@ def test_send_many_from_an_async_source_pipelines_and_reports_each(
     local_server: ServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = local_server()
-    server.reject_recipient("nobody@example.test")
+    server.reply("rcpt", "550 5.1.1 User unknown", recipient="nobody@example.test", times=None)
     seen: list[tuple[int, str]] = []
 
     async def source() -> AsyncIterator[EmailMessage | Outgoing]:

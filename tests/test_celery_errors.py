@@ -98,7 +98,12 @@ def stored_result(app: Celery, task_id: str) -> bytes:
 def test_recipient_refusal_comes_back_as_recipient_rejected(
     app: Celery, send_task: Any, fresh: LocalServer
 ) -> None:
-    fresh.reject_recipient("nobody@example.test", "550 5.1.1 <nobody@example.test>: no such user")
+    fresh.reply(
+        "rcpt",
+        "550 5.1.1 <nobody@example.test>: no such user",
+        recipient="nobody@example.test",
+        times=None,
+    )
     result = send_task.delay(**message_payload(message("nobody@example.test"), submitter="errors"))
     with pytest.raises(RecipientRejected) as caught:
         result.get(timeout=WAIT, interval=0.05)
@@ -125,7 +130,7 @@ def test_recipient_refusal_comes_back_as_recipient_rejected(
 
 
 def test_sender_refusal_keeps_its_class_and_phase(send_task: Any, fresh: LocalServer) -> None:
-    fresh.fail_next("mail", "553 5.7.1 Sender address rejected: not owned by auth user")
+    fresh.reply("mail", "553 5.7.1 Sender address rejected: not owned by auth user")
     result = send_task.delay(**message_payload(message(), submitter="errors"))
     with pytest.raises(SenderRejected) as caught:
         result.get(timeout=WAIT, interval=0.05)
@@ -134,12 +139,12 @@ def test_sender_refusal_keeps_its_class_and_phase(send_task: Any, fresh: LocalSe
 
 
 def test_delivery_unknown_keeps_its_message_id(send_task: Any, fresh: LocalServer) -> None:
-    fresh.drop_connection_after_data()  # the server keeps the message; the reply is lost
+    fresh.disconnect("message")  # the server has the message; the reply is lost
     payload = message_payload(message(), submitter="errors")
     result = send_task.delay(**payload)
     with pytest.raises(DeliveryUnknown) as caught:
         result.get(timeout=WAIT, interval=0.05)
-    [received] = fresh.wait_for(1)
+    [received] = fresh.dropped
     assert caught.value.message_id == received.message["Message-ID"]
     assert caught.value.recipients == ("bob@example.test",)
     assert caught.value.is_transient is False

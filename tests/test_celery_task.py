@@ -152,7 +152,7 @@ def test_task_options(tasks: dict[str, Any]) -> None:
 def test_transient_failure_is_retried_then_succeeds(
     fresh: LocalServer, tasks: dict[str, Any], retries: list[str]
 ) -> None:
-    fresh.fail_next("mail", "451 4.3.0 Try again later")
+    fresh.reply("mail", "451 4.3.0 Try again later")
     summary = (
         tasks["send"].delay(**message_payload(message("retry"), submitter="test")).get(timeout=WAIT)
     )
@@ -166,7 +166,7 @@ def test_transient_failure_is_retried_then_succeeds(
 def test_permanent_failure_is_not_retried(
     fresh: LocalServer, tasks: dict[str, Any], retries: list[str]
 ) -> None:
-    fresh.fail_next("mail", "550 5.7.1 Sender refused")
+    fresh.reply("mail", "550 5.7.1 Sender refused")
     result = tasks["send"].delay(**message_payload(message("no"), submitter="test"))
     with pytest.raises(Exception, match=r"5\.7\.1"):
         result.get(timeout=WAIT, interval=0.05)
@@ -178,31 +178,33 @@ def test_permanent_failure_is_not_retried(
 def test_delivery_unknown_is_not_retried(
     fresh: LocalServer, tasks: dict[str, Any], retries: list[str]
 ) -> None:
-    fresh.drop_connection_after_data()  # the server keeps the message; the reply is lost
+    fresh.disconnect("message")  # the server has the message; the reply is lost
     result = tasks["send"].delay(**message_payload(message("once"), submitter="test"))
     with pytest.raises(Exception):  # the type comes back through JSON
         result.get(timeout=WAIT, interval=0.05)
     assert result.state == "FAILURE"
     assert retries == []
-    assert len(fresh.wait_for(1)) == 1  # delivered exactly once
+    assert len(fresh.dropped) == 1  # received exactly once...
+    assert fresh.messages == []  # ...and never sent again
 
 
 def test_delivery_unknown_is_retried_when_configured(
     fresh: LocalServer, tasks: dict[str, Any], retries: list[str]
 ) -> None:
-    fresh.drop_connection_after_data()
+    fresh.disconnect("message")
     payload = message_payload(message("twice"), submitter="test")
     tasks["send_unknown"].delay(**payload).get(timeout=WAIT, interval=0.05)
     assert len(retries) == 1
     # The documented cost of retry_unknown: the message may arrive twice (same Message-ID).
-    first, second = fresh.wait_for(2)
+    [first] = fresh.dropped
+    [second] = fresh.wait_for(1)
     assert first.message["Message-ID"] == second.message["Message-ID"]
 
 
 def test_retries_stop_after_the_policy_attempts(
     fresh: LocalServer, tasks: dict[str, Any], retries: list[str]
 ) -> None:
-    fresh.fail_next("mail", "451 4.3.0 Try again later", times=FAST.attempts)
+    fresh.reply("mail", "451 4.3.0 Try again later", times=FAST.attempts)
     result = tasks["send"].delay(**message_payload(message("busy"), submitter="test"))
     with pytest.raises(Exception, match="Try again later"):
         result.get(timeout=WAIT, interval=0.05)

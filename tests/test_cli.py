@@ -133,8 +133,8 @@ def test_smtpkit_url_sends_through_that_server(
     out, err = capsys.readouterr()
     assert status == 0, err
     [received] = server.wait_for(1)
-    assert received.mail_from == USER  # From defaults to the URL's user
-    assert received.rcpt_tos == ("bob@example.test", "carol@example.test", "dave@example.test")
+    assert received.sender == USER  # From defaults to the URL's user
+    assert received.recipients == ("bob@example.test", "carol@example.test", "dave@example.test")
     assert b"dave@example.test" not in received.raw
     assert received.auth_user == USER
     assert received.message["Subject"] == "Hello CLI"

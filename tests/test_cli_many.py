@@ -51,7 +51,7 @@ def test_each_sends_one_message_per_recipient(
     status = main(send_args("--to", "a@example.test", "--to", "b@example.test", "--each"))
     assert status == 0
     received = server.wait_for(2)
-    assert sorted(m.rcpt_tos for m in received) == [("a@example.test",), ("b@example.test",)]
+    assert sorted(m.recipients for m in received) == [("a@example.test",), ("b@example.test",)]
     assert "Sent 2 of 2 messages" in capsys.readouterr().out
 
 
@@ -73,14 +73,14 @@ def test_to_file_reads_recipients_and_skips_comments(
 def test_a_refused_recipient_fails_the_run_and_is_named(
     server: LocalServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server.reject_recipient("b@example.test", "550 5.1.1 No such user")
+    server.reply("rcpt", "550 5.1.1 No such user", recipient="b@example.test", times=None)
     monkeypatch.setenv("SMTPKIT_URL", f"smtp://{server.host}:{server.port}")
     status = main(send_args("--to", "a@example.test", "--to", "b@example.test", "--each"))
     assert status == 1
     captured = capsys.readouterr()
     assert "Sent 1 of 2 messages" in captured.out
     assert re.search(r"Failed: b@example\.test: RecipientRejected: 550 5\.1\.1", captured.err)
-    assert [m.rcpt_tos for m in server.wait_for(1)] == [("a@example.test",)]
+    assert [m.recipients for m in server.wait_for(1)] == [("a@example.test",)]
 
 
 def test_progress_bar_on_a_terminal_only() -> None:

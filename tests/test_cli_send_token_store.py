@@ -90,8 +90,8 @@ def test_send_with_a_token_store(
     [message] = server.messages
     assert message.auth_mechanism == "XOAUTH2"
     assert message.auth_user == USER
-    assert message.mail_from == USER
-    assert message.rcpt_tos == ("bob@example.test",)
+    assert message.sender == USER
+    assert message.recipients == ("bob@example.test",)
     assert message.message["Subject"] == "Token store"
     [refresh] = endpoint.requests
     assert refresh.form["refresh_token"] == FIRST

@@ -305,7 +305,7 @@ def test_message_line_neutralises_control_characters() -> None:
     msg = EmailMessage()
     msg["Subject"] = "Hi \x1b[2J there " + "x" * 80
     received = ReceivedMessage(
-        mail_from="a\x07@example.test", rcpt_tos=("b@example.test",), raw=raw, message=msg
+        sender="a\x07@example.test", recipients=("b@example.test",), raw=raw, message=msg
     )
     line = describe(received, datetime(2025, 1, 2, 3, 4, 5))
     assert line.startswith("03:04:05  a?@example.test -> b@example.test  'Hi ?[2J there ")

@@ -33,7 +33,7 @@ def test_a_final_reply_slower_than_the_timeout_leaves_the_outcome_unknown() -> N
     assert step.used == 1
     assert fake.waited == 1.0  # the client waited its 1 s, then gave up
     # The server accepted the content before its slow reply: it may well deliver it.
-    assert len(fake.outbox) == 1
+    assert len(fake.messages) == 1
     assert any("gave up" in line for line in fake.transcript)
 
 
@@ -43,7 +43,7 @@ def test_a_client_that_waits_long_enough_gets_the_reply() -> None:
     submitter = Submitter("smtp.example.com", transport=fake, timeout=Timeouts(final_reply=10))
     result = submitter.send(message())
     assert result.accepted == ("you@example.com",)
-    assert str(fake.outbox[0].queue_id) in str(result.reply)
+    assert str(fake.messages[0].queue_id) in str(result.reply)
     fake.assert_sent(to="you@example.com", count=1)
     assert fake.waited == 5.0
     assert any("came after 5 s" in line for line in fake.transcript)
@@ -58,7 +58,7 @@ def test_a_slow_reply_to_mail_beyond_the_command_timeout_delivers_nothing() -> N
     with pytest.raises(OperationTimeout) as caught:
         submitter.send(message())
     assert not isinstance(caught.value, DeliveryUnknown)
-    assert fake.outbox == []
+    assert fake.messages == []
     assert fake.dropped == []
     assert "30 s" in str(caught.value)
     assert fake.waited == 5.0
@@ -68,7 +68,7 @@ def test_the_same_delay_within_the_command_timeout_is_harmless() -> None:
     fake = FakeTransport()
     fake.delay("mail", 2)
     Submitter("smtp.example.com", transport=fake, timeout=Timeouts(command=5)).send(message())
-    assert len(fake.outbox) == 1
+    assert len(fake.messages) == 1
     assert fake.waited == 2.0
 
 

@@ -130,7 +130,7 @@ def test_gmail_refuses_mail_before_auth() -> None:
     submitter = Submitter("smtp.gmail.com", transport=fake)  # no auth= given
     with pytest.raises(AuthenticationRequired, match=r"530 5\.7\.0"):
         submitter.send(message())
-    assert not fake.outbox
+    assert not fake.messages
 
 
 def test_gmail_wrong_app_password_without_scripting_is_invalid_credentials() -> None:
@@ -219,7 +219,7 @@ def test_gmail_daily_quota_is_rate_limited_not_retried() -> None:
     assert error.hint is not None
     assert "24 hours" in error.hint
     assert sleeps == []  # the server may have acted after the content: never resent
-    assert not fake.outbox
+    assert not fake.messages
 
 
 def test_gmail_xoauth2_with_the_token_as_credential() -> None:
@@ -296,7 +296,7 @@ def test_microsoft365_send_as_denied() -> None:
         ms_submitter(fake).send(message("boss@contoso.com"))
     assert caught.value.hint is not None
     assert "Send As" in caught.value.hint
-    assert not fake.outbox
+    assert not fake.messages
 
 
 def test_microsoft365_concurrency_limit_is_transient() -> None:

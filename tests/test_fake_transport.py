@@ -27,8 +27,9 @@ from smtpkit.errors import (
 )
 from smtpkit.protocol import encode_content
 from smtpkit.replies import Phase
-from smtpkit.testing._fake import FakeStream, FakeTransport, SentMessage
-from smtpkit.testing._fake_script import FakeCapabilities, FakeTLS
+from smtpkit.testing import ReceivedMessage
+from smtpkit.testing._fake import FakeStream, FakeTransport
+from smtpkit.testing._fake_config import FakeCapabilities, FakeTLS
 from smtpkit.transports import Stream, Transport
 
 HOST = "fake.smtpkit.test"
@@ -402,7 +403,7 @@ def test_pipelined_envelope_replies_in_order(fake: FakeTransport) -> None:
         b"250 2.1.0 OK\r\n250 2.1.5 OK\r\n250 2.1.5 OK\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
     )
     assert talk(stream, encode_content(MESSAGE)) == b"250 2.0.0 OK: queued as FAKE0001\r\n"
-    (sent,) = fake.outbox
+    (sent,) = fake.messages
     assert sent.sender == "a@example.com"
     assert sent.recipients == ("b@example.com", "c@example.com")
     assert sent.raw == MESSAGE
@@ -419,7 +420,7 @@ def test_dot_stuffing_round_trip(fake: FakeTransport) -> None:
     body = b"Subject: dots\r\n\r\n.\r\n..two\r\n.leading\r\nend.\r\n"
     stream = logged_in(fake)
     assert send_message(stream, body).endswith(b"250 2.0.0 OK: queued as FAKE0001\r\n")
-    assert fake.outbox[0].raw == body
+    assert fake.messages[0].raw == body
 
 
 def test_commands_and_content_split_across_sends(fake: FakeTransport) -> None:
@@ -433,7 +434,7 @@ def test_commands_and_content_split_across_sends(fake: FakeTransport) -> None:
     for i in range(0, len(wire), 7):
         stream.send(wire[i : i + 7])
     assert stream.receive() == b"250 2.0.0 OK: queued as FAKE0001\r\n"
-    assert fake.outbox[0].raw == MESSAGE
+    assert fake.messages[0].raw == MESSAGE
 
 
 def test_lf_dot_crlf_does_not_end_content(fake: FakeTransport) -> None:
@@ -445,7 +446,7 @@ def test_lf_dot_crlf_does_not_end_content(fake: FakeTransport) -> None:
     assert talk(stream, b".\r\n") == (
         b"550 5.6.0 Message contains bare <CR> or <LF> characters\r\n"
     )
-    assert fake.outbox == []
+    assert fake.messages == []
     assert any("bare CR or LF" in e for e in fake.protocol_errors)
 
 
@@ -511,7 +512,7 @@ def test_size_limits() -> None:
     assert send_message(stream, big).endswith(
         b"552 5.3.4 Message size exceeds fixed maximum message size\r\n"
     )
-    assert fake.outbox == []
+    assert fake.messages == []
 
 
 def test_smtputf8_addresses() -> None:
@@ -554,7 +555,7 @@ def test_max_recipients() -> None:
     stream = logged_in(fake)
     replies = send_message(stream, rcpts=("b@example.com", "c@example.com"))
     assert b"452 4.5.3 Too many recipients\r\n" in replies
-    assert fake.outbox[0].recipients == ("b@example.com",)
+    assert fake.messages[0].recipients == ("b@example.com",)
 
 
 # -- BDAT --------------------------------------------------------------------------------
@@ -578,7 +579,7 @@ def test_bdat_exact_octets_across_sends(chunking: FakeTransport) -> None:
     assert stream.receive() == (
         b"250 2.0.0 30 octets received\r\n250 2.0.0 OK: queued as FAKE0001\r\n"
     )
-    (sent,) = chunking.outbox
+    (sent,) = chunking.messages
     assert sent.raw == MESSAGE
     assert sent.chunked
     assert "C: BDAT 30" in chunking.transcript
@@ -593,7 +594,7 @@ def test_bdat_content_is_not_unstuffed(chunking: FakeTransport) -> None:
         b"BDAT " + str(len(raw)).encode() + b" LAST\r\n" + raw
     )
     assert stream.receive().endswith(b"250 2.0.0 OK: queued as FAKE0001\r\n")
-    assert chunking.outbox[0].raw == raw
+    assert chunking.messages[0].raw == raw
 
 
 def test_bdat_errors(chunking: FakeTransport) -> None:
@@ -604,7 +605,7 @@ def test_bdat_errors(chunking: FakeTransport) -> None:
     assert talk(stream, b"BDAT 3\r\nabc") == b"250 2.0.0 3 octets received\r\n"
     assert talk(stream, b"DATA\r\n") == b"503 5.5.1 Error: DATA after BDAT\r\n"
     assert talk(stream, b"BDAT 0 LAST\r\n") == b"250 2.0.0 OK: queued as FAKE0001\r\n"
-    assert chunking.outbox[0].raw == b"abc"
+    assert chunking.messages[0].raw == b"abc"
 
 
 def test_bdat_without_chunking_is_refused(fake: FakeTransport) -> None:
@@ -643,7 +644,7 @@ def test_content_before_354_is_a_sync_error(fake: FakeTransport) -> None:
     assert replies.endswith(
         b"354 End data with <CR><LF>.<CR><LF>\r\n554 5.5.0 Error: SMTP protocol synchronization\r\n"
     )
-    assert fake.outbox == []
+    assert fake.messages == []
 
 
 def test_without_pipelining_every_command_synchronises() -> None:
@@ -685,7 +686,7 @@ def test_scripted_reply_for_one_recipient(fake: FakeTransport) -> None:
     assert replies.startswith(
         b"250 2.1.0 OK\r\n250 2.1.5 OK\r\n550 5.1.1 User unknown\r\n250 2.1.5 OK\r\n354 "
     )
-    assert fake.outbox[0].recipients == ("a@example.com", "c@example.com")
+    assert fake.messages[0].recipients == ("a@example.com", "c@example.com")
     assert step.used == 1
     assert step.exhausted
 
@@ -761,7 +762,7 @@ def test_scripted_message_refusal_is_not_in_outbox(fake: FakeTransport) -> None:
     fake.reply("message", "550 5.4.5 Daily user sending quota exceeded.")
     stream = logged_in(fake)
     assert send_message(stream).endswith(b"550 5.4.5 Daily user sending quota exceeded.\r\n")
-    assert fake.outbox == []
+    assert fake.messages == []
     assert fake.dropped == []
 
 
@@ -769,7 +770,7 @@ def test_scripted_positive_reply_keeps_the_command_working(fake: FakeTransport) 
     fake.reply("message", "250 2.0.0 OK 1700000000 abc123 - gsmtp")
     stream = logged_in(fake)
     assert send_message(stream).endswith(b"250 2.0.0 OK 1700000000 abc123 - gsmtp\r\n")
-    assert len(fake.outbox) == 1
+    assert len(fake.messages) == 1
 
 
 def test_scripting_input_is_checked(fake: FakeTransport) -> None:
@@ -845,7 +846,7 @@ def test_scripted_disconnect_at_each_phase(fake: FakeTransport, phase: str) -> N
     assert stream.receive() == b""
     with pytest.raises(ServerDisconnected):
         stream.send(b"NOOP\r\n")
-    assert fake.outbox == []
+    assert fake.messages == []
     assert len(fake.dropped) == (1 if phase == "message" else 0)
 
 
@@ -860,7 +861,7 @@ def test_scripted_timeout_at_each_phase(fake: FakeTransport, phase: str) -> None
     stream.send(b"NOOP\r\n")  # ignored: the server is stuck
     with pytest.raises(OperationTimeout):
         stream.receive()
-    assert fake.outbox == []
+    assert fake.messages == []
     assert len(fake.dropped) == (1 if phase == "message" else 0)
 
 
@@ -903,7 +904,7 @@ def _outbox_with_two(fake: FakeTransport) -> None:
 def test_assert_sent_matches(fake: FakeTransport) -> None:
     _outbox_with_two(fake)
     (hello,) = fake.assert_sent(to="B@example.com", subject="Hello", sender="a@example.com")
-    assert isinstance(hello, SentMessage)
+    assert isinstance(hello, ReceivedMessage)
     fake.assert_sent(subject="Grüße", contains="Schöne")
     fake.assert_sent(sender="a@example.com", count=2)
     fake.assert_sent(contains="Hi there.", count=1)
@@ -935,7 +936,7 @@ def test_clear_forgets_everything_but_scripts(fake: FakeTransport) -> None:
     step = fake.reply("noop", "250 2.0.0 scripted", times=None)
     send_message(logged_in(fake))
     fake.clear()
-    assert (fake.outbox, fake.transcript, fake.auth_attempts, fake.connections) == ([], [], [], 0)
+    assert (fake.messages, fake.transcript, fake.auth_attempts, fake.connections) == ([], [], [], 0)
     assert fake.scripts == [step]
 
 
@@ -984,8 +985,8 @@ def test_connections_are_independent_and_thread_safe() -> None:
         thread.join()
     assert errors == []
     assert fake.connections == 40
-    assert len(fake.outbox) == 40
-    assert len({m.queue_id for m in fake.outbox}) == 40
+    assert len(fake.messages) == 40
+    assert len({m.queue_id for m in fake.messages}) == 40
     assert len(fake.auth_attempts) == 40
     assert all(s.closed for s in fake.streams)
 
@@ -1042,7 +1043,7 @@ def test_submitter_sends_and_logs_in_once(caps: FakeCapabilities) -> None:
         submitter.send(_email("you@example.com"))
     assert fake.connections == 1
     assert fake.auth_attempts == [("PLAIN", "me@example.com", True)]
-    first, _ = fake.outbox
+    first, _ = fake.messages
     assert first.tls
     assert first.recipients == ("you@example.com", "bob@example.com")
     assert ".a line that starts with a dot" in first.message.get_body().get_content()  # type: ignore[union-attr]
@@ -1058,7 +1059,7 @@ def test_submitter_reports_a_refused_recipient() -> None:
     result = _submitter(fake).send(_email())
     assert result.accepted == ("you@example.com",)
     assert set(result.rejected) == {"bob@example.com"}
-    assert fake.outbox[0].recipients == ("you@example.com",)
+    assert fake.messages[0].recipients == ("you@example.com",)
     assert fake.protocol_errors == []
 
 
@@ -1067,7 +1068,7 @@ def test_submitter_wrong_password() -> None:
     fake = FakeTransport(credentials={"me@example.com": "pw"})
     with pytest.raises(InvalidCredentials):
         _submitter(fake, password="nope").send(_email())
-    assert fake.outbox == []
+    assert fake.messages == []
     assert fake.auth_attempts == [("PLAIN", "me@example.com", False)]
 
 
@@ -1077,7 +1078,7 @@ def test_submitter_lost_after_content_is_delivery_unknown() -> None:
     fake.disconnect("message")
     with pytest.raises(DeliveryUnknown):
         _submitter(fake).send(_email())
-    assert fake.outbox == []
+    assert fake.messages == []
     assert len(fake.dropped) == 1
 
 
@@ -1087,7 +1088,7 @@ def test_submitter_times_out_without_sleeping() -> None:
     fake.timeout("rcpt")
     with pytest.raises(OperationTimeout):
         _submitter(fake).send(_email())
-    assert fake.outbox == []
+    assert fake.messages == []
 
 
 @needs_submitter

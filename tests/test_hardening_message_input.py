@@ -158,8 +158,8 @@ def test_a_quoted_local_part_is_delivered(local_server: ServerFactory) -> None:
     result = submitter_for(server).send(message)
     assert set(result.accepted) == {'"bob jones"@example.test', "carol@example.test"}
     [received] = server.wait_for(1)
-    assert received.mail_from == '"alice smith"@example.test'
-    assert received.rcpt_tos == ('"bob jones"@example.test', "carol@example.test")
+    assert received.sender == '"alice smith"@example.test'
+    assert received.recipients == ('"bob jones"@example.test', "carol@example.test")
 
 
 def test_a_quoted_local_part_keeps_its_quotes_when_the_domain_is_punycoded() -> None:

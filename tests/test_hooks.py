@@ -94,7 +94,7 @@ def test_a_failing_callback_is_logged_and_never_breaks_sending(
     hooks.on_send_end(seen.append)  # later callbacks still run
     with caplog.at_level(logging.WARNING, logger="smtpkit.hooks"):
         submitter(fake).send(message())
-    assert len(fake.outbox) == 1
+    assert len(fake.messages) == 1
     assert len(seen) == 1
     failures = [r for r in caplog.records if r.name == "smtpkit.hooks"]
     assert len(failures) == 2

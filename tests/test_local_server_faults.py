@@ -91,7 +91,7 @@ def test_scripted_failures_come_before_the_hook() -> None:
         return None
 
     with LocalServer(security=Security.NONE, faults=hook) as server:
-        server.fail_next("mail", "452 4.3.1 Busy")
+        server.reply("mail", "452 4.3.1 Busy")
         with pytest.raises(smtplib.SMTPSenderRefused):
             send(server)
         assert calls == []  # the scripted reply answered MAIL; the hook was not asked
@@ -104,7 +104,7 @@ def test_a_hook_reply_that_is_not_a_failure_is_reported_as_a_server_error() -> N
         with pytest.raises(smtplib.SMTPSenderRefused) as caught:
             send(server)
         assert caught.value.smtp_code == 451
-        assert isinstance(server.errors[0], ConfigurationError)
+        assert isinstance(server.server_errors[0], ConfigurationError)
 
 
 def test_faults_must_be_callable() -> None:

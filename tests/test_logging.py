@@ -103,7 +103,7 @@ def info_lines(records: list[logging.LogRecord]) -> list[str]:
 
 def test_one_info_line_per_sent_message(log: pytest.LogCaptureFixture) -> None:
     with LocalServer(credentials={USER: CANARY_PASSWORD}) as server:
-        server.reject_recipient("nobody@example.test")
+        server.reply("rcpt", "550 5.1.1 User unknown", recipient="nobody@example.test", times=None)
         to = ("bob@example.test", "carol@example.test", "nobody@example.test")
         result = submitter(server, PasswordAuth(USER, CANARY_PASSWORD)).send(message(to=to))
     [line] = info_lines(log.records)

@@ -266,7 +266,7 @@ def test_a_submitter_for_a_preset_adds_its_limits_to_quota_errors(
     local_server: ServerFactory,
 ) -> None:
     server = local_server()
-    server.fail_next("message", "550-5.4.5 Daily user sending quota exceeded.\n5.4.5 x - gsmtp")
+    server.reply("message", "550-5.4.5 Daily user sending quota exceeded.\n5.4.5 x - gsmtp")
     submitter = Submitter.for_provider(
         "gmail",
         host=server.host,

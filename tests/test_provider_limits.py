@@ -124,7 +124,7 @@ def test_the_rate_holds_across_separate_send_calls() -> None:
         for number in range(3):
             submitter.send(message(number))
     assert time.monotonic() - started >= 0.09
-    assert len(fake.outbox) == 3
+    assert len(fake.messages) == 3
 
 
 def test_rate_limit_is_read_only() -> None:

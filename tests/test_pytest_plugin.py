@@ -98,7 +98,7 @@ def test_the_entry_point_names_the_plugin() -> None:
 
 def test_fake_fixture_is_a_fresh_fake(smtpkit_fake: FakeTransport) -> None:
     assert isinstance(smtpkit_fake, FakeTransport)
-    assert smtpkit_fake.outbox == []
+    assert smtpkit_fake.messages == []
     assert smtpkit_fake.scripts == []
 
 
@@ -119,7 +119,7 @@ def test_scripting_the_fake_fixture_changes_what_the_submitter_sees(
     smtpkit_fake.reply("rcpt", "550 5.1.1 User unknown")
     with pytest.raises(RecipientRejected):
         smtpkit_submitter.send(message())
-    assert smtpkit_fake.outbox == []
+    assert smtpkit_fake.messages == []
 
 
 def test_server_fixture_is_a_running_starttls_server_that_requires_auth(
@@ -150,7 +150,7 @@ def test_server_submitter_fixture_trusts_the_ca_and_logs_in(
     [received] = smtpkit_server.wait_for(1)
     assert received.tls
     assert received.auth_user == smtpkit_server_credentials[0]
-    assert received.rcpt_tos == ("you@example.com",)
+    assert received.recipients == ("you@example.com",)
 
 
 # -- the fixtures, in a fresh project installed from the wheel --------------------------------

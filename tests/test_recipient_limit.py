@@ -33,7 +33,7 @@ def test_over_the_limit_nothing_is_sent() -> None:
     with pytest.raises(MessageError, match=r"101 recipients; Gmail accepts at most 100") as e:
         gmail(fake).send(message(101))
     assert "batches" in (e.value.hint or "")
-    assert fake.outbox == []
+    assert fake.messages == []
     assert not any("MAIL FROM" in line for line in fake.transcript)
 
 

@@ -88,7 +88,7 @@ def test_transient_failure_then_success(phase: str, reply: str) -> None:
     sleeps = Sleeps()
     result = submitter(fake, policy(sleeps)).send(message())
     assert isinstance(result, SendResult)
-    assert len(fake.outbox) == 1
+    assert len(fake.messages) == 1
     assert sleeps.calls == [0.01]
 
 
@@ -103,7 +103,7 @@ def test_attempts_exhausted_returns_the_last_error_and_sleeps_grow() -> None:
         submitter(fake, policy(sleeps, multiplier=3.0)).send(message())
     assert "third" in str(caught.value)
     assert sleeps.calls == pytest.approx([0.01, 0.03])
-    assert fake.outbox == []
+    assert fake.messages == []
     assert not fake.scripts[-1].used
 
 
@@ -162,7 +162,7 @@ def test_delivery_unknown_is_not_retried_by_default() -> None:
     with pytest.raises(DeliveryUnknown):
         submitter(fake, policy(sleeps)).send(message())
     assert len(fake.dropped) == 1
-    assert fake.outbox == []
+    assert fake.messages == []
     assert fake.connections == 1
     assert sleeps.calls == []
 
@@ -175,7 +175,7 @@ def test_delivery_unknown_is_retried_with_retry_unknown() -> None:
     assert isinstance(result, SendResult)
     # Opting in may deliver twice: the dropped copy and the resent one.
     assert len(fake.dropped) == 1
-    assert len(fake.outbox) == 1
+    assert len(fake.messages) == 1
     assert sleeps.calls == [0.01]
 
 
@@ -194,7 +194,7 @@ def test_no_policy_means_one_try() -> None:
     fake.reply("mail", "451 4.3.0 Temporary failure")
     with pytest.raises(ServiceUnavailable):
         submitter(fake, None).send(message())
-    assert fake.outbox == []
+    assert fake.messages == []
 
 
 def test_send_many_retries_each_message_on_its_own_budget() -> None:
@@ -206,7 +206,7 @@ def test_send_many_retries_each_message_on_its_own_budget() -> None:
         [message(i) for i in range(3)], concurrency=1
     )
     assert all(isinstance(o, SendResult) for o in outcomes)
-    assert sorted(str(m.message["Message-ID"]) for m in fake.outbox) == [
+    assert sorted(str(m.message["Message-ID"]) for m in fake.messages) == [
         "<r0@example.test>",
         "<r1@example.test>",
         "<r2@example.test>",

@@ -469,7 +469,7 @@ def test_raw_bytes_cannot_end_the_message_early(local_server: ServerFactory) -> 
         raw, sender=USER, recipients=["bob@example.test"]
     )
     [received] = server.wait_for(1)
-    assert received.rcpt_tos == ("bob@example.test",)
+    assert received.recipients == ("bob@example.test",)
     assert received.raw.startswith(b"Subject: x\r\n\r\nbefore\r\n.\r\nMAIL FROM:")
     assert received.raw.endswith(b"after\r\n")
     assert len(server.messages) == 1

@@ -108,8 +108,8 @@ def test_send_with_each_security_mode_and_auth_plain(
     assert received.tls is tls
     assert received.auth_user == USER
     assert received.auth_mechanism == "PLAIN"
-    assert received.mail_from == USER
-    assert received.rcpt_tos == ("bob@example.test",)
+    assert received.sender == USER
+    assert received.recipients == ("bob@example.test",)
     assert received.message["Subject"] == "modes"
     assert result.accepted == ("bob@example.test",)
     assert server.auth_attempts == [AuthAttempt("PLAIN", USER, True)]
@@ -177,20 +177,23 @@ def test_with_block_uses_one_connection_and_one_login(
     assert server.auth_attempts == [AuthAttempt("PLAIN", USER, True)]
 
 
-def test_without_a_with_block_each_send_is_its_own_connection(
+def test_without_a_with_block_sends_share_one_kept_connection(
     server: LocalServer, make_message: MakeMessage, server_log: ServerLog
 ) -> None:
+    # As httpx.Client does, a Submitter keeps its connection between calls: a long-lived
+    # one (a module-level object in a web app) logs in once, not once per send().
     transport = CountingTransport()
     submitter = submitter_for(server, auth=login(), transport=transport)
     submitter.send(make_message())
     submitter.send(make_message())
 
     server.wait_for(2)
-    server_log.wait_closed(2)
-    assert transport.connections == 2
-    assert len(server.auth_attempts) == 2
-    # Each connection is closed politely, not dropped.
-    assert server_log.verbs().count("QUIT") == 2
+    assert transport.connections == 1
+    assert len(server.auth_attempts) == 1
+    submitter.close()
+    server_log.wait_closed(1)
+    # The connection is closed politely, not dropped.
+    assert server_log.verbs().count("QUIT") == 1
 
 
 def test_open_and_close_keep_one_connection(server: LocalServer, make_message: MakeMessage) -> None:
@@ -220,13 +223,13 @@ def test_envelope_from_headers_and_bcc_is_not_transmitted(
     result = submitter_for(server, auth=login()).send(message)
 
     [received] = server.wait_for(1)
-    assert received.mail_from == USER
-    assert received.rcpt_tos == ("bob@example.test", "carol@example.test", "dave@example.test")
+    assert received.sender == USER
+    assert received.recipients == ("bob@example.test", "carol@example.test", "dave@example.test")
     assert b"dave@example.test" not in received.raw
     assert b"Secret Dave" not in received.raw
     assert b"\nBcc:" not in received.raw
     assert received.message["Cc"] == "carol@example.test"
-    assert result.accepted == received.rcpt_tos
+    assert result.accepted == received.recipients
     # The caller's message is not modified.
     assert message["Bcc"] == "Secret Dave <dave@example.test>"
 
@@ -241,8 +244,8 @@ def test_explicit_sender_and_recipients_override_the_headers(
     )
 
     [received] = server.wait_for(1)
-    assert received.mail_from == "bounces@example.test"
-    assert received.rcpt_tos == ("erin@example.test", "frank@example.test")
+    assert received.sender == "bounces@example.test"
+    assert received.recipients == ("erin@example.test", "frank@example.test")
     assert received.message["To"] == "bob@example.test"  # headers untouched
     assert result.sender == "bounces@example.test"
     assert result.accepted == ("erin@example.test", "frank@example.test")
@@ -259,7 +262,7 @@ def test_bytes_with_explicit_envelope_are_sent_as_given(server: LocalServer) -> 
 
     [received] = server.wait_for(1)
     assert received.raw == raw  # dot-stuffing undone by the server, nothing added
-    assert received.rcpt_tos == ("bob@example.test",)
+    assert received.recipients == ("bob@example.test",)
     assert result.message_id == "<raw-1@example.test>"
 
 
@@ -312,7 +315,7 @@ def test_eight_bit_body_and_smtputf8_addresses(
     [received] = server.wait_for(1)
     assert received.smtputf8
     assert "BODY=8BITMIME" in received.mail_options
-    assert received.rcpt_tos == ("zoë@exämple.test",)
+    assert received.recipients == ("zoë@exämple.test",)
     assert "Grüße, 你好".encode() in received.raw
     assert result.accepted == ("zoë@exämple.test",)
 
@@ -335,7 +338,7 @@ def test_non_ascii_domain_without_smtputf8_is_sent_as_idna(
     server = local_server(credentials={USER: PASSWORD}, smtputf8=False)
     submitter_for(server, auth=login()).send(make_message(To="bob@exämple.test"))
     [received] = server.wait_for(1)
-    assert received.rcpt_tos == ("bob@xn--exmple-cua.test",)
+    assert received.recipients == ("bob@xn--exmple-cua.test",)
     assert not received.smtputf8
 
 
@@ -345,13 +348,13 @@ def test_non_ascii_domain_without_smtputf8_is_sent_as_idna(
 def test_partial_recipient_rejection_is_reported_in_the_result(
     server: LocalServer, make_message: MakeMessage
 ) -> None:
-    server.reject_recipient("nobody@example.test", "550 5.1.1 No such user here")
+    server.reply("rcpt", "550 5.1.1 No such user here", recipient="nobody@example.test", times=None)
     result = submitter_for(server, auth=login()).send(
         make_message(To="bob@example.test, nobody@example.test, carol@example.test")
     )
 
     [received] = server.wait_for(1)
-    assert received.rcpt_tos == ("bob@example.test", "carol@example.test")
+    assert received.recipients == ("bob@example.test", "carol@example.test")
     assert result.accepted == ("bob@example.test", "carol@example.test")
     assert list(result.rejected) == ["nobody@example.test"]
     reply = result.rejected["nobody@example.test"]
@@ -364,8 +367,8 @@ def test_partial_recipient_rejection_is_reported_in_the_result(
 def test_all_recipients_refused_raises_and_the_connection_stays_usable(
     server: LocalServer, make_message: MakeMessage, server_log: ServerLog
 ) -> None:
-    server.reject_recipient("x@example.test", "550 5.1.1 No such user")
-    server.reject_recipient("y@example.test", "450 4.2.1 Mailbox busy")
+    server.reply("rcpt", "550 5.1.1 No such user", recipient="x@example.test", times=None)
+    server.reply("rcpt", "450 4.2.1 Mailbox busy", recipient="y@example.test", times=None)
     transport = CountingTransport()
     with submitter_for(server, auth=login(), transport=transport) as submitter:
         with pytest.raises(RecipientRejected) as caught:
@@ -398,7 +401,7 @@ def test_all_recipients_refused_raises_and_the_connection_stays_usable(
 def test_sender_rejected(
     server: LocalServer, make_message: MakeMessage, reply: str, transient: bool
 ) -> None:
-    server.fail_next("mail", reply)
+    server.reply("mail", reply)
     with pytest.raises(SenderRejected) as caught:
         submitter_for(server, auth=login()).send(make_message())
     assert caught.value.code == int(reply[:3])
@@ -419,7 +422,7 @@ def test_sender_rejected(
 def test_data_and_message_refusals_are_typed(
     server: LocalServer, make_message: MakeMessage, phase: str, reply: str, transient: bool
 ) -> None:
-    server.fail_next(phase, reply)  # type: ignore[arg-type]
+    server.reply(phase, reply)  # type: ignore[arg-type]
     with submitter_for(server, auth=login()) as submitter:
         with pytest.raises(ReplyError) as caught:
             submitter.send(make_message())
@@ -472,31 +475,32 @@ def test_oversized_message_is_refused_before_mail(
 def test_drop_after_data_is_delivery_unknown_and_never_resent(
     server: LocalServer, make_message: MakeMessage
 ) -> None:
-    server.drop_connection_after_data()
+    server.disconnect("message")
     with pytest.raises(DeliveryUnknown) as caught:
         submitter_for(server, auth=login()).send(make_message(Subject="once"))
 
     error = caught.value
-    [received] = server.wait_for(1)
+    [received] = server.dropped
     assert error.message_id is not None
     assert error.message_id == received.message["Message-ID"]
     assert error.recipients == ("bob@example.test",)
     assert not error.is_transient
     assert error.hint
     time.sleep(0.2)  # give a (wrong) resend the time to arrive
-    assert len(server.messages) == 1
+    assert len(server.dropped) == 1
+    assert server.messages == []
 
 
 def test_drop_after_data_in_a_with_block_then_the_next_send_reconnects(
     server: LocalServer, make_message: MakeMessage
 ) -> None:
-    server.drop_connection_after_data()
+    server.disconnect("message")
     transport = CountingTransport()
     with submitter_for(server, auth=login(), transport=transport) as submitter:
         with pytest.raises(DeliveryUnknown):
             submitter.send(make_message(Subject="lost"))
         submitter.send(make_message(Subject="next"))
-    received = server.wait_for(2)
+    received = server.dropped + server.wait_for(1)
     assert [m.message["Subject"] for m in received] == ["lost", "next"]
     assert transport.connections == 2
 

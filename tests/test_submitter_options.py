@@ -95,9 +95,11 @@ def test_a_failed_open_keeps_nothing() -> None:
     submitter = Submitter("mail.example.test", transport=fake)
     with pytest.raises(ConnectError):
         submitter.open()
-    # Not left in "keep connections" mode: a later send closes (QUIT) its connection.
+    # The failed open() left no open()/close() nesting behind: the end of one with block
+    # closes (QUIT) the connection.
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = "a@x.test", "b@x.test", "s"
     message.set_content("b")
-    submitter.send(message)
+    with submitter:
+        submitter.send(message)
     assert any(line.endswith("QUIT") for line in fake.transcript)

@@ -105,7 +105,7 @@ def mid(index: int) -> str:
 
 
 def outbox_ids(fake: FakeTransport) -> list[str]:
-    return [str(sent.message["Message-ID"]) for sent in fake.outbox]
+    return [str(sent.message["Message-ID"]) for sent in fake.messages]
 
 
 def make(
@@ -136,14 +136,14 @@ def test_envelope_is_one_flight_with_pipelining() -> None:
 
     envelope, content = recording.flights()
     assert commands(envelope) == [
-        b"MAIL FROM:<alice@example.test> SIZE=%d" % len(fake.outbox[0].raw),
+        b"MAIL FROM:<alice@example.test> SIZE=%d" % len(fake.messages[0].raw),
         b"RCPT TO:<a@example.test>",
         b"RCPT TO:<b@example.test>",
         b"RCPT TO:<c@example.test>",
         b"DATA",
     ]
     assert content.endswith(b"\r\n.\r\n")
-    assert fake.outbox[0].recipients == to
+    assert fake.messages[0].recipients == to
     assert fake.protocol_errors == []
 
 
@@ -179,7 +179,7 @@ def test_send_many_sends_each_content_end_with_the_next_envelope() -> None:
         assert dot, f"flight {i + 1} has no end of content"
         assert f"Message-ID: {mid(i)}".encode() in content
         assert commands(envelope) == [
-            b"MAIL FROM:<alice@example.test> SIZE=%d" % len(fake.outbox[i + 1].raw),
+            b"MAIL FROM:<alice@example.test> SIZE=%d" % len(fake.messages[i + 1].raw),
             b"RCPT TO:<r%d@example.test>" % (i + 1),
             b"DATA",
         ]
@@ -252,7 +252,7 @@ def test_replies_are_matched_to_their_message_under_partial_failures() -> None:
     assert (final554.phase, final554.reply.code) == (Phase.MESSAGE, 554)
 
     assert outbox_ids(fake) == [mid(0), mid(1), mid(4)]
-    assert fake.outbox[2].recipients == ("r4@example.test",)
+    assert fake.messages[2].recipients == ("r4@example.test",)
     assert fake.connections == 1
     assert all(step.exhausted for step in fake.scripts)
     assert fake.protocol_errors == []
@@ -290,7 +290,7 @@ def test_outgoing_raw_bytes_with_explicit_envelope() -> None:
         [Outgoing(raw, sender="bounce@example.test", recipients=["z@example.test"])]
     )
     assert isinstance(result, SendResult)
-    [sent] = fake.outbox
+    [sent] = fake.messages
     assert (sent.sender, sent.recipients) == ("bounce@example.test", ("z@example.test",))
 
 
@@ -303,7 +303,7 @@ def test_chunking_sends_bdat_without_dot_stuffing() -> None:
     fake, recording, submitter = make(FakeCapabilities(chunking=True))
     submitter.send(message(1, body=DOTTED))
 
-    [sent] = fake.outbox
+    [sent] = fake.messages
     assert sent.chunked
     assert b"\r\n.a line that starts with a dot\r\n..two dots\r\n.\r\nBye\r\n" in sent.raw
     envelope, content = recording.flights()
@@ -317,7 +317,7 @@ def test_chunking_sends_bdat_without_dot_stuffing() -> None:
 def test_use_chunking_false_falls_back_to_data() -> None:
     fake, _, submitter = make(FakeCapabilities(chunking=True), use_chunking=False)
     submitter.send(message(1, body=DOTTED))
-    [sent] = fake.outbox
+    [sent] = fake.messages
     assert not sent.chunked
     assert b"\r\n.a line that starts with a dot\r\n..two dots\r\n" in sent.raw
     assert "C: DATA" in fake.transcript
@@ -332,7 +332,7 @@ def test_large_content_goes_in_several_bdat_chunks(pipelining: bool) -> None:
     msg = message(1, body=body)  # about 3 MB
     result = submitter.send(msg)
 
-    [sent] = fake.outbox
+    [sent] = fake.messages
     assert sent.raw.count(b"\n") > 40_000
     assert result.message_id == mid(1)
     bdats = [line for line in fake.transcript if line.startswith("C: BDAT")]
@@ -349,10 +349,10 @@ def test_bdat_last_travels_with_the_next_envelope() -> None:
     flights = recording.flights()
     assert len(flights) == 4
     for i, flight in enumerate(flights[1:3]):
-        assert flight.startswith(b"BDAT %d LAST\r\n" % len(fake.outbox[i].raw))
+        assert flight.startswith(b"BDAT %d LAST\r\n" % len(fake.messages[i].raw))
         assert flight.endswith(
             b"MAIL FROM:<alice@example.test> SIZE=%d\r\nRCPT TO:<r%d@example.test>\r\n"
-            % (len(fake.outbox[i + 1].raw), i + 1)
+            % (len(fake.messages[i + 1].raw), i + 1)
         )
     assert outbox_ids(fake) == [mid(0), mid(1), mid(2)]
     assert fake.protocol_errors == []
@@ -442,7 +442,7 @@ def test_timeout_on_final_reply_is_delivery_unknown() -> None:
         submitter.send(message(1))
     assert caught.value.message_id == mid(1)
     assert [str(m.message["Message-ID"]) for m in fake.dropped] == [mid(1)]
-    assert fake.outbox == []
+    assert fake.messages == []
     assert fake.connections == 1
 
 

@@ -28,4 +28,4 @@ def test_a_wrong_positive_reply_is_a_remote_protocol_error(phase: Phase, reply: 
     submitter = Submitter("mail.example.test", transport=fake, auth=PasswordAuth("u", "p"))
     with pytest.raises(RemoteProtocolError, match="which the protocol does not allow"):
         submitter.send(message())
-    assert fake.outbox == []
+    assert fake.messages == []

@@ -25,7 +25,7 @@ from smtpkit import (
 from smtpkit.auth import AppPasswordAuth, PasswordAuth, XOAuth2Auth
 from smtpkit.oauth import FileTokenStore, RefreshTokenProvider, StaticToken
 from smtpkit.providers import Preset, lookup
-from smtpkit.testing import FakeTransport, SentMessage
+from smtpkit.testing import FakeTransport, ReceivedMessage
 
 
 def build_message() -> EmailMessage:
@@ -102,5 +102,5 @@ def in_a_test() -> list[str]:
     fake = FakeTransport()
     fake.reply(smtpkit.Phase.RCPT, "550 5.1.1 No such user", recipient="b@example.com")
     Submitter("smtp.example.com", transport=fake).send(build_message())
-    sent: list[SentMessage] = fake.assert_sent(to="you@example.com", count=1)
+    sent: list[ReceivedMessage] = fake.assert_sent(to="you@example.com", count=1)
     return [message.sender for message in sent]

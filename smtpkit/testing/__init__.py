@@ -7,6 +7,11 @@
 * :class:`LocalServer` is a real server (aiosmtpd, trustme certificates) on 127.0.0.1 for
   integration tests; it needs the ``testing`` extra: ``pip install 'smtpkit[testing]'``.
 
+Both servers speak one vocabulary: the same scripting verbs (``reply``, ``disconnect``,
+``timeout``, ``delay``), the same record of what arrived (:class:`ReceivedMessage` in
+``messages`` and ``dropped``), ``auth_attempts``, ``protocol_errors``, ``wait_for`` and
+``assert_sent``.
+
 Every name is imported on first use, so ``import smtpkit.testing`` (and the pytest plugin,
 :mod:`smtpkit.testing.pytest_plugin`, which every pytest run loads once smtpkit is installed)
 costs nothing in projects that do not use it, and the fake never loads the extra.
@@ -17,17 +22,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from smtpkit.testing._deprecation import renamed
+
 if TYPE_CHECKING:
-    from smtpkit.testing._fake import FakeStream, FakeTransport, SentMessage
-    from smtpkit.testing._fake_script import FakeCapabilities, FakeTLS, ScriptAction, Scripted
+    from smtpkit.testing._fake import FakeStream, FakeTransport
+    from smtpkit.testing._fake_config import FakeCapabilities, FakeTLS
     from smtpkit.testing._presets import (
         GmailFake,
         Microsoft365Fake,
         gmail_fake,
         microsoft365_fake,
     )
+    from smtpkit.testing._record import AuthAttempt, ReceivedMessage
+    from smtpkit.testing._script import ScriptAction, Scripted
     from smtpkit.testing._server import LocalServer
-    from smtpkit.testing._server_state import AuthAttempt, ReceivedMessage
 
 __all__ = [
     "AuthAttempt",
@@ -41,7 +49,6 @@ __all__ = [
     "ReceivedMessage",
     "ScriptAction",
     "Scripted",
-    "SentMessage",
     "gmail_fake",
     "microsoft365_fake",
 ]
@@ -49,22 +56,24 @@ __all__ = [
 _LAZY = {
     "FakeStream": "smtpkit.testing._fake",
     "FakeTransport": "smtpkit.testing._fake",
-    "SentMessage": "smtpkit.testing._fake",
-    "FakeCapabilities": "smtpkit.testing._fake_script",
-    "FakeTLS": "smtpkit.testing._fake_script",
-    "ScriptAction": "smtpkit.testing._fake_script",
-    "Scripted": "smtpkit.testing._fake_script",
+    "FakeCapabilities": "smtpkit.testing._fake_config",
+    "FakeTLS": "smtpkit.testing._fake_config",
+    "ScriptAction": "smtpkit.testing._script",
+    "Scripted": "smtpkit.testing._script",
     "GmailFake": "smtpkit.testing._presets",
     "Microsoft365Fake": "smtpkit.testing._presets",
     "gmail_fake": "smtpkit.testing._presets",
     "microsoft365_fake": "smtpkit.testing._presets",
     "LocalServer": "smtpkit.testing._server",
-    "ReceivedMessage": "smtpkit.testing._server_state",
-    "AuthAttempt": "smtpkit.testing._server_state",
+    "ReceivedMessage": "smtpkit.testing._record",
+    "AuthAttempt": "smtpkit.testing._record",
 }
 
+#: Old names kept for one release: old name -> the name to use.
+_RENAMED = {"SentMessage": "ReceivedMessage"}
+
 #: Modules that need the ``testing`` extra (aiosmtpd, trustme).
-_NEED_EXTRA = frozenset({"smtpkit.testing._server", "smtpkit.testing._server_state"})
+_NEED_EXTRA = frozenset({"smtpkit.testing._server"})
 
 
 def __dir__() -> list[str]:
@@ -72,6 +81,9 @@ def __dir__() -> list[str]:
 
 
 def __getattr__(name: str) -> object:
+    if name in _RENAMED:
+        renamed(name, f"smtpkit.testing.{_RENAMED[name]}")
+        return __getattr__(_RENAMED[name])
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'smtpkit.testing' has no attribute {name!r}")

@@ -1,84 +1,44 @@
-"""What the fake server recorded: received messages, AUTH attempts, transcript lines.
+"""What the fake server's sessions report, kept for the test: records, transcript, flights.
 
-Job: :class:`Recorder` receives every session's reports (it implements
-:class:`~smtpkit.testing._fake_wire.SessionEvents`) and keeps them under one lock, so
-several connections, on several threads, can share one fake server.
+Job: :class:`Recorder` implements :class:`~smtpkit.testing._fake_wire.SessionEvents` on top
+of the records both test servers share (:class:`~smtpkit.testing._record.Records`), adding
+what only the fake can show: the transcript, the flights, and the simulated waiting.
 
 Invariants:
-    * Every list is appended to under ``Recorder.lock``; readers copy under the same lock.
-    * Queue ids are unique per fake server and count accepted messages only.
-    * Nothing recorded holds a password or token: AUTH attempts keep the user name only.
+    * Everything is appended under ``Recorder.lock``; readers copy under the same lock, so
+      several connections, on several threads, can share one fake server.
+    * A flight holds the ``C:`` lines of one connection sent between two reads; empty
+      flights (bytes that did not complete a line) are not shown.
+    * Nothing recorded holds a password or token: AUTH attempts keep the user name only and
+      transcript lines are redacted by the session.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
-import threading
-from dataclasses import dataclass, field
-from email.message import EmailMessage
-
 from smtpkit.replies import Phase
-from smtpkit.testing._fake_script import Script, Scripted
-from smtpkit.testing._fake_wire import ReceivedContent
-from smtpkit.testing._server_state import AuthAttempt
+from smtpkit.testing._record import AuthAttempt, ReceivedMessage, Records
+from smtpkit.testing._script import Script, Scripted
 
-__all__ = ["Recorder", "SentMessage"]
-
-
-@dataclass(frozen=True)
-class SentMessage:
-    """A message the fake server received.
-
-    Attributes:
-        sender: the reverse-path of ``MAIL FROM`` (``""`` for the null sender).
-        recipients: the recipients the server accepted, in order.
-        raw: the content as received, dot-stuffing removed (RFC 5321 §4.5.2); CRLF endings.
-        message: ``raw`` parsed with :data:`email.policy.default`.
-        auth_user: the user the session authenticated as, or ``None``.
-        auth_mechanism: the SASL mechanism used, or ``None``.
-        tls: whether the content arrived over an encrypted link.
-        mail_options: the ``MAIL FROM`` parameters, keywords upper-cased (``"SIZE=1234"``).
-        chunked: sent with ``BDAT`` (RFC 3030) rather than ``DATA``.
-        connection: the number of the connection it came on (1 for the first).
-        queue_id: the id in the server's ``250`` reply; ``None`` for dropped messages.
-    """
-
-    sender: str
-    recipients: tuple[str, ...]
-    raw: bytes = field(repr=False)
-    message: EmailMessage = field(repr=False, compare=False)
-    auth_user: str | None = None
-    auth_mechanism: str | None = None
-    tls: bool = False
-    mail_options: tuple[str, ...] = ()
-    chunked: bool = False
-    connection: int = 0
-    queue_id: str | None = None
-
-    @property
-    def subject(self) -> str | None:
-        """The decoded ``Subject`` header, or ``None``."""
-        value = self.message["Subject"]
-        return None if value is None else str(value)
+__all__ = ["Recorder"]
 
 
-class Recorder:
+class Recorder(Records):
     """What every session reports, kept under one lock (implements ``SessionEvents``)."""
 
     def __init__(self, script: Script) -> None:
-        self.lock = threading.Lock()
+        super().__init__(queue_prefix="FAKE")
         self.script = script
-        self.outbox: list[SentMessage] = []
-        self.dropped: list[SentMessage] = []
-        self.attempts: list[AuthAttempt] = []
         self.lines: list[str] = []
-        self.errors: list[str] = []
-        self.accepted = 0
+        self.flights: list[tuple[int, list[str]]] = []
+        self._open: dict[int, list[str]] = {}
         self.waited = 0.0  # simulated seconds clients spent waiting for delayed replies
 
     def take_script(self, phase: Phase, recipient: str | None) -> Scripted | None:
-        return self.script.take(phase, recipient)
+        step = self.script.take(phase, recipient)
+        if step is not None:
+            who = f" {recipient}" if recipient else ""
+            self.note(f"{phase.value.upper()}{who}: scripted {step.action.value}")
+        return step
 
     def take_delay(self, phase: Phase, recipient: str | None) -> Scripted | None:
         return self.script.take(phase, recipient, delay=True)
@@ -87,38 +47,32 @@ class Recorder:
         with self.lock:
             self.waited += seconds
 
-    def message(self, content: ReceivedContent, *, accepted: bool) -> str:
-        parsed = email.message_from_bytes(content.raw, policy=email.policy.default)
-        with self.lock:
-            queue_id = f"FAKE{self.accepted + 1:04d}" if accepted else None
-            sent = SentMessage(
-                sender=content.sender,
-                recipients=content.recipients,
-                raw=content.raw,
-                message=parsed,
-                auth_user=content.auth_user,
-                auth_mechanism=content.auth_mechanism,
-                tls=content.tls,
-                mail_options=content.mail_options,
-                chunked=content.chunked,
-                connection=content.connection,
-                queue_id=queue_id,
-            )
-            if accepted:
-                self.accepted += 1
-                self.outbox.append(sent)
-            else:
-                self.dropped.append(sent)
-        return queue_id or ""
+    def received(self, message: ReceivedMessage, *, accepted: bool) -> ReceivedMessage:
+        return self.add_message(message, accepted=accepted)
 
-    def auth_attempt(self, mechanism: str, username: str | None, success: bool) -> None:
-        with self.lock:
-            self.attempts.append(AuthAttempt(mechanism, username, success))
+    def attempt(self, attempt: AuthAttempt) -> None:
+        self.auth_attempt(attempt)
 
     def transcript(self, connection: int, line: str) -> None:
         with self.lock:
             self.lines.append(line)
+            flight = self._open.get(connection)
+            if flight is not None and line.startswith("C: "):
+                flight.append(line[3:])
 
-    def protocol_error(self, connection: int, text: str) -> None:
+    def new_flight(self, connection: int) -> None:
+        flight: list[str] = []
         with self.lock:
-            self.errors.append(f"connection {connection}: {text}")
+            self._open[connection] = flight
+            self.flights.append((connection, flight))
+
+    def mistake(self, connection: int, text: str) -> None:
+        self.protocol_error(f"connection {connection}: {text}")
+
+    def clear(self) -> None:
+        super().clear()
+        with self.lock:
+            self.lines.clear()
+            self.flights.clear()
+            self._open.clear()
+            self.waited = 0.0

@@ -22,7 +22,7 @@ import threading
 
 from smtpkit.config import Endpoint
 from smtpkit.errors import OperationTimeout, ServerDisconnected, TLSError
-from smtpkit.testing._fake_script import FakeTLS
+from smtpkit.testing._fake_config import FakeTLS
 from smtpkit.testing._fake_session import ServerSession
 from smtpkit.testing._fake_wire import TRANSCRIPT_LINES, Mode
 

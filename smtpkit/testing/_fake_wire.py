@@ -1,10 +1,10 @@
-"""The fake server's wire layer for one connection: client bytes in, reply bytes out.
+"""The fake server's wire for one connection: client bytes in, reply bytes out.
 
-Job: the byte-level half of the fake SMTP server. :class:`WireSession` is fed what the
-client sends, cuts it into complete command lines (or message content, or BDAT octets) in
-order, and appends replies to an outgoing buffer the stream hands to the client. It never
-blocks and never sleeps. What each command means lives in
-:mod:`smtpkit.testing._fake_session`.
+Job: the byte-level half of the fake SMTP server. :class:`Wire` is fed what the client
+sends, cuts it into complete command lines (or message content, or BDAT octets) in order,
+queues replies for the client to read, checks that pipelining was legal, and writes the
+transcript, grouped in *flights*. It never blocks and never sleeps. What each command means
+lives in :mod:`smtpkit.testing._fake_core` and the modules built on it.
 
 Modes (what the next input bytes are)::
 
@@ -14,8 +14,10 @@ Modes (what the next input bytes are)::
     COMMAND --STARTTLS/220--> TLS (handshake only) --start_tls()--> COMMAND, session reset
     any --scripted timeout--> HUNG;  any --QUIT/421/disconnect--> CLOSED
 
-A scripted delay changes no mode: the reply is queued but held back (``wait``) until the
-client has waited long enough, in simulated time.
+Flights: the commands a client sends before it reads a reply travel together (RFC 2920
+pipelining). The transcript shows them as they travelled: every ``C:`` line of a flight,
+then the ``S:`` lines of the replies, each written when the client reads it. The flights
+themselves are reported to the transport (``fake.flights``).
 
 Invariants:
     * Replies are queued in the order of the commands they answer, including pipelined ones.
@@ -23,24 +25,25 @@ Invariants:
       greeting, EHLO/HELO, STARTTLS, AUTH except PLAIN with an initial response, DATA,
       NOOP, QUIT; every command without PIPELINING; RFC 2920 §3.1, RFC 4954 §4) gets
       ``554 5.5.0`` and is disconnected, as Postfix and Exim do.
-    * After STARTTLS everything learnt in plaintext is forgotten (RFC 3207 §4.2): EHLO is
-      needed again, AUTH and the transaction are reset.
     * Only CRLF ends a line; a bare LF is refused, so ``<LF>.<CRLF>`` never ends content.
     * Transcript lines never hold an AUTH payload or message content.
+    * A scripted delay changes no mode: the reply is queued but held back (:meth:`wait`)
+      until the client has waited long enough, in simulated time.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from smtpkit.replies import Phase, Reply
-from smtpkit.testing._fake_script import FakeCapabilities, FakeTLS, ScriptAction, Scripted
-from smtpkit.testing._fake_tx import Transaction
+from smtpkit.testing._fake_config import ServerConfig
+from smtpkit.testing._record import AuthAttempt, ReceivedMessage
+from smtpkit.testing._script import Scripted
 
-__all__ = ["Mode", "ReceivedContent", "ServerConfig", "SessionEvents", "WireSession"]
+__all__ = ["TRANSCRIPT_LINES", "Mode", "SessionEvents", "Wire"]
 
 #: RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF.
 MAX_COMMAND_LINE = 512
@@ -51,7 +54,6 @@ MAX_AUTH_LINE = 12288
 #: (RFC 4954 §5).
 MAX_MAIL_LINE = MAX_COMMAND_LINE + 26 + 16 + 10 + 100 + 500
 MAX_RCPT_LINE = MAX_COMMAND_LINE + 500
-
 
 #: Transcript lines each connection keeps for error messages.
 TRANSCRIPT_LINES = 100
@@ -78,34 +80,6 @@ class Mode(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    """The fake server's fixed settings (see :class:`~smtpkit.testing.FakeTransport`)."""
-
-    hostname: str
-    capabilities: FakeCapabilities
-    credentials: dict[str, str] | None
-    require_auth: bool
-    auth_requires_tls: bool
-    tls: FakeTLS
-    max_recipients: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedContent:
-    """Message content the server received, with its envelope and session facts."""
-
-    sender: str
-    recipients: tuple[str, ...]
-    raw: bytes = field(repr=False)
-    mail_options: tuple[str, ...]
-    auth_user: str | None
-    auth_mechanism: str | None
-    tls: bool
-    chunked: bool
-    connection: int
-
-
 class SessionEvents(Protocol):
     """What a session reports to the fake transport that owns it."""
 
@@ -121,19 +95,23 @@ class SessionEvents(Protocol):
         """Record simulated seconds a client spent waiting for a delayed reply."""
         ...
 
-    def message(self, content: ReceivedContent, *, accepted: bool) -> str:
-        """Record content: accepted (250) or dropped (no final reply); returns a queue id."""
+    def received(self, message: ReceivedMessage, *, accepted: bool) -> ReceivedMessage:
+        """Keep content: accepted (250) or dropped (no final reply); returns it as kept."""
         ...
 
-    def auth_attempt(self, mechanism: str, username: str | None, success: bool) -> None:
+    def attempt(self, attempt: AuthAttempt) -> None:
         """Record a completed AUTH exchange."""
         ...
 
     def transcript(self, connection: int, line: str) -> None:
-        """Record one redacted transcript line."""
+        """Record one redacted transcript line (``C:`` lines also join the open flight)."""
         ...
 
-    def protocol_error(self, connection: int, text: str) -> None:
+    def new_flight(self, connection: int) -> None:
+        """The client sent again after reading: what follows travels in a new flight."""
+        ...
+
+    def mistake(self, connection: int, text: str) -> None:
         """Record a client mistake the server noticed."""
         ...
 
@@ -148,27 +126,24 @@ class _Delay:
     what: str
 
 
-class WireSession:
-    """One connection's input loop, reply queue and pipelining check.
+class Wire:
+    """One connection's input framing, reply queue, pipelining check and transcript.
 
-    Subclasses implement the command semantics: :meth:`_command`, :meth:`_auth_continue`,
+    Subclasses give the commands their meaning: :meth:`_command`, :meth:`_auth_continue`,
     :meth:`_chunk_done` and :meth:`_end_content`.
 
     Args:
         config: the server's settings.
         events: where messages, AUTH attempts and transcript lines are recorded.
         number: the connection's number (1 for the first ``connect``).
-        encrypted: True for implicit TLS (the link is encrypted from the first byte).
     """
 
-    def __init__(
-        self, config: ServerConfig, events: SessionEvents, *, number: int, encrypted: bool
-    ) -> None:
+    def __init__(self, config: ServerConfig, events: SessionEvents, *, number: int) -> None:
         self.config = config
         self.number = number
-        self.encrypted = encrypted
         self.mode = Mode.COMMAND
         self.hang_reason = ""
+        self.content = bytearray()  # DATA content or BDAT chunks of the current message
         self._events = events
         self._lines: deque[str] = deque(maxlen=TRANSCRIPT_LINES)
         self._out = bytearray()
@@ -177,28 +152,15 @@ class WireSession:
         self._read = 0  # octets the client has read
         self._sync_at = 0  # the client must read this far before sending more
         self._sync_label = "the greeting"
-        self._refused = False  # greeted with 554: only QUIT is served (RFC 5321 §3.1)
-        self._helo: str | None = None
-        self._esmtp = False
-        self._auth: tuple[str, str] | None = None  # (user, mechanism)
-        self._tx = Transaction()
+        self._flight_read = -1  # self._read when the current flight began
+        self._unread: deque[tuple[int, list[str]]] = deque()  # S: lines by reply offset
         self._chunk_left = 0
-        self._chunk_last = False
+        self._chunk_size = 0
+        self._chunk_keep = True
         self._delays: deque[_Delay] = deque()  # held-back replies, by offset
         self._delay_next: tuple[float, str] | None = None  # for the next _send
 
     # -- the stream's side ----------------------------------------------------------------
-
-    def start(self) -> None:
-        """Queue the greeting (RFC 5321 §3.1)."""
-        step = self._events.take_script(Phase.GREETING, None)
-        default = Reply(220, (f"{self.config.hostname} ESMTP",))
-        reply = self._scripted(step, default, "the greeting", phase=Phase.GREETING)
-        if reply is None:
-            return
-        if reply.code != 220:
-            self._refused = True
-        self._send(reply, sync="the greeting")
 
     def pending(self) -> int:
         """Octets queued for the client and not read yet."""
@@ -238,12 +200,19 @@ class WireSession:
         data = bytes(self._out[:max_bytes])
         del self._out[: len(data)]
         self._read += len(data)
+        # A reply enters the transcript when the client starts reading it.
+        while self._unread and self._unread[0][0] < self._read:
+            for line in self._unread.popleft()[1]:
+                self._log(line)
         return data
 
     def feed(self, data: bytes) -> None:
         """Process bytes the client sent."""
         if self.mode in (Mode.HUNG, Mode.CLOSED) or not data:
             return
+        if self._read != self._flight_read:
+            self._flight_read = self._read
+            self._events.new_flight(self.number)
         if self.mode is Mode.TLS:
             # The server now reads a TLS ClientHello; plaintext makes the handshake fail.
             self._mistake(
@@ -262,20 +231,18 @@ class WireSession:
         """Whether a TLS handshake may start now (the 220 to STARTTLS was read)."""
         return self.mode is Mode.TLS and not self._out
 
-    def tls_established(self) -> None:
-        """The handshake succeeded: forget the plaintext session (RFC 3207 §4.2)."""
-        self.encrypted = True
-        self.mode = Mode.COMMAND
-        self._in.clear()
-        self._helo, self._esmtp, self._auth = None, False, None
-        self._tx = Transaction()
-        self._log("* TLS established; the session starts over (RFC 3207 §4.2)")
-
     def close(self, why: str) -> None:
         """Close from the server's side (queued replies stay readable)."""
         if self.mode is not Mode.CLOSED:
             self.mode = Mode.CLOSED
+            while self._unread:
+                for line in self._unread.popleft()[1]:
+                    self._log(line)
             self._log(f"* connection {self.number} closed by the server ({why})")
+
+    def transcript_tail(self, count: int) -> list[str]:
+        """The last ``count`` transcript lines of this connection."""
+        return list(self._lines)[-count:]
 
     # -- input loop -----------------------------------------------------------------------
 
@@ -341,32 +308,48 @@ class WireSession:
         line = bytes(self._in[: end + 2])
         del self._in[: end + 2]
         if line == b".\r\n":
-            self._end_content(bytes(self._tx.content), chunked=False)
+            raw = bytes(self.content)
+            self._log(f"C: <{len(raw)} octets>")
+            self._log("C: .")
+            self._end_content(raw, chunked=False)
         else:
             # RFC 5321 §4.5.2: remove the leading dot the client added to dot-led lines.
-            self._tx.content += line[1:] if line.startswith(b".") else line
+            self.content += line[1:] if line.startswith(b".") else line
         return True
+
+    def _start_chunk(self, size: int, *, keep: bool) -> None:
+        """Read ``size`` octets of BDAT data next (RFC 3030: no dot-stuffing, no lines)."""
+        self.mode = Mode.CHUNK
+        self._chunk_left = self._chunk_size = size
+        self._chunk_keep = keep
+        if size == 0:
+            self._take_chunk()
 
     def _take_chunk(self) -> None:
         take = bytes(self._in[: self._chunk_left])
         del self._in[: len(take)]
         self._chunk_left -= len(take)
-        if self._tx.chunk_error is None:
-            self._tx.content += take
+        if self._chunk_keep:
+            self.content += take
         if self._chunk_left == 0:
             self.mode = Mode.COMMAND
-            self._log(f"C: <{self._tx.last_chunk} octets>")
+            self._log(f"C: <{self._chunk_size} octets>")
             self._chunk_done()
 
     # -- replies --------------------------------------------------------------------------
 
     def _reply_obj(self, code: int, enhanced: str, text: str) -> Reply:
+        """A reply the server composes; the enhanced code only when it is advertised."""
         if self.config.capabilities.enhanced_status_codes:
             return Reply(code, (f"{enhanced} {text}",))
         return Reply(code, (text,))
 
     def _reply(self, code: int, enhanced: str, text: str, *, sync: str | None = None) -> None:
         self._send(self._reply_obj(code, enhanced, text), sync=sync)
+
+    def _hold_next(self, seconds: float, what: str) -> None:
+        """Hold the next reply back for ``seconds`` of simulated time."""
+        self._delay_next = (seconds, what)
 
     def _send(self, reply: Reply, *, sync: str | None = None) -> None:
         wire = reply.to_bytes()
@@ -377,73 +360,16 @@ class WireSession:
             self._delay_next = None
             self._delays.append(_Delay(self._queued, seconds, seconds, what))
             self._log(f"* the reply to {what} is held back {seconds:g} s (scripted delay)")
+        lines = [f"S: {line}" for line in wire.decode("utf-8", "replace").splitlines()]
+        self._unread.append((self._queued, lines))
         self._out += wire
         self._queued += len(wire)
-        for line in wire.decode("utf-8", "replace").splitlines():
-            self._log(f"S: {line}")
         if sync is not None or not self.config.capabilities.pipelining:
             self._sync_at = self._queued
             self._sync_label = sync or "the previous command"
         if reply.code == 421:
             # RFC 5321 §3.8: 421 means the server is closing the transmission channel.
             self.close("421")
-
-    def _scripted(
-        self,
-        step: Scripted | None,
-        default: Reply,
-        what: str,
-        *,
-        phase: Phase | None = None,
-        recipient: str | None = None,
-    ) -> Reply | None:
-        """The reply to send (scripted or default); ``None`` when the step swallows it.
-
-        With ``phase``, a scripted delay for it holds the reply back (see :meth:`wait`).
-        """
-        reply = self._scripted_reply(step, default, what)
-        if reply is not None and phase is not None:
-            delay = self._events.take_delay(phase, recipient)
-            if delay is not None and delay.seconds is not None:
-                self._delay_next = (delay.seconds, what)
-        return reply
-
-    def _scripted_reply(self, step: Scripted | None, default: Reply, what: str) -> Reply | None:
-        if step is None:
-            return default
-        if step.action is ScriptAction.DISCONNECT:
-            self.close(f"scripted disconnect at {step.phase.value!r}")
-            return None
-        if step.action is ScriptAction.TIMEOUT:
-            self.mode = Mode.HUNG
-            self.hang_reason = f"scripted fake.timeout({step.phase.value!r}) at {what}"
-            self._log(f"* no reply to {what} (scripted timeout)")
-            return None
-        assert step.reply is not None  # REPLY steps always carry one
-        return step.reply
-
-    def _answer(
-        self,
-        phase: Phase,
-        default: Reply,
-        what: str,
-        *,
-        recipient: str | None = None,
-        sync: bool = False,
-        success: int = 2,
-    ) -> bool:
-        """Send the reply for ``phase`` (scripted, else ``default``).
-
-        Returns:
-            True when the reply sent is of the ``success`` class (``2`` for 2xx, ``3`` for
-            DATA's 354) and the connection stays open: the command then takes effect.
-        """
-        step = self._events.take_script(phase, recipient)
-        reply = self._scripted(step, default, what, phase=phase, recipient=recipient)
-        if reply is None:
-            return False
-        self._send(reply, sync=what if sync else None)
-        return reply.code // 100 == success and self._talking()
 
     def _violation(self, detail: str) -> None:
         self._mistake(detail)
@@ -452,15 +378,11 @@ class WireSession:
         self.close("protocol synchronization error")
 
     def _mistake(self, text: str) -> None:
-        self._events.protocol_error(self.number, text)
+        self._events.mistake(self.number, text)
 
     def _log(self, line: str) -> None:
         self._lines.append(line)
         self._events.transcript(self.number, line)
-
-    def transcript_tail(self, count: int) -> list[str]:
-        """The last ``count`` transcript lines of this connection."""
-        return list(self._lines)[-count:]
 
     # -- the command layer's hooks --------------------------------------------------------
 

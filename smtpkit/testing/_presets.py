@@ -31,7 +31,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from smtpkit.testing._fake import FakeTransport
-from smtpkit.testing._fake_script import FakeCapabilities, FakeTLS, Scripted
+from smtpkit.testing._fake_config import FakeCapabilities, FakeTLS
+from smtpkit.testing._script import Scripted
 
 __all__ = ["GmailFake", "Microsoft365Fake", "gmail_fake", "microsoft365_fake"]
 

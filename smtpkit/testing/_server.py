@@ -2,7 +2,9 @@
 
 :class:`LocalServer` runs aiosmtpd in a background thread with a throw-away certificate
 authority (trustme), so clients can exercise the real wire protocol - implicit TLS, STARTTLS,
-AUTH PLAIN/LOGIN/XOAUTH2/OAUTHBEARER, SIZE, SMTPUTF8 - without leaving the machine::
+AUTH PLAIN/LOGIN/XOAUTH2/OAUTHBEARER, SIZE, SMTPUTF8, CHUNKING (BDAT), DSN - without leaving
+the machine. It is scripted and inspected with the same words as FakeTransport
+(:mod:`smtpkit.testing._kit`)::
 
     with LocalServer(credentials={"alice@example.test": "s3cret"}) as server:
         with smtplib.SMTP(server.host, server.port, timeout=5) as client:
@@ -23,27 +25,28 @@ Invariants:
 
 from __future__ import annotations
 
-import errno
-import ipaddress
-import logging
-import socket
 import ssl
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self, cast
+from typing import Self
 
-from smtpkit.config import Security, is_loopback
+from smtpkit.config import Security
 from smtpkit.errors import ConfigurationError
-from smtpkit.replies import Phase
-from smtpkit.testing._server_aiosmtpd import ThreadedServer
+from smtpkit.testing._record import ReceivedMessage
+from smtpkit.testing._server_aiosmtpd import (
+    ThreadedServer,
+    bind_listener,
+    loopback_address,
+    quiet_aiosmtpd_logger,
+)
 from smtpkit.testing._server_handler import Handler, TokenCheck
+from smtpkit.testing._server_legacy import LegacyServerNames
+from smtpkit.testing._server_protocol import Extensions
 from smtpkit.testing._server_state import (
+    DISCONNECT,
     DROP,
-    AuthAttempt,
-    FailurePhase,
     FaultHook,
-    ReceivedMessage,
     ServerState,
     normalize_reply,
 )
@@ -60,8 +63,13 @@ READY_TIMEOUT = 5.0
 _URL_SCHEMES = {Security.TLS: "smtps", Security.STARTTLS: "smtp+starttls", Security.NONE: "smtp"}
 
 
-class LocalServer:
+class LocalServer(LegacyServerNames):
     """An SMTP server on 127.0.0.1 (or ::1) in a background thread.
+
+    Scripting (``reply``, ``disconnect``, ``timeout``, ``delay``, at every phase from the
+    greeting to QUIT) and what arrived (``messages``, ``dropped``, ``auth_attempts``,
+    ``protocol_errors``, ``assert_sent``, ``wait_for``) are shared with
+    :class:`~smtpkit.testing.FakeTransport`. A scripted ``delay`` really waits here.
 
     Args:
         security: ``Security.STARTTLS`` (plaintext greeting, STARTTLS advertised and required
@@ -86,26 +94,35 @@ class LocalServer:
             ``None`` advertises no SIZE and accepts any size.
         smtputf8: advertise and accept SMTPUTF8 (RFC 6531).
         pipelining: advertise PIPELINING (RFC 2920).
+        chunking: advertise CHUNKING and accept ``BDAT`` (RFC 3030); off, BDAT is refused
+            with ``502`` and recorded in :attr:`protocol_errors`.
+        eight_bit_mime: advertise 8BITMIME and accept ``BODY=8BITMIME`` (RFC 6152); off, the
+            parameter is refused with ``555``.
+        dsn: advertise DSN and accept ``RET``/``ENVID`` on MAIL and ``NOTIFY``/``ORCPT`` on
+            RCPT (RFC 3461), recorded in ``mail_options`` and ``rcpt_options``; off (the
+            default, as aiosmtpd), those parameters are refused with ``555``.
         save_dir: also write each accepted message there as ``<UTC time>-<counter>.eml``.
         on_message: called on the server thread with each accepted message. Its exceptions
-            do not change the reply; they are logged and kept in :attr:`errors`.
+            do not change the reply; they are logged and kept in :attr:`server_errors`.
         oauth_tokens: for XOAUTH2 and OAUTHBEARER, a mapping of user to the currently valid
             token or a validator ``(user, token) -> bool``. ``None`` accepts any token.
         ca_path: where to write the CA certificate (kept after ``stop()``); by default it
             goes to a temporary directory removed by ``stop()``.
         faults: a fault injector ``faults(phase) -> str | None``, called on the server thread
             at every ``"mail"``, ``"rcpt"``, ``"data"`` and ``"message"`` (after the content)
-            step that no :meth:`fail_next` script answers: ``None`` proceeds, a 4xx/5xx reply
-            is sent instead (as for :meth:`fail_next`), and :attr:`DROP` closes the
-            connection without a reply (at ``"message"`` the message is kept first, as with
-            :meth:`drop_connection_after_data`). For example random transient failures::
+            step that no scripted step answers: ``None`` proceeds, a 4xx/5xx reply is sent
+            instead, and :attr:`DROP` closes the connection without a reply (at
+            ``"message"`` the message is kept in :attr:`messages` first, as a server whose
+            reply got lost would deliver it); :attr:`DISCONNECT` closes it as
+            :meth:`disconnect` does (the message kept in :attr:`dropped`). For example
+            random transient failures::
 
                 rng = random.Random(1)
                 LocalServer(faults=lambda phase: "451 4.3.0 Try again" if rng.random() < 0.05
                             else None)
 
         auth_failure_reply: the reply to refused PLAIN/LOGIN credentials, to reproduce a
-            provider's wording (lines joined with ``"\n"``, as for :meth:`fail_next`), e.g.
+            provider's wording (lines joined with ``"\n"``, as for :meth:`reply`), e.g.
             Gmail's ``"535-5.7.8 Username and Password not accepted. Learn more at\n535
             5.7.8  https://support.google.com/mail/?p=BadCredentials - gsmtp"``. Default:
             aiosmtpd's ``535 5.7.8 Authentication credentials invalid``.
@@ -119,8 +136,12 @@ class LocalServer:
         ConfigurationError: a non-loopback host or an invalid option.
     """
 
-    #: What a ``faults`` hook returns to close the connection without a reply.
+    #: What a ``faults`` hook returns to close the connection without a reply; after the
+    #: content the message is kept in :attr:`messages` (delivered, its reply lost).
     DROP = DROP
+    #: What a ``faults`` hook returns to play a scripted :meth:`disconnect`; after the
+    #: content the message is kept in :attr:`dropped`.
+    DISCONNECT = DISCONNECT
 
     def __init__(
         self,
@@ -135,6 +156,9 @@ class LocalServer:
         size_limit: int | None = None,
         smtputf8: bool = True,
         pipelining: bool = True,
+        chunking: bool = False,
+        eight_bit_mime: bool = True,
+        dsn: bool = False,
         save_dir: Path | None = None,
         on_message: Callable[[ReceivedMessage], None] | None = None,
         oauth_tokens: TokenCheck | None = None,
@@ -146,7 +170,7 @@ class LocalServer:
     ) -> None:
         if not isinstance(security, Security):
             raise ConfigurationError(f"security must be a Security member, got {security!r}")
-        self._host = _loopback_address(host)
+        self._host = loopback_address(host)
         if port is not None and (isinstance(port, bool) or not 0 < port < 65536):
             raise ConfigurationError(f"port must be in 1..65535 or None, got {port!r}")
         if size_limit is not None and (isinstance(size_limit, bool) or size_limit < 1):
@@ -173,18 +197,38 @@ class LocalServer:
         if faults is not None and not callable(faults):
             raise ConfigurationError(f"faults must be a callable or None, got {faults!r}")
         self._state = ServerState(save_dir=save_dir, on_message=on_message, faults=faults)
-        self._handler = Handler(
-            self._state,
-            credentials=credentials,
-            oauth_tokens=oauth_tokens,
+        self._script = self._state.script
+        self._records = self._state.records
+        self._extensions = Extensions(
+            size=size_limit,
+            eight_bit_mime=eight_bit_mime,
+            smtputf8=smtputf8,
+            dsn=dsn,
+            auth=mechanisms,
+            pipelining=pipelining,
+            chunking=chunking,
             require_auth=(
                 require_auth
                 if require_auth is not None
                 else credentials is not None or oauth_tokens is not None
             ),
-            mechanisms=mechanisms,
-            pipelining=pipelining,
             implicit_tls=security is Security.TLS,
+        )
+        self._handler = Handler(
+            self._state,
+            credentials=credentials,
+            oauth_tokens=oauth_tokens,
+            mechanisms=mechanisms,
+            advertise=tuple(
+                keyword
+                for keyword, on in (
+                    ("PIPELINING", pipelining),
+                    ("CHUNKING", chunking),
+                    ("DSN", dsn),
+                )
+                if on
+            ),
+            hide=() if eight_bit_mime else ("8BITMIME",),
             auth_failure_reply=(
                 normalize_reply(auth_failure_reply) if auth_failure_reply is not None else None
             ),
@@ -206,14 +250,15 @@ class LocalServer:
         """
         if self._controller is not None:
             raise RuntimeError(f"{self!r} is already running")
-        _quiet_aiosmtpd_logger()
+        quiet_aiosmtpd_logger()
         if self._save_dir is not None:
             self._save_dir.mkdir(parents=True, exist_ok=True)
         self._certificates.write_file()
-        sock = self._bind()
+        sock = bind_listener(self._host, self._requested_port)
         implicit = self._security is Security.TLS
         controller = ThreadedServer(
             self._handler,
+            extensions=self._extensions,
             sock=sock,
             ssl_context=self._certificates.server_context if implicit else None,
             ready_timeout=READY_TIMEOUT,
@@ -233,8 +278,10 @@ class LocalServer:
             decode_data=False,
         )
         self._port = sock.getsockname()[1]
+        self._state.ready = False
         try:
             controller.start()
+            self._state.ready = True
         except BaseException:
             controller.shutdown()
             self._port = None
@@ -264,27 +311,6 @@ class LocalServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-    def _bind(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        attempts = 1 if self._requested_port is not None else 5
-        for attempt in range(attempts):
-            # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when
-            # the listener's proto says TCP; with proto 0, multi-line replies wait on Nagle
-            # plus the client's delayed ACK (about 40 ms each).
-            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-            try:
-                # Lets a restarted server reuse its fixed port while old connections sit in
-                # TIME_WAIT; Linux still refuses a port another socket is listening on.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((self._host, self._requested_port or 0))
-            except OSError as error:
-                sock.close()
-                if error.errno != errno.EADDRINUSE or attempt == attempts - 1:
-                    raise
-                continue
-            return sock
-        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- where and how -------------------------------------------------------------------------
 
@@ -349,137 +375,19 @@ class LocalServer:
         """A verifying client context (``ssl.create_default_context()``) trusting only this CA."""
         return self._certificates.client_tls_context()
 
-    # -- what was received ---------------------------------------------------------------------
+    # -- what arrived: messages, dropped, auth_attempts, ... (ScriptableServer) ---------------
 
     @property
-    def messages(self) -> list[ReceivedMessage]:
-        """A copy of the accepted messages, oldest first."""
-        return self._state.messages
-
-    @property
-    def auth_attempts(self) -> list[AuthAttempt]:
-        """A copy of the completed AUTH exchanges as ``(mechanism, username, success)``."""
-        return self._state.auth_attempts
-
-    @property
-    def errors(self) -> list[BaseException]:
-        """Exceptions raised inside the server: bugs (answered 451) and ``on_message`` errors."""
-        return self._state.errors
-
-    def clear(self) -> None:
-        """Forget received messages, auth attempts and errors; scripted failures stay queued."""
-        self._state.clear()
-
-    def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[ReceivedMessage]:
-        """Wait until at least ``count`` messages were accepted; return all of them.
-
-        Args:
-            count: how many messages to wait for (counted since start or the last ``clear()``).
-            timeout: seconds to wait at most.
-
-        Raises:
-            TimeoutError: fewer messages arrived; the message quotes recent server events
-                (rejected recipients, failed AUTH, scripted failures, drops, errors).
-            ConfigurationError: ``count`` or ``timeout`` is not a positive finite number.
-        """
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ConfigurationError(f"count must be a positive integer, got {count!r}")
-        if not 0 < timeout < float("inf"):
-            raise ConfigurationError(f"timeout must be a finite number > 0, got {timeout!r}")
-        return self._state.wait_for(count, timeout, repr(self))
-
-    # -- scripting -----------------------------------------------------------------------------
-
-    def reject_recipient(self, address: str, reply: str = "550 5.1.1 User unknown") -> None:
-        """Answer every ``RCPT TO`` for ``address`` (compared case-insensitively) with ``reply``.
-
-        ``reply`` is a 4xx/5xx reply; a multi-line reply is given as lines joined with
-        ``"\\n"`` (the code may be omitted after the first line).
-        """
-        self._state.reject_recipient(address, reply)
-
-    def fail_next(self, phase: FailurePhase, reply: str, times: int = 1) -> None:
-        """Answer the next ``times`` commands of ``phase`` with ``reply`` instead of accepting.
-
-        Phases: ``"mail"`` (the reply to MAIL FROM), ``"rcpt"`` (to RCPT TO), ``"data"`` (to the
-        DATA command itself, instead of 354) and ``"message"`` (the final reply after the
-        content; the message is not recorded). Failures queue up and are consumed in order.
-        ``reply`` follows the same rules as in :meth:`reject_recipient`.
-        """
-        self._state.fail_next(phase, reply, times)
-
-    def reply(
-        self,
-        phase: Phase | str,
-        reply: str,
-        *,
-        recipient: str | None = None,
-        times: int | None = 1,
-    ) -> None:
-        """Answer a phase with ``reply``, as :meth:`smtpkit.testing.FakeTransport.reply` does.
-
-        One scripting vocabulary for the fake and the real server::
-
-            server.reply(Phase.RCPT, "550 5.1.1 No such user", recipient="bob@example.test")
-            server.reply("mail", "451 4.3.0 Try again later", times=2)
-            server.reply(Phase.MESSAGE, "552 5.3.4 Too big", times=None)  # every time
-
-        Args:
-            phase: ``mail``, ``rcpt``, ``data`` or ``message`` (a :class:`smtpkit.Phase`
-                or its value).
-            reply: a 4xx/5xx reply (lines joined with ``"\n"`` for a multi-line one).
-            recipient: for ``rcpt``, only this recipient's RCPT gets the reply.
-            times: how many times; ``None`` for every time.
-        """
-        name = phase.value if isinstance(phase, Phase) else str(phase).lower()
-        if recipient is not None:
-            if name != "rcpt":
-                raise ConfigurationError("recipient= only applies to the rcpt phase")
-            self._state.reject_recipient(recipient, reply, times)
-        elif times is None:
-            self._state.fail_always(cast(FailurePhase, name), reply)
-        else:
-            self._state.fail_next(cast(FailurePhase, name), reply, times)
-
-    def drop_connection_after_data(self, times: int = 1, *, deliver: bool = True) -> None:
-        """Close the next ``times`` connections right after a message's final ``.``, unanswered.
-
-        The client cannot know whether the message was delivered (RFC 5321 §4.1.1.4). With
-        ``deliver=True`` (the default) the server keeps the message, as a real server whose
-        reply got lost would - the case that makes a blind resend a duplicate; with
-        ``deliver=False`` it is discarded.
-        """
-        self._state.drop_after_data(times, deliver=deliver)
+    def server_errors(self) -> list[BaseException]:
+        """Exceptions raised inside the server: bugs (answered 451), a failing ``faults``
+        hook or ``on_message`` callback. The fake has none: its errors reach the test."""
+        with self._records.lock:
+            return list(self._records.server_errors)
 
     def __repr__(self) -> str:
         where = self.url if self._port or self._requested_port else f"{self._host}:<unbound>"
         users = "any" if self._users is None else list(self._users)
         return (
             f"LocalServer({where}, running={self.running}, users={users}, "
-            f"messages={len(self._state.messages)})"
+            f"messages={len(self._records.messages)})"
         )
-
-
-def _quiet_aiosmtpd_logger() -> None:
-    """Keep aiosmtpd's log off stderr unless the application configures logging.
-
-    Without a handler of its own, aiosmtpd's warnings (a client cancelling AUTH, say) would
-    reach stderr through logging's last-resort handler - noise in a CLI run.
-    """
-    logger = logging.getLogger("mail.log")
-    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
-        logger.addHandler(logging.NullHandler())
-
-
-def _loopback_address(host: str) -> str:
-    """The numeric loopback address for ``host``, or ConfigurationError."""
-    if not isinstance(host, str) or not is_loopback(host):
-        raise ConfigurationError(
-            f"LocalServer listens only on a loopback address (127.0.0.1, ::1, localhost), "
-            f"got {host!r}"
-        )
-    name = host.strip("[]")
-    try:
-        return str(ipaddress.ip_address(name))
-    except ValueError:
-        return "127.0.0.1"  # "localhost" and *.localhost

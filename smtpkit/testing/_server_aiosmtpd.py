@@ -1,17 +1,15 @@
-"""The aiosmtpd glue: an SMTP protocol subclass and a threaded controller that shuts down cleanly.
+"""The aiosmtpd controller LocalServer runs: a thread, a socket we bound, a clean shutdown.
 
-aiosmtpd's ``Controller`` runs an asyncio loop in a daemon thread. This module changes four
-things about it:
+aiosmtpd's ``Controller`` runs an asyncio loop in a daemon thread. This module changes
+three things about it:
 
 * it listens on a socket we bound ourselves (``port=0`` does not work with ``Controller``,
   and binding first leaves no window for another process to take the port);
+* every connection runs :class:`~smtpkit.testing._server_protocol.LocalSMTP` (scripting,
+  CHUNKING, switchable extensions);
 * ``shutdown()`` aborts every open session before stopping the loop, so no transport or task
   is left for the garbage collector (and on Python 3.12+ ``Server.wait_closed()`` would
-  otherwise wait for clients that never hang up);
-* SASL responses may be up to 12288 octets (RFC 4954 §4) while message lines keep RFC 5321's
-  limit: aiosmtpd's reader would otherwise refuse any line over 1001 octets, which breaks
-  ``AUTH XOAUTH2`` with a realistic (Microsoft-sized) token sent after a bare ``334``;
-* the DATA command itself can be given a scripted failure reply.
+  otherwise wait for clients that never hang up, or sessions a scripted timeout holds).
 
 Invariants:
     * Only loopback sockets reach this module (the caller checks the address).
@@ -22,82 +20,30 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import errno
+import ipaddress
+import logging
 import socket
 import ssl
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Session, syntax
 
-from smtpkit.testing._server_handler import Handler, drop_connection
-from smtpkit.testing._server_state import DROP
+from smtpkit.config import is_loopback
+from smtpkit.errors import ConfigurationError
+from smtpkit.testing._server_handler import Handler
+from smtpkit.testing._server_protocol import Extensions, LocalSMTP
 
-__all__ = ["SASL_LINE_LIMIT", "ThreadedServer", "abort_transport"]
-
-#: RFC 4954 §4: servers must accept SASL client responses of at least 12288 octets.
-SASL_LINE_LIMIT = 12288 + 2  # plus CRLF
+__all__ = [
+    "ThreadedServer",
+    "abort_transport",
+    "bind_listener",
+    "loopback_address",
+    "quiet_aiosmtpd_logger",
+]
 
 #: Seconds ``shutdown()`` waits for sessions to wind down before stopping the loop anyway.
 SHUTDOWN_GRACE = 5.0
-
-
-class _QuietSession(Session):
-    """A session whose ``login_data`` does not log a deprecation warning on every AUTH."""
-
-    @property
-    def login_data(self) -> Any:
-        return self._login_data
-
-    @login_data.setter
-    def login_data(self, value: Any) -> None:
-        self._login_data = value
-
-
-class _LocalSMTP(SMTP):
-    """aiosmtpd's protocol with a longer reader limit, tracking, and a DATA failure hook."""
-
-    # SMTP.__init__ sizes its StreamReader from this class attribute; the instance attribute
-    # set below restores RFC 5321's 1000-octet (+ dot) limit for message lines, which
-    # smtp_DATA checks explicitly. Command lines stay capped at 512 by command_size_limit.
-    line_length_limit = SASL_LINE_LIMIT
-
-    def __init__(self, handler: Handler, *, sessions: set[_LocalSMTP], **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
-        self.line_length_limit = SMTP.line_length_limit
-        self._sessions = sessions
-
-    def _create_session(self) -> Session:
-        return _QuietSession(self.loop)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._sessions.add(self)
-        super().connection_made(transport)
-
-    def connection_lost(self, error: Exception | None) -> None:
-        self._sessions.discard(self)
-        super().connection_lost(error)
-
-    @syntax("DATA")
-    async def smtp_DATA(self, arg: str) -> None:
-        # Only a DATA that aiosmtpd would accept consumes a scripted "data" failure; the
-        # ordering checks (HELO first, a recipient first) stay aiosmtpd's.
-        ready = (
-            not arg
-            and self.session is not None
-            and self.session.host_name
-            and self.envelope is not None
-            and self.envelope.rcpt_tos
-        )
-        if ready:
-            handler = self.event_handler
-            assert isinstance(handler, Handler)
-            scripted = handler.take_data_command_failure()
-            if scripted == DROP:
-                await drop_connection(self)
-            if scripted is not None:
-                await self.push(scripted)
-                return
-        await super().smtp_DATA(arg)
 
 
 class ThreadedServer(Controller):
@@ -105,6 +51,7 @@ class ThreadedServer(Controller):
 
     Args:
         handler: the hooks object.
+        extensions: what each connection offers beyond aiosmtpd's defaults.
         sock: a bound (not yet listening) TCP socket; the controller owns it from now on.
         ssl_context: for implicit TLS, the server context; ``None`` otherwise.
         smtp_kwargs: keyword arguments for :class:`aiosmtpd.smtp.SMTP`.
@@ -114,6 +61,7 @@ class ThreadedServer(Controller):
         self,
         handler: Handler,
         *,
+        extensions: Extensions,
         sock: socket.socket,
         ssl_context: ssl.SSLContext | None,
         ready_timeout: float,
@@ -129,7 +77,8 @@ class ThreadedServer(Controller):
             **smtp_kwargs,
         )
         self._sock: socket.socket | None = sock
-        self.sessions: set[_LocalSMTP] = set()
+        self._extensions = extensions
+        self.sessions: set[LocalSMTP] = set()
         self.loop.set_exception_handler(self._on_loop_error)
 
     def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -139,12 +88,14 @@ class ThreadedServer(Controller):
             # handshake (asyncio reports these only in debug mode): part of normal testing.
             handler = self.handler
             assert isinstance(handler, Handler)
-            handler.state.note(f"connection failed before the greeting: {error!r}")
+            handler.state.records.note(f"connection failed before the greeting: {error!r}")
             return
         loop.default_exception_handler(context)
 
-    def factory(self) -> _LocalSMTP:
-        return _LocalSMTP(self.handler, sessions=self.sessions, **self.SMTP_kwargs)
+    def factory(self) -> LocalSMTP:
+        return LocalSMTP(
+            self.handler, sessions=self.sessions, extensions=self._extensions, **self.SMTP_kwargs
+        )
 
     def _create_server(self) -> Any:
         sock, self._sock = self._sock, None
@@ -187,3 +138,55 @@ def abort_transport(transport: asyncio.BaseTransport | None) -> None:
         transport.abort()
     elif transport is not None:  # pragma: no cover - aiosmtpd always uses a Transport
         transport.close()
+
+
+def bind_listener(host: str, port: int | None) -> socket.socket:
+    """A TCP socket bound to ``host`` (a numeric loopback address) and ``port``.
+
+    ``None`` picks a free ephemeral port (retried a few times should it be taken between
+    the kernel's choice and the bind).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    attempts = 1 if port is not None else 5
+    for attempt in range(attempts):
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when
+        # the listener's proto says TCP; with proto 0, multi-line replies wait on Nagle
+        # plus the client's delayed ACK (about 40 ms each).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            # Lets a restarted server reuse its fixed port while old connections sit in
+            # TIME_WAIT; Linux still refuses a port another socket is listening on.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port or 0))
+        except OSError as error:
+            sock.close()
+            if error.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                raise
+            continue
+        return sock
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def quiet_aiosmtpd_logger() -> None:
+    """Keep aiosmtpd's log off stderr unless the application configures logging.
+
+    Without a handler of its own, aiosmtpd's warnings (a client cancelling AUTH, say) would
+    reach stderr through logging's last-resort handler - noise in a CLI run.
+    """
+    logger = logging.getLogger("mail.log")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
+def loopback_address(host: str) -> str:
+    """The numeric loopback address for ``host``, or ConfigurationError."""
+    if not isinstance(host, str) or not is_loopback(host):
+        raise ConfigurationError(
+            f"LocalServer listens only on a loopback address (127.0.0.1, ::1, localhost), "
+            f"got {host!r}"
+        )
+    name = host.strip("[]")
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return "127.0.0.1"  # "localhost" and *.localhost

@@ -1,8 +1,10 @@
 """The aiosmtpd handler behind :class:`~smtpkit.testing.LocalServer`: hooks and SASL checks.
 
-aiosmtpd calls the ``handle_*`` hooks for each command and ``auth_<MECHANISM>`` methods for
-custom mechanisms; everything here runs on the server's event-loop thread and talks to the
-test thread only through :class:`~smtpkit.testing._server_state.ServerState`.
+aiosmtpd calls the ``handle_*`` hooks for EHLO/HELO, RSET, NOOP, QUIT and the end of DATA,
+and ``auth_<MECHANISM>`` methods for custom mechanisms; each hook lets the protocol
+(:class:`~smtpkit.testing._server_protocol.LocalSMTP`) decide the reply against the test's
+script. Everything here runs on the server's event-loop thread and talks to the test
+thread only through :class:`~smtpkit.testing._server_state.ServerState`.
 
 Invariants:
     * Attribute names on :class:`Handler` starting with ``handle_`` or ``auth_`` are hooks:
@@ -12,6 +14,9 @@ Invariants:
       ``AuthResult(success=False)`` with ``handled`` left ``True`` would leave the client
       waiting forever.
     * Secrets are compared in constant time and never logged or stored.
+    * A completed exchange leaves its verdict on the session (``auth_verdict``); the
+      protocol records the attempt when the final reply goes out, so a scripted ``"auth"``
+      reply decides the outcome, as on the fake.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import base64
 import binascii
 import hmac
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
+from smtpkit.replies import Phase
+from smtpkit.testing._record import AuthAttempt
 from smtpkit.testing._server_sasl import (
     OAUTH_ERROR_CHALLENGE,
     OAUTH_FAILURE_REPLY,
@@ -32,9 +39,19 @@ from smtpkit.testing._server_sasl import (
     parse_oauthbearer,
     parse_xoauth2,
 )
-from smtpkit.testing._server_state import DROP, AuthAttempt, ServerState
+from smtpkit.testing._server_state import ServerState
 
-__all__ = ["AUTH_REQUIRED_REPLY", "Handler", "TokenCheck", "drop_connection"]
+if TYPE_CHECKING:
+    from smtpkit.testing._server_protocol import LocalSMTP
+
+__all__ = [
+    "AUTH_REQUIRED_REPLY",
+    "Handler",
+    "Identity",
+    "LocalSession",
+    "TokenCheck",
+    "drop_connection",
+]
 
 #: RFC 4954 §6: the reply to MAIL when the server requires AUTH first.
 AUTH_REQUIRED_REPLY = "530 5.7.0 Authentication required"
@@ -47,17 +64,54 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
+class LocalSession(Session):
+    """aiosmtpd's session, quiet about ``login_data``, carrying the last AUTH verdict."""
+
+    def __init__(self, loop: Any) -> None:
+        super().__init__(loop)
+        #: The verdict of an AUTH exchange whose final reply is not sent yet.
+        self.auth_verdict: AuthAttempt | None = None
+
+    @property
+    def login_data(self) -> Any:
+        # aiosmtpd's own property logs a deprecation warning on every AUTH.
+        return self._login_data
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
+
+
+class Identity:
+    """What a successful AUTH stores on the aiosmtpd session."""
+
+    __slots__ = ("mechanism", "user")
+
+    def __init__(self, user: str, mechanism: str) -> None:
+        self.user = user
+        self.mechanism = mechanism
+
+    @property
+    def login(self) -> bytes:
+        # aiosmtpd copies ``auth_data.login`` into the (deprecated) ``session.login_data``.
+        return self.user.encode("utf-8")
+
+
+def _verdict(session: Session, attempt: AuthAttempt) -> None:
+    if isinstance(session, LocalSession):
+        session.auth_verdict = attempt
+
+
 class Handler:
-    """aiosmtpd hooks that record messages, check credentials and play scripted failures.
+    """aiosmtpd hooks that adjust EHLO, check credentials and let the protocol decide replies.
 
     Args:
         state: the shared state the test thread reads.
         credentials: user to password; ``None`` accepts any PLAIN/LOGIN credentials.
         oauth_tokens: user to valid token, or a validator; ``None`` accepts any token.
-        require_auth: answer MAIL before a successful AUTH with :data:`AUTH_REQUIRED_REPLY`.
         mechanisms: the SASL mechanisms offered (an empty collection hides AUTH from EHLO).
-        pipelining: advertise PIPELINING (RFC 2920) in the EHLO reply.
-        implicit_tls: the listener speaks TLS from the first byte.
+        advertise: extra EHLO keywords to add (``PIPELINING``, ``CHUNKING``, ``DSN``).
+        hide: EHLO keywords aiosmtpd adds that are switched off (``8BITMIME``).
         auth_failure_reply: the wire reply (CRLF-joined lines) to refused PLAIN/LOGIN
             credentials; ``None`` keeps aiosmtpd's default.
     """
@@ -68,125 +122,80 @@ class Handler:
         *,
         credentials: Mapping[str, str] | None,
         oauth_tokens: TokenCheck | None,
-        require_auth: bool,
         mechanisms: Collection[str],
-        pipelining: bool,
-        implicit_tls: bool,
+        advertise: tuple[str, ...] = (),
+        hide: tuple[str, ...] = (),
         auth_failure_reply: str | None = None,
     ) -> None:
         self.state = state
         self._credentials = dict(credentials) if credentials is not None else None
         self._oauth_tokens = oauth_tokens
-        self._require_auth = require_auth
         self._mechanisms = frozenset(mechanisms)
-        self._pipelining = pipelining
-        self._implicit_tls = implicit_tls
+        self._advertise = advertise
+        self._hide = frozenset(f"250-{keyword}" for keyword in hide)
         self._auth_failure_reply = auth_failure_reply
 
-    # -- EHLO ----------------------------------------------------------------------------------
+    # -- EHLO / HELO ---------------------------------------------------------------------------
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: Any
     ) -> list[str]:
-        """Adjust aiosmtpd's EHLO lines: add PIPELINING, drop an empty AUTH line."""
+        """Adjust aiosmtpd's EHLO lines to the extensions switched on; or a scripted reply."""
+        wire = await cast("LocalSMTP", server).decide(Phase.EHLO)
+        if wire is not None and not wire.startswith("2"):
+            return wire.split("\r\n")
         # With an EHLO hook, aiosmtpd leaves recording the client's name to the hook; without
         # it every later command would be refused with "503 send HELO first".
         session.host_name = hostname
+        if wire is not None:
+            return wire.split("\r\n")
         lines: list[str] = []
         for line in responses:
-            if line.startswith("250-AUTH") and not self._mechanisms:
+            if line in self._hide or (line.startswith("250-AUTH") and not self._mechanisms):
                 continue
-            if line == "250 HELP" and self._pipelining:
+            if line == "250 HELP":
                 # aiosmtpd reads and answers one command line at a time, which is all RFC 2920
-                # asks of a server; it just never says so.
-                lines.append("250-PIPELINING")
+                # asks of a pipelining server; CHUNKING and DSN are played by the protocol.
+                lines += [f"250-{keyword}" for keyword in self._advertise]
             lines.append(line)
         return lines
 
-    # -- envelope ------------------------------------------------------------------------------
-
-    async def handle_MAIL(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        mail_options: list[str],
+    async def handle_HELO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str
     ) -> str:
-        """Check AUTH if required, play a scripted ``"mail"`` failure, else accept."""
-        if self._require_auth and not session.authenticated:
-            self.state.note(f"MAIL FROM:<{address}> refused: {AUTH_REQUIRED_REPLY}")
-            return AUTH_REQUIRED_REPLY
-        scripted = self.state.take_failure("mail")
-        if scripted == DROP:
-            await drop_connection(server)
-        if scripted is not None:
-            return scripted
-        # A hook that answers takes over aiosmtpd's bookkeeping of the envelope.
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 OK"
+        """Accept HELO (recording the client's name), or play a scripted ``"ehlo"`` reply."""
+        wire = await cast("LocalSMTP", server).decide(Phase.EHLO)
+        if wire is None or wire.startswith("2"):
+            session.host_name = hostname
+        return wire or f"250 {server.hostname}"
 
-    async def handle_RCPT(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        rcpt_options: list[str],
+    # -- RSET / NOOP / QUIT / the end of DATA --------------------------------------------------
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """``250 OK``, or the scripted ``"rset"`` reply (the transaction is reset anyway)."""
+        return await cast("LocalSMTP", server).decide(Phase.RSET) or "250 OK"
+
+    async def handle_NOOP(
+        self, server: SMTP, session: Session, envelope: Envelope, arg: str
     ) -> str:
-        """Refuse rejected recipients, play a scripted ``"rcpt"`` failure, else accept."""
-        rejected = self.state.rejection_for(address)
-        if rejected is not None:
-            return rejected
-        scripted = self.state.take_failure("rcpt")
-        if scripted == DROP:
-            await drop_connection(server)
-        if scripted is not None:
-            return scripted
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
-        return "250 OK"
+        """``250 OK``, or the scripted ``"noop"`` reply."""
+        return await cast("LocalSMTP", server).decide(Phase.NOOP) or "250 OK"
 
-    def take_data_command_failure(self) -> str | None:
-        """The scripted reply to the DATA command itself (used by the SMTP subclass)."""
-        return self.state.take_failure("data")
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """``221 Bye``, or the scripted ``"quit"`` reply (aiosmtpd closes afterwards)."""
+        return await cast("LocalSMTP", server).decide(Phase.QUIT) or "221 Bye"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        """Record the message; or play a scripted ``"message"`` failure or connection drop."""
-        scripted = self.state.take_failure("message")
-        if scripted is not None and scripted != DROP:
-            return scripted
-        drop = True if scripted == DROP else self.state.take_drop()
-        if drop is None or drop:
-            self._record(server, session, envelope)
-        if drop is None:
-            return "250 OK"
-        # Simulate a link lost after the final "." (RFC 5321 §4.1.1.4 leaves the outcome
-        # unknown to the client): abort without a reply.
-        await drop_connection(server)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _record(self, server: SMTP, session: Session, envelope: Envelope) -> None:
-        transport = server.transport
-        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-        auth = session.auth_data if session.authenticated else None
-        self.state.record_message(
-            mail_from=envelope.mail_from or "",
-            rcpt_tos=envelope.rcpt_tos,
-            raw=bytes(envelope.original_content or b""),
-            auth=(auth.user, auth.mechanism) if isinstance(auth, _Identity) else None,
-            tls=self._implicit_tls or ssl_object is not None,
-            smtputf8=bool(envelope.smtp_utf8),
-            mail_options=envelope.mail_options,
-        )
+        """The final reply to the content (scriptable as ``"message"``); keeps the message."""
+        raw = bytes(envelope.original_content or b"")
+        return await cast("LocalSMTP", server).finish_message(raw, chunked=False)
 
     async def handle_exception(self, error: Exception) -> str:
         """Turn an exception inside the server into a 451 reply and keep it for the test."""
         if isinstance(error, TLSSetupException):
             # A failed STARTTLS handshake (for instance a client that does not trust the CA):
             # aiosmtpd closes the connection itself and ignores this reply.
-            self.state.note(f"STARTTLS handshake failed: {error.__cause__!r}")
+            self.state.records.note(f"STARTTLS handshake failed: {error.__cause__!r}")
             return "454 4.7.0 TLS not available"
         self.state.record_error(error, "while handling a command")
         return f"451 4.3.0 Local server error: {type(error).__name__}"
@@ -211,9 +220,9 @@ class Handler:
         else:
             expected = self._credentials.get(user)
             ok = expected is not None and _same(password, expected)
-        self.state.record_attempt(AuthAttempt(mechanism, user, ok))
+        _verdict(session, AuthAttempt(mechanism, user, ok))
         if ok:
-            return AuthResult(success=True, auth_data=_Identity(user, mechanism))
+            return AuthResult(success=True, auth_data=Identity(user, mechanism))
         # handled=False: aiosmtpd then sends the message, by default "535 5.7.8
         # Authentication credentials invalid".
         return AuthResult(success=False, handled=False, message=self._auth_failure_reply)
@@ -255,16 +264,18 @@ class Handler:
         try:
             response = parse(blob)
         except ValueError as error:
-            self.state.record_attempt(AuthAttempt(mechanism, None, False))
+            self.state.records.auth_attempt(AuthAttempt(mechanism, None, False))
             await server.push(f"501 5.5.2 Malformed {mechanism} response: {error}")
             return AuthResult(success=False, handled=True)
-        ok = self._token_ok(response.user, response.token)
-        self.state.record_attempt(AuthAttempt(mechanism, response.user, ok))
-        if ok:
-            return AuthResult(success=True, auth_data=_Identity(response.user, mechanism))
+        session = server.session
+        assert session is not None
+        if self._token_ok(response.user, response.token):
+            _verdict(session, AuthAttempt(mechanism, response.user, True))
+            return AuthResult(success=True, auth_data=Identity(response.user, mechanism))
         answer = await server.challenge_auth(OAUTH_ERROR_CHALLENGE)
         if not isinstance(answer, bytes):
             return AuthResult(success=False, handled=True)  # "*" or bad base64: 501 was sent
+        _verdict(session, AuthAttempt(mechanism, response.user, False))
         return AuthResult(success=False, handled=False, message=OAUTH_FAILURE_REPLY)
 
     def _token_ok(self, user: str, token: str) -> bool:
@@ -284,21 +295,6 @@ async def drop_connection(server: SMTP) -> NoReturn:
         server.transport.abort()
     await asyncio.Event().wait()
     raise AssertionError("unreachable: the session task is cancelled")  # pragma: no cover
-
-
-class _Identity:
-    """What a successful AUTH stores on the aiosmtpd session."""
-
-    __slots__ = ("mechanism", "user")
-
-    def __init__(self, user: str, mechanism: str) -> None:
-        self.user = user
-        self.mechanism = mechanism
-
-    @property
-    def login(self) -> bytes:
-        # aiosmtpd copies ``auth_data.login`` into the (deprecated) ``session.login_data``.
-        return self.user.encode("utf-8")
 
 
 async def _initial_response(server: SMTP, args: list[str]) -> bytes | None:

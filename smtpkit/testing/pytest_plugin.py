@@ -8,12 +8,13 @@ fixture                         what it gives
 ==============================  ================================================================
 ``smtpkit_fake``                a fresh :class:`~smtpkit.testing.FakeTransport` (in memory; any
                                 credentials accepted); script failures on it, inspect
-                                ``.outbox``
+                                ``.messages`` or call ``.assert_sent()``
 ``smtpkit_submitter``           a :class:`~smtpkit.Submitter` wired to ``smtpkit_fake``, logged
                                 in as ``tester@example.com``
 ``smtpkit_server``              a running :class:`~smtpkit.testing.LocalServer` on 127.0.0.1:
                                 STARTTLS required, AUTH required (``smtpkit_server_credentials``);
-                                stopped after the test. Needs ``smtpkit[testing]``.
+                                stopped after the test; scripted and inspected with the same
+                                words as the fake. Needs ``smtpkit[testing]``.
 ``smtpkit_server_credentials``  ``(user, password)`` the server accepts (a fresh password per
                                 test)
 ``smtpkit_server_submitter``    a :class:`~smtpkit.Submitter` for ``smtpkit_server``, trusting

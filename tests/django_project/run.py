@@ -85,8 +85,8 @@ def send_mail_plain(server: LocalServer) -> None:
     sent = mail.send_mail("Hello", "Body text", None, ["bob@example.test"])
     assert sent == 1
     [received] = server.wait_for(1)
-    assert received.mail_from == "app@example.test"
-    assert received.rcpt_tos == ("bob@example.test",)
+    assert received.sender == "app@example.test"
+    assert received.recipients == ("bob@example.test",)
     assert received.tls, "STARTTLS (EMAIL_USE_TLS) was not used"
     assert received.auth_user == USER
     assert received.message["Subject"] == "Hello"
@@ -112,8 +112,12 @@ def multi_alternatives_with_attachments(server: LocalServer) -> None:
     message.attach("blob.bin", bytes(range(256)), "application/octet-stream")
     assert message.send() == 1
     [received] = server.wait_for(1)
-    assert received.mail_from == "reports@example.test"
-    assert set(received.rcpt_tos) == {"bob@example.test", "carol@example.test", "dave@example.test"}
+    assert received.sender == "reports@example.test"
+    assert set(received.recipients) == {
+        "bob@example.test",
+        "carol@example.test",
+        "dave@example.test",
+    }
     assert "dave" not in received.raw.decode("ascii", "replace"), "Bcc leaked into headers"
     got = received.message
     assert got.get_content_type() == "multipart/mixed"
@@ -142,11 +146,13 @@ def one_connection_across_send_messages(server: LocalServer) -> None:
 def partial_rejection_is_not_lost(server: LocalServer) -> None:
     from django.core.mail import EmailMessage  # noqa: PLC0415
 
-    server.reject_recipient(REFUSED, "550 5.1.1 <nobody@example.test>: User unknown")
+    server.reply(
+        "rcpt", "550 5.1.1 <nobody@example.test>: User unknown", recipient=REFUSED, times=None
+    )
     message = EmailMessage("Hi", "body", None, ["bob@example.test", REFUSED])
     assert message.send() == 1
     [received] = server.wait_for(1)
-    assert received.rcpt_tos == ("bob@example.test",)
+    assert received.recipients == ("bob@example.test",)
     rejected = message.smtpkit_rejected
     assert list(rejected) == [REFUSED]
     assert rejected[REFUSED].code == 550
@@ -162,7 +168,7 @@ def all_refused_raises_unless_silent(server: LocalServer) -> None:
 
     from smtpkit.errors import RecipientRejected  # noqa: PLC0415
 
-    server.reject_recipient(REFUSED)
+    server.reply("rcpt", "550 5.1.1 User unknown", recipient=REFUSED, times=None)
     message = EmailMessage("Hi", "body", None, [REFUSED])
     try:
         message.send()
