@@ -11,6 +11,11 @@ Invariants:
     * :meth:`close` closes idle sessions at once and every session in use (or being
       opened) when it is released: none of them is ever handed out again. The pool stays
       usable; later sessions are new ones.
+    * Sessions idle longer than ``idle_timeout`` are closed (QUIT) the next time the pool
+      is used, as ``httpx`` expires kept-alive connections: a pool needs no thread.
+    * A forked child never uses a session of its parent: after ``fork()`` the child's pools
+      forget every session (closing only the child's copy of the socket, without QUIT, so
+      the parent's conversation is untouched) and open their own.
     * Opening a connection happens outside the pool lock, so one slow server handshake never
       blocks threads that could reuse an idle session.
     * With a login gate (the Submitter has credentials), until a login has succeeded only
@@ -21,8 +26,10 @@ Invariants:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,6 +121,7 @@ class SessionPool:
         self._opening = 0
         self._refusals = 0  # refused logins so far; the last one is kept to hand out
         self._last_refusal: SMTPError | None = None
+        _POOLS.add(self)
 
     @property
     def limits(self) -> PoolLimits:
@@ -141,6 +149,8 @@ class SessionPool:
                 thread's login was refused while this one waited to open a connection.
         """
         deadline = self._clock() + self._limits.acquire_timeout
+        for stale in self._expired():
+            self.discard(stale)
         seen: int | None = None
         while True:
             candidate: Session | None = None
@@ -173,6 +183,17 @@ class SessionPool:
                 candidate.reused = True
                 return candidate
             self.discard(candidate)
+
+    def _expired(self) -> list[Session]:
+        """Take the idle sessions past ``idle_timeout`` out of the pool (oldest first)."""
+        now = self._clock()
+        limit = self._limits.idle_timeout
+        expired: list[Session] = []
+        with self._lock:
+            # Released sessions are appended on the right: the oldest are on the left.
+            while self._idle and now - self._idle[0].last_used > limit:
+                expired.append(self._idle.popleft())
+        return expired
 
     def _gated(self) -> bool:
         """Whether a new connection must wait for the login of one being opened."""
@@ -243,3 +264,34 @@ class SessionPool:
             self._idle.clear()
         for session in idle:
             self.discard(session)
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: drop every session inherited from the parent.
+
+        Each session's socket is the parent's conversation: the child closes only its own
+        copy of the descriptor (no QUIT, no shutdown), so the parent goes on undisturbed.
+        The lock is replaced: another parent thread may have held it at the fork.
+        """
+        self._lock = threading.Condition()
+        inherited = list(self._born)
+        self._idle.clear()
+        self._born.clear()
+        self._count = 0
+        self._opening = 0
+        self._generation += 1
+        for session in inherited:
+            session.abort()
+
+
+#: Every pool in this process, so that a forked child can make them forget the parent's
+#: sessions (weak: a pool goes away with its Submitter).
+_POOLS: weakref.WeakSet[SessionPool] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_POOLS):
+        pool._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -2,9 +2,14 @@
 
 Invariants:
     * ``send`` returns a :class:`~smtpkit.SendResult` only for a message the server accepted.
-    * A connection is reused only through a context manager (or ``open()``); a reused
-      connection the server closed while idle is replaced transparently, but only when the
-      server had not accepted anything of the message (so no message is ever sent twice).
+    * Connections are kept across calls, as ``httpx.Client`` keeps them: one login per
+      connection, reused by later ``send``/``send_many`` calls until idle longer than
+      ``idle_timeout``, ``close()`` (or the end of a ``with`` block), garbage collection of
+      the Submitter, or interpreter exit, each of which sends QUIT. A forked child never
+      uses its parent's connections.
+    * A reused connection the server closed while idle is replaced transparently, but only
+      when the server had not accepted anything of the message (so no message is ever sent
+      twice).
     * ``repr()`` shows no secret. ``send`` and ``send_many`` are safe to call from many
       threads: connections come from a pool, each used by one thread at a time, with one
       login per connection.
@@ -19,6 +24,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -139,9 +145,12 @@ class Submitter:
         result = submitter.send(msg)
         print(result.message_id, result.reply)
 
-    Use it as a context manager to keep authenticated connections for many messages (one
-    login per connection; logging in per message trips Gmail's "454 4.7.0 Too many login
-    attempts"). Outside one, each ``send`` opens and closes its own connection.
+    It keeps its authenticated connections between calls (one login per connection;
+    logging in per message trips Gmail's "454 4.7.0 Too many login attempts"), so a
+    long-lived Submitter, such as a module-level one in a web app, logs in once and reuses
+    the connection. A kept connection idle longer than ``idle_timeout`` is closed the next
+    time the Submitter is used; ``close()`` closes them all, and so does the end of a
+    ``with`` block, the Submitter being garbage-collected, or interpreter exit.
 
     Args:
         host: the server's host name or address.
@@ -163,7 +172,8 @@ class Submitter:
             while idle is still replaced once, transparently).
         max_connections: connections open at once (the pool size).
         max_messages_per_connection: replace a connection after this many messages.
-        idle_timeout: close kept connections idle this long instead of reusing them.
+        idle_timeout: close kept connections idle this long instead of reusing them
+            (seconds; checked whenever the Submitter is used).
         rate_limit: at most this many messages per second (all threads together).
         use_chunking: send with BDAT (RFC 3030) when the server offers CHUNKING.
         clock, wall_clock: monotonic and UTC clocks, injectable for tests.
@@ -234,21 +244,34 @@ class Submitter:
         self._rate_limit = rate_limit
         # One limiter for the Submitter's life, so that separate send() calls share the rate.
         self._limiter = RateLimiter(rate_limit, clock=clock)
+        settings, transport, wall = self._settings, self._transport, self._wall_clock
+
+        # The pool must not refer back to the Submitter, so that the finalizer below can
+        # close it when the Submitter is collected.
+        def open_session() -> Session:
+            return Session.open(settings, transport, clock=clock)
+
+        def token_expiring(session: Session) -> bool:
+            return session.token_expires_within(TOKEN_EXPIRY_MARGIN, wall())
+
         self._pool = SessionPool(
-            self._open_session,
+            open_session,
             PoolLimits(
                 max_connections=max_connections,
                 max_messages_per_connection=max_messages_per_connection,
                 idle_timeout=idle_timeout,
             ),
             clock=clock,
-            expires=self._token_expiring,
+            expires=token_expiring,
             # Until a login succeeds, one connection logs in at a time: a wrong password
             # costs one AUTH, not one per thread.
             login_gate=auth is not None,
         )
         self._keep_lock = threading.Lock()
         self._keep_open = 0  # nesting depth of with-blocks / open() calls
+        # Kept connections live as long as the Submitter: QUIT when it is garbage-collected
+        # or, at the latest, at interpreter exit (weakref.finalize runs at exit).
+        self._finalizer = weakref.finalize(self, self._pool.close)
 
     # -- other ways to build one ---------------------------------------------------------
 
@@ -346,19 +369,12 @@ class Submitter:
 
     # -- connections ---------------------------------------------------------------------
 
-    def _open_session(self) -> Session:
-        return Session.open(self._settings, self._transport, clock=self._clock)
-
-    def _token_expiring(self, session: Session) -> bool:
-        return session.token_expires_within(TOKEN_EXPIRY_MARGIN, self._wall_clock())
-
-    @property
-    def _keeping(self) -> bool:
-        with self._keep_lock:
-            return self._keep_open > 0
-
     def open(self) -> Submitter:
-        """Connect and log in now, and keep connections for later sends until ``close()``."""
+        """Connect and log in now (the connection is then kept for later sends).
+
+        Pair it with :meth:`close`; ``open()``/``close()`` pairs and ``with`` blocks nest,
+        and the outermost one closes the connections.
+        """
         with self._keep_lock:
             self._keep_open += 1
         try:
@@ -370,7 +386,11 @@ class Submitter:
         return self
 
     def close(self) -> None:
-        """Send QUIT on every kept connection and close them. Never raises."""
+        """Send QUIT on every kept connection and close them. Never raises.
+
+        Connections other threads are using are closed when they finish with them. The
+        Submitter stays usable: a later send opens a new connection.
+        """
         with self._keep_lock:
             self._keep_open = max(0, self._keep_open - 1)
             last = self._keep_open == 0
@@ -499,7 +519,6 @@ class Submitter:
         per_connection: int | None,
         rate: float | None = None,
     ) -> list[Outcome]:
-        keeping = self._keeping
         # One INFO line and the smtpkit.hooks callbacks per message, for send and send_many;
         # in a batch they run on a reporting thread, never inside an open transaction.
         tracker = SendTracker(
@@ -526,9 +545,6 @@ class Submitter:
             )
         finally:
             tracker.close()
-            if not keeping:
-                # Outside a with-block nothing is kept: QUIT the connections used.
-                self._pool.close()
         if tracker.error is not None:
             not_sent = sum(outcome is None for outcome in outcomes)
             raise BatchInterrupted(

@@ -54,6 +54,8 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.events: list[tuple[float, str]] = []
+        #: The lines of each connection ("C: ..." and "S: ..."), in the order they opened.
+        self.sessions: list[list[str]] = []
         self.connections = 0
         self.closed = 0
         self.messages: list[bytes] = []
@@ -110,9 +112,11 @@ class ScriptedServer:
 
     # -- the server --------------------------------------------------------------------
 
-    def _record(self, text: str) -> None:
+    def _record(self, text: str, session: list[str] | None = None) -> None:
         with self._lock:
             self.events.append((time.monotonic(), text))
+            if session is not None:
+                session.append(text)
 
     def _accept(self) -> None:
         assert self._listener is not None
@@ -135,6 +139,9 @@ class ScriptedServer:
         reader = conn.makefile("rb")
         counts: dict[str, int] = {}
         accepted = 0  # recipients accepted in the current transaction
+        session: list[str] = []
+        with self._lock:
+            self.sessions.append(session)
 
         def reply(text: str) -> bool:
             """Send ``text``; False when the connection is to be closed."""
@@ -147,7 +154,7 @@ class ScriptedServer:
                 "\r\n"
                 for n, line in enumerate(lines)
             )
-            self._record(f"S: {text}")
+            self._record(f"S: {text}", session)
             conn.sendall(wire.encode())
             return not text.startswith(("421", "221"))
 
@@ -166,7 +173,7 @@ class ScriptedServer:
                 if not raw:
                     return
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                self._record(f"C: {line}")
+                self._record(f"C: {line}", session)
                 verb = line.split(" ", 1)[0].split(":", 1)[0].upper()
                 if verb in ("EHLO", "HELO"):
                     extensions = ["scripted.test", "8BITMIME", "ENHANCEDSTATUSCODES"]
@@ -186,7 +193,7 @@ class ScriptedServer:
                             if chunk == b".\r\n":
                                 break
                             content += chunk
-                        self._record(f"C: <{len(content)} octets> .")
+                        self._record(f"C: <{len(content)} octets> .", session)
                         with self._lock:
                             self.messages.append(bytes(content))
                         sent = answer(".", ".", "250 2.0.0 OK queued")
@@ -209,3 +216,4 @@ class ScriptedServer:
             conn.close()
             with self._lock:
                 self.closed += 1
+                session.append("* closed")
