@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
 
 import pytest
 
@@ -179,7 +178,9 @@ def kit(request: pytest.FixtureRequest) -> Iterator[Kit]:
         server.stop()
 
 
-def message(subject: str = "Hello", to: str = "bob@example.test", body: str = "Hi.\n") -> Any:
+def message(
+    subject: str = "Hello", to: str = "bob@example.test", body: str = "Hi.\n"
+) -> EmailMessage:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = USER, to, subject
     msg.set_content(body)
@@ -736,3 +737,17 @@ def test_the_null_sender_is_taken(kit: Kit) -> None:
     [received] = server.wait_for(1)
     assert received.sender == ""
     assert received.raw == b"Subject: bounce\r\n\r\n.a dot-stuffed line\r\n"
+
+
+def test_bare_lf_in_the_content_is_noted_by_both_refused_by_the_fake(kit: Kit) -> None:
+    # The documented difference (docs/testing.md, "What each can play").
+    server = kit.start(plain=True)
+    client = kit.raw(server)
+    assert client.command("MAIL FROM:<a@example.test>")[0] == 250
+    assert client.command("RCPT TO:<b@example.test>")[0] == 250
+    assert client.command("DATA")[0] == 354
+    client.send(b"Subject: lf\r\n\r\nbare\nline feed\r\n.\r\n")
+    code, _ = client.reply()
+    client.close()
+    assert code == (550 if kit.kind == "fake" else 250)
+    assert any("bare CR or LF" in error for error in server.protocol_errors)
