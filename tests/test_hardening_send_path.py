@@ -21,6 +21,8 @@ from smtpkit import (
     BatchInterrupted,
     ConfigurationError,
     InvalidCredentials,
+    MessageError,
+    Outgoing,
     Phase,
     RateLimited,
     RecipientRejected,
@@ -448,3 +450,45 @@ def test_concurrency_of_the_wrong_kind_is_refused(concurrency: object) -> None:
     with pytest.raises(ConfigurationError, match="concurrency"):
         submitter.send_many([message(0)], concurrency=concurrency)  # type: ignore[arg-type]
     assert fake.connections == 0
+
+
+# -- a preset's recipients-per-message cap, before connecting ---------------------------------
+
+
+def many_recipients(n: int, count: int) -> EmailMessage:
+    msg = message(n)
+    msg.replace_header("To", ", ".join(f"user{i}@example.test" for i in range(count)))
+    return msg
+
+
+def test_the_preset_recipient_cap_is_checked_before_connecting() -> None:
+    with ScriptedServer() as server:
+        submitter = on_loopback(server, provider="gmail")  # Gmail: 100 recipients a message
+        with pytest.raises(MessageError, match=r"101 recipients; Gmail accepts at most 100"):
+            submitter.send(many_recipients(1, 101))
+
+        assert server.connections == 0
+
+
+def test_the_preset_recipient_cap_in_a_batch_opens_nothing_for_that_message() -> None:
+    with ScriptedServer() as server:
+        submitter = on_loopback(server, provider="gmail")
+        over = submitter.send_many([many_recipients(n, 150) for n in range(3)])
+        assert all(isinstance(outcome, MessageError) for outcome in over), over
+        assert server.connections == 0
+
+        # Explicit envelopes count too (duplicates once, as they are sent).
+        envelope = [f"user{i}@example.test" for i in range(100)] + ["user1@EXAMPLE.TEST"]
+        first, second, third = submitter.send_many(
+            [
+                message(1),
+                Outgoing(message(2), recipients=[f"u{i}@example.test" for i in range(101)]),
+                Outgoing(message(3), recipients=envelope),
+            ],
+            concurrency=1,
+        )
+        assert isinstance(first, SendResult), first
+        assert isinstance(second, MessageError), second
+        assert isinstance(third, SendResult), third
+        assert len(third.accepted) == 100
+        assert server.connections == 1
