@@ -529,6 +529,7 @@ class Submitter:
             on_result=on_result,
             per_message=len(jobs) > 1,
             background=len(jobs) > 1,
+            log_enabled=lambda: logger.isEnabledFor(logging.INFO),
         )
         try:
             outcomes = deliver(

@@ -183,11 +183,13 @@ class SendTracker:
         on_result: Callable[[int, SendResult | SMTPError], None] | None,
         per_message: bool = True,
         background: bool = False,
+        log_enabled: Callable[[], bool] | None = None,
     ) -> None:
         self._host = host
         self._port = port
         self._clock = clock
         self._log = log
+        self._log_enabled = log_enabled or (lambda: True)
         self._on_result = on_result
         self._lock = threading.Lock()
         self._begun = clock()
@@ -197,18 +199,24 @@ class SendTracker:
         self.error: BaseException | None = None
         self._calls: queue.SimpleQueue[Callable[[], None] | None] | None = None
         self._thread: threading.Thread | None = None
-        if background:
-            self._calls = queue.SimpleQueue()
-            self._thread = threading.Thread(target=self._report, name="smtpkit-report", daemon=True)
-            self._thread.start()
+        self._background = background
 
     # -- dispatch --------------------------------------------------------------------------
 
     def _dispatch(self, call: Callable[[], None]) -> None:
-        if self._calls is None:
+        if not self._background:
             self._call(call)
-        else:
-            self._calls.put(call)
+            return
+        if self._calls is None:
+            with self._lock:  # the reporting thread starts with the first call it gets
+                if self._calls is None:
+                    self._calls = queue.SimpleQueue()
+                    self._thread = threading.Thread(
+                        target=self._report, name="smtpkit-report", daemon=True
+                    )
+                    self._thread.start()
+        assert self._calls is not None
+        self._calls.put(call)
 
     def _call(self, call: Callable[[], None]) -> None:
         try:
@@ -232,10 +240,12 @@ class SendTracker:
 
     def close(self) -> None:
         """Wait until every queued call has run (the reporting thread then ends)."""
-        if self._calls is not None and self._thread is not None:
-            self._calls.put(None)
-            self._thread.join()
-            self._calls = None
+        with self._lock:
+            calls, thread = self._calls, self._thread
+            self._background = False  # a late event is then reported on the caller's thread
+        if calls is not None and thread is not None:
+            calls.put(None)
+            thread.join()
 
     # -- events ----------------------------------------------------------------------------
 
@@ -257,6 +267,8 @@ class SendTracker:
 
     def finished(self, index: int, outcome: SendResult | SMTPError) -> None:
         """Log a sent message, call the end hooks, then the caller's ``on_result``."""
+        if self._on_result is None and not _finished and not self._log_enabled():
+            return  # nobody listens: no call to queue (most batches in production)
         with self._lock:
             started = self._starts.get(index, self._begun) if self._per_message else self._begun
         elapsed = self._clock() - started
