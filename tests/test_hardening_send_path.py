@@ -182,12 +182,12 @@ def test_a_slow_send_hook_runs_outside_the_transaction() -> None:
     remove_end = smtpkit.hooks.on_send_end(on_end)
     try:
         with ScriptedServer() as server:
-            outcomes = on_loopback(server).send_many([message(n) for n in range(3)], concurrency=1)
+            outcomes = on_loopback(server).send_many([message(n) for n in range(2)], concurrency=1)
 
             assert all(isinstance(outcome, SendResult) for outcome in outcomes), outcomes
-            assert sorted(started) == sorted(ended) == [0, 1, 2]
+            assert sorted(started) == sorted(ended) == [0, 1]
             waits = open_waits(server)
-            assert len(waits) == 3
+            assert len(waits) == 2
             assert max(waits) < slow / 2, waits
     finally:
         remove_start()
