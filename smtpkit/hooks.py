@@ -15,7 +15,9 @@ Register a callback once, at start-up; every Submitter in the process calls it::
 ``on_send_start`` callbacks run just before a message's transaction starts (once per
 message, even when it is retried); ``on_send_end`` callbacks run once per message with its
 outcome: a :class:`~smtpkit.SendResult` or the :class:`~smtpkit.errors.SMTPError` it ended
-with. Both ``send()`` and ``send_many()`` call them.
+with; ``on_send_retry`` callbacks run each time a message's transaction starts again (a
+``Retry`` policy's retry, or a resend after a connection found closed). Both ``send()`` and
+``send_many()`` call them.
 
 Invariants:
     * Registering and removing are thread-safe; a send uses the callbacks registered when it
@@ -44,9 +46,11 @@ from smtpkit.errors import SMTPError
 
 __all__ = [
     "SendFinished",
+    "SendRetried",
     "SendStarted",
     "clear",
     "on_send_end",
+    "on_send_retry",
     "on_send_start",
 ]
 
@@ -70,6 +74,23 @@ class SendStarted:
     host: str
     port: int
     index: int
+
+
+@dataclass(frozen=True)
+class SendRetried:
+    """A message's transaction is starting again, after a try that failed.
+
+    Attributes:
+        host: the server host.
+        port: the server port.
+        index: the message's position in a ``send_many`` batch (0 for ``send``).
+        attempt: which try of the message's transaction this is (2 for the first retry).
+    """
+
+    host: str
+    port: int
+    index: int
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -139,6 +160,7 @@ class _Callbacks:
 
 _started = _Callbacks("on_send_start")
 _finished = _Callbacks("on_send_end")
+_retried = _Callbacks("on_send_retry")
 
 
 def on_send_start(callback: Callable[[SendStarted], object]) -> Callable[[], None]:
@@ -151,10 +173,20 @@ def on_send_end(callback: Callable[[SendFinished], object]) -> Callable[[], None
     return _finished.add(callback)
 
 
+def on_send_retry(callback: Callable[[SendRetried], object]) -> Callable[[], None]:
+    """Call ``callback(SendRetried)`` each time a message's transaction starts again.
+
+    Returns a function that removes it. A try that failed before its transaction started
+    (say, the connection could not be opened) is retried without this event.
+    """
+    return _retried.add(callback)
+
+
 def clear() -> None:
     """Remove every registered callback (for tests)."""
     _started.clear()
     _finished.clear()
+    _retried.clear()
 
 
 class SendTracker:
@@ -194,6 +226,7 @@ class SendTracker:
         self._lock = threading.Lock()
         self._begun = clock()
         self._starts: dict[int, float] = {}
+        self._tries: dict[int, int] = {}
         self._per_message = per_message
         #: What ``on_result`` raised (it is then called no more).
         self.error: BaseException | None = None
@@ -258,9 +291,13 @@ class SendTracker:
                 first = index not in self._starts
                 if first:
                     self._starts[index] = self._clock()
+                attempt = self._tries[index] = self._tries.get(index, 0) + 1
             if first and _started:  # no event built when nobody listens
                 event = SendStarted(self._host, self._port, index)
                 self._dispatch(lambda: _started.emit(event))
+            elif not first and _retried:
+                again = SendRetried(self._host, self._port, index, attempt)
+                self._dispatch(lambda: _retried.emit(again))
             return prepare(job, session)
 
         return wrapped
