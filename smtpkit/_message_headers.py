@@ -13,18 +13,23 @@ from email.header import Header
 from email.headerregistry import AddressHeader, Group, HeaderRegistry
 from email.message import Message
 from email.utils import formataddr, getaddresses
+from typing import Any
 
 from smtpkit.errors import MessageError
 
 __all__ = [
     "ADDRESS_HEADERS",
+    "INDEXED",
     "LINE_BREAK_CHARACTERS",
+    "HeaderIndex",
     "check_header_injection",
     "check_raw_header_breaks",
     "extract_addresses",
     "header_recipients",
     "header_sender",
     "idna_domain",
+    "index_headers",
+    "indexed_values",
     "punycode_header_addresses",
     "split_address",
     "topmost_resent_block",
@@ -96,7 +101,8 @@ def extract_addresses(header_values: Iterable[object]) -> list[str]:
 
     Args:
         header_values: header values (``str``, ``email.header.Header`` or header objects
-            from ``email.headerregistry``); each is converted with ``str()``.
+            from ``email.headerregistry``); text is parsed, and a header object without
+            parse defects gives the addresses it holds.
 
     Raises:
         MessageError: a value holds a phrase with no address, so it cannot be parsed.
@@ -106,7 +112,39 @@ def extract_addresses(header_values: Iterable[object]) -> list[str]:
         >>> extract_addresses(["Alice <a@example.com>, Team: b@example.com;"])
         ['a@example.com', 'b@example.com']
     """
-    values = [_unescape(str(value)) for value in header_values]
+    addresses: list[str] = []
+    texts: list[str] = []
+    for value in header_values:
+        parsed = _parsed_addresses(value)
+        if parsed is None:
+            texts.append(_unescape(str(value)))
+        else:
+            addresses += _from_text(texts) + parsed
+            texts = []
+    return addresses + _from_text(texts)
+
+
+def _parsed_addresses(value: object) -> list[str] | None:
+    """The addresses of a header object that ``email.headerregistry`` parsed cleanly.
+
+    Its groups hold what its text says, so reading them is the same as parsing ``str()``
+    of it again, without the cost. ``None`` for text, or for a header with defects.
+    """
+    groups = getattr(value, "groups", None)
+    if groups is None or getattr(value, "defects", True):
+        return None
+    addresses: list[str] = []
+    for group in groups:
+        for address in group.addresses:
+            if not address.username or not address.domain:
+                return None  # the text path says what is wrong with it
+            addresses.append(address.addr_spec)
+    return addresses
+
+
+def _from_text(values: list[str]) -> list[str]:
+    if not values:
+        return []
     addresses: list[str] = []
     for name, addr in getaddresses(values):
         if not addr:
@@ -165,7 +203,7 @@ def check_header_injection(message: Message) -> None:
             is not folding white space, or any other of :data:`LINE_BREAK_CHARACTERS`.
     """
     for part in message.walk():
-        for name, value in part.raw_items():
+        for name, value in part._headers:  # type: ignore[attr-defined] # raw_items() copies
             if not _FIELD_NAME_RE.fullmatch(name):
                 raise MessageError(
                     f"invalid header name {name!r}",
@@ -212,7 +250,7 @@ def topmost_resent_block(message: Message) -> dict[str, list[str]] | None:
     where a field repeats, since each field appears at most once per block.
     """
     block: dict[str, list[str]] = {}
-    for name, value in message.raw_items():
+    for name, value in message._headers:  # type: ignore[attr-defined]
         lower = name.lower()
         if not lower.startswith("resent-"):
             if block:
@@ -285,7 +323,7 @@ def punycode_header_addresses(message: Message, names: Sequence[str]) -> None:
         raise MessageError(f"cannot rewrite the message headers: {exc}") from None
 
 
-def _first_address(values: list[str], what: str) -> str | None:
+def _first_address(values: list[object], what: str) -> str | None:
     addresses = extract_addresses(values)
     if not addresses:
         return None
@@ -298,17 +336,45 @@ def _first_address(values: list[str], what: str) -> str | None:
     return addresses[0]
 
 
-def _header_values(message: Message, name: str, block: dict[str, list[str]] | None) -> list[str]:
+#: The top-level fields :func:`index_headers` collects.
+INDEXED = frozenset({"sender", "from", "to", "cc", "bcc", "message-id", "date"})
+#: Lower-case name -> the ``(name, stored value)`` pairs of that field, in order.
+HeaderIndex = dict[str, list[tuple[str, Any]]]
+
+
+def index_headers(message: Message) -> HeaderIndex:
+    """The fields of :data:`INDEXED`, in one pass over the header list (``get_all`` would
+    scan it once per name), as stored: values are parsed only when they are read."""
+    index: HeaderIndex = {}
+    for name, value in message._headers:  # type: ignore[attr-defined]
+        lower = name.lower()
+        if lower in INDEXED:
+            index.setdefault(lower, []).append((name, value))
+    return index
+
+
+def indexed_values(message: Message, index: HeaderIndex, lower: str) -> list[object]:
+    """``message.get_all(name)`` for an indexed name: each value as the policy returns it."""
+    fetch = message.policy.header_fetch_parse
+    return [fetch(name, value) for name, value in index.get(lower, ())]
+
+
+def _header_values(
+    message: Message, index: HeaderIndex, name: str, block: dict[str, list[str]] | None
+) -> list[object]:
     """Values of ``name``, or of ``Resent-name`` from the newest Resent block (§3.6.6)."""
     if block is None:
-        return [str(v) for v in message.get_all(name, [])]
-    return block.get(f"resent-{name.lower()}", [])
+        return indexed_values(message, index, name.lower())
+    return list(block.get(f"resent-{name.lower()}", []))
 
 
-def header_sender(message: Message, block: dict[str, list[str]] | None) -> str:
+def header_sender(
+    message: Message, block: dict[str, list[str]] | None, index: HeaderIndex | None = None
+) -> str:
+    index = index_headers(message) if index is None else index
     prefix = "" if block is None else "Resent-"
     for name in ("Sender", "From"):
-        address = _first_address(_header_values(message, name, block), prefix + name)
+        address = _first_address(_header_values(message, index, name, block), prefix + name)
         if address is not None:
             return address
     raise MessageError(
@@ -317,6 +383,11 @@ def header_sender(message: Message, block: dict[str, list[str]] | None) -> str:
     )
 
 
-def header_recipients(message: Message, block: dict[str, list[str]] | None) -> list[str]:
+def header_recipients(
+    message: Message, block: dict[str, list[str]] | None, index: HeaderIndex | None = None
+) -> list[str]:
+    index = index_headers(message) if index is None else index
     names = ("To", "Cc", "Bcc")
-    return extract_addresses(v for name in names for v in _header_values(message, name, block))
+    return extract_addresses(
+        value for name in names for value in _header_values(message, index, name, block)
+    )

@@ -7,16 +7,11 @@
 turn it into wire octets slice by slice when iterated. Sending a 50 MB attachment then costs
 a few slices of memory, not several copies of the message.
 
-How a message object becomes parts (:func:`flatten_streaming`): the stock
-``email.generator.BytesGenerator`` is run once, through a subclass whose body handler
-writes a short placeholder token instead of a large payload (and remembers the payload).
-Everything else (header folding, MIME boundaries, nested parts, policy choices, the
-re-encoding of 8-bit parts for ``cte_type="7bit"``) stays the standard library's code, so the
-octets are the ones ``BytesGenerator`` would write. The small output is then split at the
-tokens. This was chosen over running the push-based generator in a thread (a thread per
-send, and its errors surface late) or re-running it per chunk (slow): the generator runs
-once, at prepare time, so Message-ID, Date and generated boundaries are fixed, every error
-is raised by ``prepare_message``, and iteration is deterministic and repeatable.
+:mod:`smtpkit._message_generate` runs the stock generator once and builds the parts (this
+was chosen over running the push-based generator in a thread, a thread per send whose
+errors surface late, or re-running it per chunk, which is slow): Message-ID, Date and
+generated boundaries are fixed at prepare time, every error is raised by
+``prepare_message``, and iteration is deterministic and repeatable.
 
 Invariants:
     * ``b"".join(content.iter_chunks(n))`` is the same for every ``n`` and every call, and
@@ -26,33 +21,23 @@ Invariants:
       computed from counts over the payloads, which allocates nothing large.
     * A segment is made only for a payload whose octets are certain: ASCII text, or
       surrogate-escaped 8-bit text when the policy keeps 8-bit (``cte_type="8bit"``).
-      Anything else goes through the stock handler, so the stock errors are raised.
-    * A generated MIME boundary never occurs in a deferred payload (checked on the
-      payload text; the stock check only sees the placeholder).
     * A CR at the end of one slice and an LF at the start of the next make one line break.
 """
 
 from __future__ import annotations
 
-import io
-import re
-import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from email.generator import BytesGenerator
-from email.message import Message
-from email.policy import Policy
-from typing import IO, TYPE_CHECKING, Any
 
 from smtpkit.protocol import normalize_line_endings
 
 __all__ = [
     "DEFER_MIN",
     "SLICE",
+    "Part",
     "RawSegment",
     "TextSegment",
     "WireContent",
-    "flatten_streaming",
 ]
 
 #: Payloads shorter than this are written inline by the generator (a small message stays
@@ -62,10 +47,6 @@ DEFER_MIN = 64 * 1024
 
 #: Characters (or octets) of a payload turned into wire octets at a time while iterating.
 SLICE = 256 * 1024
-
-# A character that BytesGenerator cannot write: not ASCII and not a surrogate escape of an
-# octet (U+DC80..U+DCFF is how the email package keeps undecodable 8-bit octets in a str).
-_UNWRITABLE = re.compile("[^\x00-\x7f\udc80-\udcff]")
 
 _HEADER_END = b"\r\n\r\n"
 
@@ -245,6 +226,13 @@ class WireContent:
         the first part (the top-level headers come before any body). Content that starts
         with an empty line has no header fields (RFC 5322 §2.1): its head is that CRLF.
         """
+        first = self._parts[0] if self._parts else b""
+        if isinstance(first, bytes):  # the top-level headers are always in the first part
+            if first.startswith(b"\r\n"):
+                return b"\r\n"
+            end = first.find(_HEADER_END)
+            if end >= 0:
+                return first[: end + len(_HEADER_END)]
         buffer = bytearray()
         for piece in self._pieces():
             start = max(0, len(buffer) - 3)
@@ -280,97 +268,3 @@ def _rechunk(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
             buffer += view
     if buffer:
         yield bytes(buffer)
-
-
-class _Deferred:
-    """What the generators of one flatten share: the token prefix and deferred payloads."""
-
-    def __init__(self) -> None:
-        # Random per run, and NUL-delimited: cannot be confused with message octets.
-        self.prefix = b"\x00smtpkit-part-" + secrets.token_hex(8).encode("ascii") + b"-"
-        self.pattern = re.compile(re.escape(self.prefix) + rb"(\d+)\x00")
-        self.segments: list[TextSegment] = []
-
-    def add(self, segment: TextSegment) -> bytes:
-        self.segments.append(segment)
-        return self.prefix + str(len(self.segments) - 1).encode("ascii") + b"\x00"
-
-
-if TYPE_CHECKING:
-    _BytesGenerator = BytesGenerator[Any]
-else:  # generic only in the type stubs
-    _BytesGenerator = BytesGenerator
-
-
-class _StreamingGenerator(_BytesGenerator):
-    """``BytesGenerator`` that defers large payloads to :class:`TextSegment` parts."""
-
-    def __init__(self, outfp: IO[bytes], *, policy: Policy[Any], deferred: _Deferred) -> None:
-        super().__init__(outfp, False, None, policy=policy)
-        self._deferred = deferred
-
-    def clone(self, fp: Any) -> _StreamingGenerator:
-        assert self.policy is not None  # flatten set it before any part is cloned
-        return _StreamingGenerator(fp, policy=self.policy, deferred=self._deferred)
-
-    def _handle_text(self, msg: Message) -> None:
-        segment = self._deferrable(msg)
-        if segment is None:
-            BytesGenerator._handle_text(self, msg)  # type: ignore[attr-defined]
-        else:
-            self._fp.write(self._deferred.add(segment))  # type: ignore[attr-defined]
-
-    # Non-text leaf parts (application/*, image/*, ...) use the same handler.
-    _writeBody = _handle_text
-
-    def _deferrable(self, msg: Message) -> TextSegment | None:
-        """A segment when the payload is big and its octets are certain, else None.
-
-        Reads ``msg._payload`` directly: ``get_payload()`` would test for surrogates by
-        encoding the whole payload, a transient copy as big as the attachment.
-        """
-        payload = getattr(msg, "_payload", None)
-        if not isinstance(payload, str) or len(payload) < DEFER_MIN:
-            return None
-        if payload.isascii():  # O(1) for str
-            return TextSegment(payload, eight_bit=False)
-        assert self.policy is not None
-        if self.policy.cte_type == "7bit" or _UNWRITABLE.search(payload) is not None:
-            # 8-bit octets to re-encode, or a character the stock code refuses: let it.
-            return None
-        return TextSegment(payload, eight_bit=True)
-
-    def _make_boundary(self, text: bytes | None = None) -> str:
-        """The stock boundary choice, also avoiding the deferred payloads' text."""
-        while True:
-            boundary: str = BytesGenerator._make_boundary(text)  # type: ignore[attr-defined]
-            needle = "--" + boundary
-            if not any(s.contains(needle) for s in self._deferred.segments):
-                return boundary
-
-
-def flatten_streaming(message: Message, policy: Policy[Any]) -> WireContent:
-    """Run the generator once and split its output into wire parts.
-
-    Raises whatever ``BytesGenerator.flatten`` raises; no octets are produced later that
-    could fail.
-    """
-    deferred = _Deferred()
-    buffer = io.BytesIO()
-    _StreamingGenerator(buffer, policy=policy, deferred=deferred).flatten(message, unixfrom=False)
-    skeleton = buffer.getvalue()
-    del buffer
-    if not deferred.segments:
-        return WireContent([normalize_line_endings(skeleton)])
-    pieces = deferred.pattern.split(skeleton)
-    parts: list[Part] = []
-    # re.split with one group: text, index, text, index, ..., text.
-    for position, piece in enumerate(pieces):
-        if position % 2:
-            parts.append(deferred.segments[int(piece)])
-        else:
-            # A segment's octets start and end at a line-break boundary of their own (a
-            # trailing CR is written as CRLF), so normalising the pieces one by one gives
-            # the same octets as normalising the whole output.
-            parts.append(normalize_line_endings(piece))
-    return WireContent(parts)

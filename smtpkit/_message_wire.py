@@ -6,10 +6,12 @@ Invariants:
     * It is a :class:`~smtpkit._message_stream.WireContent`: large payloads are not copied
       into it but produced slice by slice when the content is iterated, and every error is
       raised here, before anything is sent.
+    * No line of it is longer than 998 octets (RFC 5322 §2.1.1).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from email import errors as email_errors
 from email import policy as email_policy
@@ -17,7 +19,9 @@ from email.message import Message
 from email.policy import EmailPolicy, Policy
 from typing import Any
 
-from smtpkit._message_stream import WireContent, flatten_streaming
+from smtpkit._message_generate import flatten_streaming, simple_content
+from smtpkit._message_lines import MAX_LINE_OCTETS, first_long_line
+from smtpkit._message_stream import WireContent
 from smtpkit.errors import MessageError
 
 __all__ = [
@@ -60,14 +64,22 @@ def read_message_id(content: bytes) -> str | None:
 
 def generator_policy(work: Message, *, utf8: bool, seven_bit: bool) -> Policy[Any]:
     """The policy the message is generated with: CRLF, no ``>From``, SMTPUTF8 or not."""
-    if isinstance(work.policy, EmailPolicy):
+    return _generator_policy(work.policy, utf8, seven_bit)
+
+
+# Policies are immutable and few (policy.default, SMTP, compat32...), and clone() costs more
+# than folding a small message's headers: each is derived once. The cache holds the
+# policies it was given, so a program that makes a new policy per message keeps 32.
+@functools.lru_cache(maxsize=32)
+def _generator_policy(policy: Policy[Any], utf8: bool, seven_bit: bool) -> Policy[Any]:
+    if isinstance(policy, EmailPolicy):
         base = email_policy.SMTPUTF8 if utf8 else email_policy.SMTP
         # Keep the caller's EmailPolicy choices (header_factory, max_line_length, ...).
-        gen_policy: Policy[Any] = work.policy.clone(
+        gen_policy: Policy[Any] = policy.clone(
             linesep=base.linesep, utf8=base.utf8, mangle_from_=False
         )
     else:
-        gen_policy = work.policy.clone(linesep="\r\n", mangle_from_=False)
+        gen_policy = policy.clone(linesep="\r\n", mangle_from_=False)
     if seven_bit:
         # RFC 6152 §3: without 8BITMIME, 8-bit parts must be converted to a 7-bit encoding.
         gen_policy = gen_policy.clone(cte_type="7bit")
@@ -77,12 +89,18 @@ def generator_policy(work: Message, *, utf8: bool, seven_bit: bool) -> Policy[An
 def serialise(work: Message, *, utf8: bool, seven_bit: bool) -> WireContent:
     """Generate the octets with CRLF endings (RFC 5321 §2.3.8) and no ``>From`` mangling.
 
-    The generator runs once, here; ``work`` may be changed by it (a generated MIME boundary
-    is stored in the part), which is why it must be the private copy.
+    The generator runs once, here, and stores nothing on ``work`` or its parts. Every line
+    is at most 998 octets (RFC 5322 §2.1.1): a body line that would be longer is re-encoded,
+    and anything else that is (a header that cannot be folded, a preamble) is refused.
     """
-    gen_policy = generator_policy(work, utf8=utf8, seven_bit=seven_bit)
+    gen_policy = _generator_policy(work.policy, utf8, seven_bit)
     try:
-        return flatten_streaming(work, gen_policy)
+        simple = simple_content(work, gen_policy)
+        if simple is not None:
+            return WireContent([simple])  # its header and body lines are checked
+        wire = flatten_streaming(work, gen_policy)
+    except MessageError:
+        raise
     except (
         ValueError,
         TypeError,
@@ -97,3 +115,22 @@ def serialise(work: Message, *, utf8: bool, seven_bit: bool) -> WireContent:
             f"cannot serialise the message: {exc}",
             hint="check header values and part charsets",
         ) from exc
+    _refuse_long_lines(wire)
+    return wire
+
+
+def _refuse_long_lines(wire: WireContent) -> None:
+    """Lines nothing shortened: a preamble or epilogue, a message/* or unparsed body.
+
+    Headers and text bodies were checked (and re-encoded) by the generator, and segments
+    are payloads it checked before deferring them.
+    """
+    for part in wire.parts:
+        if isinstance(part, bytes) and (found := first_long_line(part)) is not None:
+            offset, length = found
+            line = part[offset : offset + 40].decode("ascii", "replace")
+            raise MessageError(
+                f"the message would have a line of {length} octets ({line!r}...); RFC 5322 "
+                f"§2.1.1 allows at most {MAX_LINE_OCTETS}",
+                hint="wrap the preamble, epilogue or attached message's long lines",
+            )

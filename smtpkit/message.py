@@ -6,8 +6,11 @@ content octets for ``DATA`` or ``BDAT``, and the facts the driver needs to pick 
 parameters: ``BODY=`` (RFC 6152), ``SMTPUTF8`` (RFC 6531) and ``SIZE=`` (RFC 1870).
 
 Invariants:
-    * The caller's message object is never modified: Bcc removal, ``Message-ID`` and
-      ``Date`` are applied to a private copy.
+    * The caller's message object is never modified, not even for a moment (another thread
+      may be preparing it too): Bcc removal, ``Message-ID`` and ``Date`` go into a shallow
+      copy of the top-level message with a header list of its own, and the generator
+      writes multipart parts from copies. Nothing is deep-copied and no header is parsed
+      again (see :mod:`smtpkit._message_object`).
     * ``Bcc`` and ``Resent-Bcc`` never appear in ``content`` (RFC 5322 §3.6.3: their
       recipients must not be disclosed to the others).
     * The content uses CRLF line endings only (RFC 5321 §2.3.8), is not dot-stuffed and has
@@ -24,6 +27,9 @@ Invariants:
       control characters in envelope addresses. No exception of the ``email`` package
       escapes: each becomes a ``MessageError``.
     * ``body_type`` is decided from the bytes produced, not from declared encodings.
+    * No line of the content exceeds 998 octets (RFC 5322 §2.1.1): a part of a message
+      object with a longer line is sent re-encoded (quoted-printable for text, else
+      base64); a header the policy cannot fold that short is refused.
     * Raw ``bytes`` input is sent as given, except for line endings: no header is added or
       removed. It needs SMTPUTF8 when the envelope or the header block holds non-ASCII
       (which must be UTF-8, RFC 6532), and no line may exceed 998 octets (RFC 5322
@@ -33,7 +39,6 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import copy
 import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,21 +46,23 @@ from datetime import UTC, datetime
 from email import errors as email_errors
 from email.message import Message
 from email.policy import EmailPolicy
-from email.utils import format_datetime, make_msgid
+from email.utils import make_msgid
 
 from smtpkit._message_headers import (
-    ADDRESS_HEADERS,
     check_header_injection,
     check_raw_header_breaks,
     extract_addresses,
     header_recipients,
     header_sender,
     idna_domain,
+    index_headers,
+    indexed_values,
     punycode_header_addresses,
     split_address,
     topmost_resent_block,
 )
 from smtpkit._message_lines import MAX_LINE_OCTETS, first_long_line, line_number
+from smtpkit._message_object import format_date, non_ascii_address_headers, outgoing_copy
 from smtpkit._message_stream import WireContent
 from smtpkit._message_wire import read_message_id, serialise
 from smtpkit.errors import MessageError
@@ -218,13 +225,16 @@ def prepare_message(
     * when ``Resent-*`` fields are present (RFC 5322 §3.6.6) the newest (topmost) block is
       used instead: ``Resent-Sender`` / ``Resent-From`` and ``Resent-To`` / ``Cc`` / ``Bcc``.
 
-    A copy of the message gets ``Message-ID`` and ``Date`` when they are missing (RFC 5322
+    The message as sent gets ``Message-ID`` and ``Date`` when they are missing (RFC 5322
     §3.6.1 requires Date; §3.6.4 says Message-ID SHOULD be present) and loses ``Bcc`` and
-    ``Resent-Bcc``. It is serialised with ``policy.SMTP`` (``policy.SMTPUTF8`` when headers
-    hold non-ASCII addresses), or with the message's own ``compat32`` policy and CRLF.
+    ``Resent-Bcc``; the caller's object is not changed. It is serialised with
+    ``policy.SMTP`` (``policy.SMTPUTF8`` when headers hold non-ASCII addresses), or with the
+    message's own ``compat32`` policy and CRLF. A part with a line over 998 octets is
+    re-encoded (quoted-printable for text, base64 otherwise).
 
     Raw ``bytes`` are sent as given apart from line endings normalised to CRLF; they need an
-    explicit ``sender`` and ``recipients``.
+    explicit ``sender`` and ``recipients``, UTF-8 header text needs ``utf8_allowed``, and a
+    line over 998 octets is refused.
 
     Args:
         message: an ``EmailMessage`` (any ``email.message.Message``) or the raw octets.
@@ -242,7 +252,9 @@ def prepare_message(
 
     Raises:
         MessageError: no sender or recipients can be found, an address is invalid, a header
-            would inject a line, or the content needs an extension the server lacks.
+            would inject a line, a line is too long and cannot be re-encoded, the ``email``
+            package cannot read or write the message, or the content needs an extension
+            the server lacks.
 
     Example::
 
@@ -397,40 +409,44 @@ def _prepare_object(
     eight_bit_allowed: bool,
 ) -> PreparedMessage:
     check_header_injection(message)
+    index = index_headers(message)
     block = topmost_resent_block(message) if sender is None or recipients is None else None
     if sender is None:
-        sender = header_sender(message, block)
+        sender = header_sender(message, block, index)
     if recipients is None:
-        recipients = header_recipients(message, block)
+        recipients = header_recipients(message, block, index)
     envelope = _envelope(sender, recipients, utf8_allowed=utf8_allowed)
 
-    work = copy.deepcopy(message)  # everything below changes the copy only
-    del work["Bcc"]
-    del work["Resent-Bcc"]
-    message_id = _ensure_message_id(work, envelope, local_hostname)
-    if "Date" not in work:
-        work["Date"] = format_datetime(_aware(now))
+    ids = indexed_values(message, index, "message-id")[:1]
+    new_id: str | None = None
+    if ids and str(ids[0]).strip():
+        message_id = str(ids[0]).strip()
+    else:  # missing or empty: a new one replaces it
+        message_id = new_id = make_message_id(
+            message, sender=envelope.sender, local_hostname=local_hostname
+        )
+    date = None if "date" in index else format_date(_aware(now))
+    # Nothing below changes the caller's message: the copy has its own header list.
+    top = outgoing_copy(message, message_id=new_id, date=date)
 
-    non_ascii = [name for name in ADDRESS_HEADERS if _non_ascii_addresses(work, name)]
-    is_email_policy = isinstance(work.policy, EmailPolicy)
-    use_utf8 = bool(non_ascii) and utf8_allowed and is_email_policy
+    non_ascii = non_ascii_address_headers(top)
+    use_utf8 = bool(non_ascii) and utf8_allowed and isinstance(top.policy, EmailPolicy)
     if non_ascii and not use_utf8:
         # Without SMTPUTF8 an addr-spec must be ASCII (RFC 2047 §5 forbids encoded-words
         # there): punycode the domains, refuse non-ASCII local parts.
-        punycode_header_addresses(work, non_ascii)
+        punycode_header_addresses(top, non_ascii)
 
-    wire = serialise(work, utf8=use_utf8, seven_bit=not eight_bit_allowed)
-    head = wire.head()
-    raw_utf8_headers = not head.isascii()
+    wire = serialise(top, utf8=use_utf8, seven_bit=not eight_bit_allowed)
+    eight_bit = wire.eight_bit
+    raw_utf8_headers = eight_bit and not wire.head().isascii()
     if raw_utf8_headers:
-        _require_utf8(head)
+        _require_utf8(wire.head())
     if raw_utf8_headers and not utf8_allowed:
         raise MessageError(
             "the headers hold raw 8-bit text but the server does not offer SMTPUTF8",
             hint="use RFC 2047 encoded-words (build the message with EmailMessage) or a "
             "server that offers SMTPUTF8 (RFC 6531)",
         )
-    eight_bit = wire.eight_bit
     if eight_bit and not eight_bit_allowed:
         raise MessageError(
             "the message has 8-bit octets that cannot be re-encoded, and the server does "
@@ -457,10 +473,6 @@ def _require_utf8(head: bytes) -> None:
         ) from None
 
 
-def _non_ascii_addresses(message: Message, name: str) -> list[str]:
-    return [a for a in extract_addresses(message.get_all(name, [])) if not a.isascii()]
-
-
 def _aware(now: datetime | None) -> datetime:
     if now is None:
         return datetime.now(UTC)
@@ -470,17 +482,6 @@ def _aware(now: datetime | None) -> datetime:
             hint="pass datetime.now(timezone.utc) or leave now unset",
         )
     return now
-
-
-def _ensure_message_id(work: Message, envelope: Envelope, local_hostname: str | None) -> str:
-    existing = work.get("Message-ID")
-    if existing is not None and str(existing).strip():
-        return str(existing).strip()
-    if existing is not None:
-        del work["Message-ID"]
-    message_id = make_message_id(work, sender=envelope.sender, local_hostname=local_hostname)
-    work["Message-ID"] = message_id
-    return message_id
 
 
 def make_message_id(
@@ -502,10 +503,7 @@ def make_message_id(
 
 def _msgid_domain(work: Message, sender: str, local_hostname: str | None) -> str:
     """RFC 5322 §3.6.4: the right side of a msg-id should name the generating domain."""
-    candidates = [sender]
-    with contextlib.suppress(MessageError):  # an unparsable From just gives no candidate
-        candidates += extract_addresses(work.get_all("From", []))
-    for address in candidates:
+    for address in _msgid_candidates(work, sender):
         domain = split_address(address)[1]
         if domain:
             try:
@@ -515,3 +513,11 @@ def _msgid_domain(work: Message, sender: str, local_hostname: str | None) -> str
     if local_hostname:
         return idna_domain(local_hostname)
     return DEFAULT_MSGID_DOMAIN
+
+
+def _msgid_candidates(work: Message, sender: str) -> Iterator[str]:
+    """The sender, then the From addresses, which are parsed only if the sender has no
+    usable domain (the null sender, or a local name)."""
+    yield sender
+    with contextlib.suppress(MessageError):  # an unparsable From just gives no candidate
+        yield from extract_addresses(work.get_all("From", []))

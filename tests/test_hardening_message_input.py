@@ -2,13 +2,17 @@
 
 * Raw bytes whose headers hold UTF-8 (RFC 6532) went out without ``SMTPUTF8``: now the
   parameter is used when the server offers it, and the message is refused otherwise.
-* A raw line over 998 octets (RFC 5322 §2.1.1) is refused with a hint.
+* A raw line over 998 octets (RFC 5322 §2.1.1) is refused with a hint; a message object's
+  part with such a line is re-encoded (quoted-printable or base64), on a copy.
 * A quoted local part with a space (RFC 5321 §4.1.2 Quoted-string) is a valid address.
 """
 
 from __future__ import annotations
 
-from email.message import EmailMessage
+import base64
+import email
+from email import policy
+from email.message import EmailMessage, Message
 from typing import TYPE_CHECKING
 from unittest import mock
 
@@ -119,6 +123,96 @@ def test_long_lines_are_found_across_scan_windows(window: int) -> None:
             assert lines.first_long_line(data) == expected, data[:20]
             assert lines.first_long_line(data.decode()) == expected
     assert lines.line_number(b"a\r\nb\rc\nd", 7) == 4
+
+
+# -- an EmailMessage with long lines is re-encoded -------------------------------------------------
+
+LONG_HTML = "<p>" + "word " * 700 + "</p>"  # 3507 characters on one line
+
+
+def long_line_message() -> Message:
+    raw = (
+        "From: alice@example.test\nTo: bob@example.test\nSubject: report\n"
+        "MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=b\n\n"
+        "--b\nContent-Type: text/plain\n\nshort\n"
+        "--b\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: 7bit\n\n"
+        f"{LONG_HTML}\n--b--\n"
+    )
+    return email.message_from_string(raw, policy=policy.default)
+
+
+def longest(content: bytes) -> int:
+    return max(len(line) for line in content.split(b"\r\n"))
+
+
+def test_a_long_html_line_is_sent_quoted_printable(local_server: ServerFactory) -> None:
+    server = local_server(security=Security.NONE)
+    message = long_line_message()
+    submitter_for(server).send(message)
+    [received] = server.wait_for(1)
+    assert longest(received.raw) <= 998
+    html = received.message.get_body(("html",))
+    assert html is not None
+    assert html["Content-Transfer-Encoding"] == "quoted-printable"
+    assert html.get_content() == LONG_HTML == message.get_payload()[1].get_content()
+    # The caller's message still says 7bit: the change was made on a copy.
+    assert message.get_payload()[1]["Content-Transfer-Encoding"] == "7bit"
+
+
+@pytest.mark.parametrize("builder", ["single", "compat32"])
+def test_a_long_text_line_is_re_encoded(builder: str) -> None:
+    text = "x" * 1500 + "\nshort line\n"
+    if builder == "single":
+        message: Message = EmailMessage()
+        message["From"], message["To"] = SENDER, RCPT[0]
+        message.set_content(text, cte="7bit")
+    else:
+        message = Message()
+        message["From"], message["To"] = SENDER, RCPT[0]
+        message.set_payload(text)
+    prepared = prepare_message(message)
+    assert longest(prepared.content) <= 998
+    parsed = email.message_from_bytes(prepared.content, policy=policy.default)
+    assert parsed["Content-Transfer-Encoding"] == "quoted-printable"
+    # The same text; its line breaks are CRLF on the wire, as they would be unencoded.
+    assert parsed.get_payload(decode=True) == text.replace("\n", "\r\n").encode()
+
+
+def test_a_long_base64_line_is_re_encoded() -> None:
+    message = EmailMessage()
+    message["From"], message["To"] = SENDER, RCPT[0]
+    message.set_content("see attached")
+    data = bytes(range(256)) * 20
+    message.add_attachment(data, maintype="application", subtype="octet-stream")
+    attachment = message.get_payload()[1]
+    attachment.set_payload(base64.b64encode(data).decode())  # one line of 6828 characters
+    prepared = prepare_message(message)
+    assert longest(prepared.content) <= 998
+    parsed = email.message_from_bytes(prepared.content, policy=policy.default)
+    sent = next(parsed.iter_attachments())
+    assert sent["Content-Transfer-Encoding"] == "base64"
+    assert sent.get_content() == data
+
+
+def test_a_header_that_cannot_be_folded_is_refused() -> None:
+    message = Message()  # compat32 cannot fold a word longer than a line
+    message["From"], message["To"] = SENDER, RCPT[0]
+    message["X-Token"] = "t" * 1200
+    message.set_payload("x")
+    with pytest.raises(MessageError, match="X-Token") as caught:
+        prepare_message(message)
+    assert "998" in str(caught.value)
+    assert "policy.default" in (caught.value.hint or "")
+
+
+def test_a_long_preamble_line_is_refused() -> None:
+    message = EmailMessage()
+    message["From"], message["To"] = SENDER, RCPT[0]
+    message.set_content("a")
+    message.add_alternative("<p>a</p>", subtype="html")
+    message.preamble = "p" * 1200
+    with pytest.raises(MessageError, match="998"):
+        prepare_message(message)
 
 
 # -- quoted local parts --------------------------------------------------------------------------

@@ -1,0 +1,207 @@
+"""Header folding for :mod:`smtpkit.message`: the stock octets, computed quickly when it is safe.
+
+:meth:`Folder.fold` returns exactly what ``policy.fold_binary(name, value)`` returns, which
+is what ``email.generator.BytesGenerator`` writes for a header. The stock folder re-walks
+the header's parse tree token by token (``_refold_parse_tree``) even when the value fits on
+one line; that was most of the cost of serialising a small message. When the value is known
+to fit on one line, needs no encoding and holds no line break, the stock folder's result is
+``"Name: value" + linesep``; the folder writes that directly and otherwise calls the stock
+code. ``tests/test_message_fold.py`` checks the equality on random values for every policy,
+on whatever Python runs the suite.
+
+Invariants:
+    * ``fold`` equals ``policy.fold_binary(name, value)`` for every input it accepts.
+    * Its result is one header field: CRLF-terminated, every other line break followed by
+      white space (RFC 5322 §2.2.3), no line over 998 octets (§2.1.1); else MessageError.
+    * Nothing about a message is cached: a folder holds only facts about a policy (header
+      objects are created per message and cannot be weakly referenced, so a cache of them
+      would have to keep them alive).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from dataclasses import dataclass
+from email import _header_value_parser as parser
+from email import headerregistry
+from email.policy import Compat32, EmailPolicy, Policy
+from typing import Any
+
+from smtpkit._message_headers import LINE_BREAK_HINT
+from smtpkit._message_lines import MAX_LINE_OCTETS, first_long_line
+from smtpkit.errors import MessageError
+
+__all__ = ["Folder", "folder_for", "tree_text"]
+
+# Header classes whose parse() sets the decoded text to str(parse_tree), so str(header)
+# equals the text the folder starts from when no surrogate escape was sanitised away.
+# Address headers are not among them: their str() is re-rendered from the addresses.
+_DECODED_IS_TREE = frozenset(
+    {
+        headerregistry.UnstructuredHeader,
+        headerregistry.UniqueUnstructuredHeader,
+        headerregistry.DateHeader,
+        headerregistry.UniqueDateHeader,
+        headerregistry.MIMEVersionHeader,
+        headerregistry.ContentTypeHeader,
+        headerregistry.ContentDispositionHeader,
+        headerregistry.ContentTransferEncodingHeader,
+        headerregistry.MessageIDHeader,
+    }
+)
+# A line break in a folded header that is not folding white space (RFC 5322 §2.2.3).
+_BARE_BREAK_RE = re.compile(rb"\r\n(?![ \t])|\r(?!\n)|(?<!\r)\n")
+_TOKEN_LIST_STR: object = parser.TokenList.__str__
+_STR_STR: object = str.__str__
+_BASE_FOLD: object = headerregistry.BaseHeader.fold
+
+
+def _folding_code(kind: type[Any]) -> tuple[object, object]:
+    return kind.fold_binary, getattr(kind, "_fold", None)
+
+
+# The folding code the quick path mirrors; a policy class that overrides it folds itself.
+_EMAIL_FOLD = _folding_code(EmailPolicy)
+_COMPAT32_FOLD = _folding_code(Compat32)
+
+
+def tree_text(tree: Any) -> str:
+    """``str(tree)`` for a parse tree of ``email._header_value_parser``, about three times
+    faster: the stock ``__str__`` joins a generator at every node. Nodes that define their
+    own ``__str__`` (comments, encoded-word white space, MIME parameters) use it."""
+    parts: list[str] = []
+    for node in tree:
+        kind = type(node)
+        if isinstance(node, list):
+            parts.append(tree_text(node) if kind.__str__ is _TOKEN_LIST_STR else str(node))
+        else:
+            parts.append(node if kind.__str__ is _STR_STR else str(node))
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Folder:
+    """Folds headers for one generator policy (see the module docstring)."""
+
+    policy: Policy[Any]
+    #: An EmailPolicy (header objects, source text) rather than compat32 text.
+    email_policy: bool
+    #: Non-ASCII text is written as UTF-8 (SMTPUTF8), not as encoded-words.
+    utf8: bool
+    #: A line of up to this many characters is written as it is by the stock folder (and
+    #: allowed by RFC 5322); 0 when the quick path never applies.
+    limit: int
+    linesep: str
+    #: Source text is refolded even when short (refold_source="all").
+    refold_all: bool
+
+    def fold(self, name: str, value: Any) -> bytes:
+        """The octets of one header field, exactly as ``policy.fold_binary`` writes them."""
+        quick = self.quick(name, value)
+        if quick is not None:
+            return quick
+        return checked(self.policy.fold_binary(name, value), name)
+
+    def quick(self, name: str, value: Any) -> bytes | None:
+        """The octets when the value goes on one line as it is, else ``None``."""
+        if not self.limit:
+            return None
+        if isinstance(value, str) and not hasattr(value, "name"):
+            if self.refold_all:
+                return None
+            return self._line(name, value)
+        if not self.email_policy:
+            return None  # a compat32 Header object: its encode() decides
+        tree = getattr(value, "_parse_tree", None)
+        header_name = getattr(value, "name", None)
+        if (
+            tree is None
+            or type(value).fold is not _BASE_FOLD
+            or not isinstance(header_name, str)
+            or not header_name.isascii()
+        ):
+            return None
+        if not tree:
+            # An empty value: the folder writes the label alone.
+            if len(header_name) + 1 > self.limit:
+                return None
+            return f"{header_name}:{self.linesep}".encode("ascii")
+        # The registry makes a class per header, (specialised class, BaseHeader): the first
+        # base says how the value was parsed. str() is the tree's text unless surrogates
+        # were replaced by U+FFFD, which leaves non-ASCII behind; else render the tree.
+        bases = type(value).__bases__
+        text = str(value) if bases and bases[0] in _DECODED_IS_TREE else ""
+        if not text or not text.isascii():
+            text = tree_text(tree)
+        return self._line(header_name, text)
+
+    def _line(self, name: str, text: str) -> bytes | None:
+        # isprintable() is false for CR, LF and every other character splitlines() breaks
+        # at, and for tabs: such values take the stock path. Without utf8, isascii() is
+        # required (the stock code encodes non-ASCII); with it, no lone surrogate.
+        if len(name) + 2 + len(text) > self.limit or not text.isprintable():
+            return None
+        line = f"{name}: {text}{self.linesep}"
+        if text.isascii():
+            return line.encode("ascii")
+        if not self.utf8 or not self.email_policy:
+            return None
+        try:
+            return line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: the stock code encodes it
+            return None
+
+
+@functools.lru_cache(maxsize=32)
+def folder_for(policy: Policy[Any]) -> Folder:
+    """The folder for ``policy`` (policies are immutable; a few are in use at a time)."""
+    maxlen = policy.max_line_length
+    code = _folding_code(type(policy))
+    if isinstance(policy, EmailPolicy) and code == _EMAIL_FOLD:
+        # EmailPolicy folds a value that fits in max_line_length (0/None: no limit) as it is.
+        limit = min(maxlen or sys.maxsize, MAX_LINE_OCTETS)
+        return Folder(
+            policy,
+            email_policy=True,
+            utf8=policy.utf8,
+            limit=limit,
+            linesep=policy.linesep,
+            refold_all=policy.refold_source == "all",
+        )
+    # compat32's Header leaves short printable ASCII as it is when it has a line length
+    # (with 0 or None it applies a default of its own). Another folder: the stock path.
+    quick = isinstance(policy, Compat32) and code == _COMPAT32_FOLD
+    return Folder(
+        policy,
+        email_policy=isinstance(policy, EmailPolicy),
+        utf8=False,
+        limit=min(maxlen, MAX_LINE_OCTETS) if maxlen and quick else 0,
+        linesep=policy.linesep,
+        refold_all=False,
+    )
+
+
+def checked(folded: bytes, name: str) -> bytes:
+    """``folded`` after checking it is one header field, CRLF-ended, lines <= 998 octets.
+
+    The email package may or may not check this itself, depending on the Python version
+    (``verify_generated_headers`` arrived in 3.12.5 and 3.13); smtpkit always does.
+    """
+    inner = folded[:-2]
+    if not folded.endswith(b"\r\n") or (
+        (b"\r" in inner or b"\n" in inner) and _BARE_BREAK_RE.search(inner) is not None
+    ):
+        raise MessageError(
+            f"header {name!r} would be written as more than one header line: {folded!r}",
+            hint=LINE_BREAK_HINT,
+        )
+    if len(inner) > MAX_LINE_OCTETS and (found := first_long_line(inner)) is not None:
+        raise MessageError(
+            f"header {name!r} would be written with a line of {found[1]} octets; RFC 5322 "
+            f"§2.1.1 allows at most {MAX_LINE_OCTETS}",
+            hint="the message's policy cannot fold this value: build the message with "
+            "email.policy.default (it folds long words as encoded-words), or shorten it",
+        )
+    return folded
