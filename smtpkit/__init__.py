@@ -48,10 +48,12 @@ from smtpkit.errors import (
     TransportError,
     WebLoginRequired,
 )
+from smtpkit.failover import Failover, FailoverResult, FailoverStrategy
 from smtpkit.replies import EnhancedStatus, Phase, Reply
 from smtpkit.retry import Retry
 
 if TYPE_CHECKING:
+    from smtpkit._failover_async import AsyncFailover
     from smtpkit.drivers import AsyncSubmitter, AsyncTokenProvider
 
 __version__ = "0.1.0.dev0"
@@ -64,11 +66,16 @@ def __getattr__(name: str) -> object:
         from smtpkit import drivers  # noqa: PLC0415
 
         return getattr(drivers, name)
+    if name == "AsyncFailover":
+        from smtpkit._failover_async import AsyncFailover  # noqa: PLC0415
+
+        return AsyncFailover
     raise AttributeError(f"module 'smtpkit' has no attribute {name!r}")
 
 
 __all__ = [
     "AppPasswordRequired",
+    "AsyncFailover",
     "AsyncSubmitter",
     "AsyncTokenProvider",
     "AuthenticationError",
@@ -84,6 +91,9 @@ __all__ = [
     "DeliveryUnknown",
     "EncryptionRequired",
     "EnhancedStatus",
+    "Failover",
+    "FailoverResult",
+    "FailoverStrategy",
     "InsecureAuthRefused",
     "InvalidCredentials",
     "LocalProtocolError",

@@ -1,0 +1,210 @@
+"""The decisions behind :class:`smtpkit.Failover`: what moves a message, and where it goes.
+
+Job: with no I/O, decide (1) whether a failure leaves a message certainly not accepted and
+is the server's doing, so the message may move to the next server, and (2) which server a
+message tries next, given the strategy and each server's cool-down. The sync
+:class:`~smtpkit.Failover` (and an asyncio twin) only perform these decisions.
+
+Invariants:
+    * Nothing the server may have accepted moves: ``DeliveryUnknown`` (the connection
+      failed after the final ``.``) never does, and no reply after the content does except
+      a quota or rate limit (``RateLimited``), which is a definite refusal (RFC 5321
+      §4.1.1.4: a failure reply to the final ``.`` means the server did not take the
+      message) about the account, not the message.
+    * A 5xx refusal of the sender, a recipient or the message is the message's own
+      outcome: another server would refuse it too (and a second refusal teaches nothing).
+    * A message is tried on each server at most once.
+    * A server that failed is skipped until its cool-down ends. When every server is
+      cooling down, a message's *first* try goes to the server whose cool-down ends first
+      (ties: strategy order): refusing to try at all would turn a short outage of every
+      server into certain failure, while one try costs one connection attempt.
+    * Thread-safe: one lock guards the cool-downs and the round-robin counter; the clock
+      is injected.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import threading
+from collections.abc import Callable, Sequence
+
+from smtpkit.errors import (
+    AuthenticationError,
+    AuthenticationRequired,
+    ConfigurationError,
+    DeliveryUnknown,
+    InsecureAuthRefused,
+    NoCommonMechanism,
+    RateLimited,
+    RecipientRejected,
+    ReplyError,
+    TokenRefreshError,
+    TransportError,
+)
+from smtpkit.replies import Phase
+
+__all__ = ["Board", "FailoverStrategy", "check_cooldown", "is_server_failure"]
+
+#: Phases before any transaction: a failure there is about the server or the login, never
+#: about a message (RFC 5321 §3.1-3.2, RFC 3207, RFC 4954). RSET and NOOP run between
+#: messages, so a failure there is about the session too.
+_SESSION_PHASES = frozenset(
+    {Phase.GREETING, Phase.EHLO, Phase.STARTTLS, Phase.AUTH, Phase.RSET, Phase.NOOP, Phase.QUIT}
+)
+
+
+class FailoverStrategy(enum.Enum):
+    """How :class:`~smtpkit.Failover` orders its servers for each message.
+
+    Attributes:
+        FAILOVER: always the first server that is not cooling down, in the order given
+            (a primary and its backups).
+        ROUND_ROBIN: each message starts at the next server in turn, so the load spreads
+            evenly; on a failure it moves on in the same circular order.
+    """
+
+    FAILOVER = "failover"
+    ROUND_ROBIN = "round_robin"
+
+    @classmethod
+    def coerce(cls, value: FailoverStrategy | str) -> FailoverStrategy:
+        """A member from itself or its value (``"failover"``, ``"round_robin"``).
+
+        Raises:
+            ConfigurationError: anything else.
+        """
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            wanted = value.strip().lower().replace("-", "_")
+            for member in cls:
+                if member.value == wanted:
+                    return member
+        choices = ", ".join(repr(member.value) for member in cls)
+        raise ConfigurationError(
+            f"strategy must be a FailoverStrategy or one of {choices}, got {value!r}",
+            hint="use FailoverStrategy.FAILOVER (a primary and backups) or "
+            "FailoverStrategy.ROUND_ROBIN (spread the load)",
+        )
+
+
+def is_server_failure(error: BaseException) -> bool:
+    """Whether ``error`` leaves the message certainly not accepted, for a reason of the server.
+
+    Such a message may move to the next server. True for: connection, TLS and timeout
+    failures before the content (every ``TransportError`` but ``DeliveryUnknown``), a
+    connection found closed (``ConnectionStale``), any failure reply before a transaction
+    (greeting, EHLO, STARTTLS, AUTH: ``421``, ``ConnectionRejected``, ``TLSUnavailable``,
+    every ``AuthenticationError``), an OAuth2 token that could not be had, no common AUTH
+    mechanism or a link that may not carry credentials, a ``4xx`` to MAIL, RCPT or DATA
+    (for refused recipients: when every refusal is a ``4xx``), ``530`` "authentication
+    required" to MAIL, and ``RateLimited`` at any step.
+
+    False for ``DeliveryUnknown``, for every other reply after the content, for ``5xx``
+    refusals of the sender, recipients or message, for a message that cannot be sent as
+    given (``MessageError``) and for anything that is not an ``SMTPError``.
+    """
+    if isinstance(error, DeliveryUnknown):
+        return False
+    if isinstance(error, TransportError | TokenRefreshError | NoCommonMechanism):
+        return True
+    if isinstance(error, InsecureAuthRefused):
+        return True
+    if not isinstance(error, ReplyError):
+        return False
+    if isinstance(error, RateLimited):
+        return True
+    if error.phase is Phase.MESSAGE:
+        return False  # the server judged the whole message: its answer stands
+    if error.phase in _SESSION_PHASES:
+        return True
+    if isinstance(error, AuthenticationError | AuthenticationRequired):
+        return True
+    if isinstance(error, RecipientRejected) and error.rejected:
+        return all(reply.is_transient for reply in error.rejected.values())
+    return error.is_transient
+
+
+def check_cooldown(cooldown: object) -> float:
+    """``cooldown`` as seconds, or ConfigurationError."""
+    if (
+        isinstance(cooldown, bool)
+        or not isinstance(cooldown, int | float)
+        or not math.isfinite(cooldown)
+        or cooldown < 0
+    ):
+        raise ConfigurationError(
+            f"cooldown must be a finite number of seconds >= 0, got {cooldown!r}",
+            hint="e.g. cooldown=30.0; 0 never skips a failing server",
+        )
+    return float(cooldown)
+
+
+class Board:
+    """Each server's cool-down and the round-robin turn, shared by every thread.
+
+    Servers are numbered by their position in the list given to ``Failover``. A message's
+    *order* is the sequence it walks on failures (:meth:`orders`); :meth:`pick` chooses its
+    next server from that order.
+    """
+
+    def __init__(
+        self,
+        count: int,
+        strategy: FailoverStrategy,
+        *,
+        cooldown: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._count = count
+        self._strategy = strategy
+        self._cooldown = cooldown
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until = [-math.inf] * count  # the clock time each server's cool-down ends
+        self._turn = 0
+
+    def orders(self, messages: int) -> list[tuple[int, ...]]:
+        """The order each of the next ``messages`` messages walks, in input order."""
+        servers = range(self._count)
+        if self._strategy is FailoverStrategy.FAILOVER:
+            return [tuple(servers)] * messages
+        with self._lock:
+            first = self._turn
+            self._turn = (first + messages) % self._count
+        return [
+            tuple((first + offset + step) % self._count for step in servers)
+            for offset in range(messages)
+        ]
+
+    def pick(self, order: Sequence[int], tried: Sequence[int]) -> int | None:
+        """The server a message tries next, or ``None`` when it has nowhere left to go.
+
+        The first server of ``order`` not yet ``tried`` and not cooling down; for a
+        message not tried anywhere yet while every server cools down, the one whose
+        cool-down ends first.
+        """
+        with self._lock:
+            now = self._clock()
+            for server in order:
+                if server not in tried and self._until[server] <= now:
+                    return server
+            if tried:
+                return None
+            # Stable: among equal ends, the earlier in the order wins.
+            return min(order, key=lambda server: self._until[server])
+
+    def failed(self, server: int) -> bool:
+        """Start (or extend) ``server``'s cool-down from now; True if it was not cooling."""
+        with self._lock:
+            now = self._clock()
+            fresh = self._until[server] <= now
+            self._until[server] = max(self._until[server], now + self._cooldown)
+            return fresh
+
+    def cooling(self) -> dict[int, float]:
+        """Seconds left of each server's cool-down, for those cooling down now."""
+        with self._lock:
+            now = self._clock()
+            return {server: until - now for server, until in enumerate(self._until) if until > now}
