@@ -61,6 +61,10 @@ class Kit:
 
     kind: str
     servers: list[LocalServer] = field(default_factory=list)
+    # Every Submitter is kept and closed at teardown, on this thread: one left to the
+    # garbage collector would close its pool (QUIT) wherever the collector runs, possibly
+    # on LocalServer's own event-loop thread, which then waits on itself.
+    submitters: list[Submitter] = field(default_factory=list)
 
     def start(
         self,
@@ -112,15 +116,18 @@ class Kit:
         timeout: float | Timeouts = TIMEOUT,
     ) -> Submitter:
         if isinstance(server, FakeTransport):
-            return Submitter("smtp.example.com", transport=server, auth=auth, timeout=timeout)
-        return Submitter(
-            server.host,
-            server.port,
-            security=server.security,
-            auth=auth,
-            tls_context=server.client_tls_context(),
-            timeout=timeout,
-        )
+            made = Submitter("smtp.example.com", transport=server, auth=auth, timeout=timeout)
+        else:
+            made = Submitter(
+                server.host,
+                server.port,
+                security=server.security,
+                auth=auth,
+                tls_context=server.client_tls_context(),
+                timeout=timeout,
+            )
+        self.submitters.append(made)
+        return made
 
     def raw(self, server: Server, *, ehlo: bool = True) -> Raw:
         """A plaintext line client, greeting read and (unless ``ehlo=False``) EHLO sent."""
@@ -174,6 +181,8 @@ class Raw:
 def kit(request: pytest.FixtureRequest) -> Iterator[Kit]:
     made = Kit(request.param)
     yield made
+    for submitter in made.submitters:
+        submitter.close()
     for server in made.servers:
         server.stop()
 

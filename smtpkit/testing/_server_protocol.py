@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
@@ -241,11 +241,13 @@ class LocalSMTP(SMTP):
             await self._refuse(parsed)
             return
         sender, options = parsed
-        own, fault = "250 OK", cast(FailurePhase | None, "mail")
         if self.extensions.require_auth and not session.authenticated:
+            # Policy first, as on the fake; a scripted step still replaces it, the faults
+            # hook (random failures for accepted commands) is not asked.
             self.state.records.note(f"MAIL FROM:<{sender}> refused: {AUTH_REQUIRED_REPLY}")
-            own, fault = AUTH_REQUIRED_REPLY, None
-        status = await self.decide(Phase.MAIL, fault=fault) or own
+            status = await self.decide(Phase.MAIL) or AUTH_REQUIRED_REPLY
+        else:
+            status = await self.decide(Phase.MAIL, fault="mail") or "250 OK"
         if status.startswith("2"):
             env.mail_from = sender
             env.mail_options = list(options)
