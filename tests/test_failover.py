@@ -267,3 +267,10 @@ def test_a_failover_result_is_a_send_result_that_pickles() -> None:
     assert type(back) is FailoverResult
     assert handled_by(back) == "a.example.test:587"
     assert handled_by(smtpkit.SendResult(None, "me@example.test", ())) is None
+
+
+def test_an_empty_batch_sends_nothing_and_bad_options_fail_before_any_send() -> None:
+    failover = Failover([submitter("a.example.test"), submitter("b.example.test")])
+    assert failover.send_many([]) == []
+    with pytest.raises(ConfigurationError, match="max_per_second"):
+        failover.send_many([object()], max_per_second=0)  # type: ignore[list-item]
