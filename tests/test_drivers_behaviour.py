@@ -272,6 +272,25 @@ def test_retry_after_a_451_delivers_the_message_once(
     assert subjects(server) == ["drv 5"]
 
 
+@pytest.mark.parametrize("phase", ["greeting", "mail", "rcpt", "message"])
+def test_retry_gives_up_after_its_attempts_counted_at_the_server(
+    driver: DriverFactory, local_server: ServerFactory, server_log: ServerLog, phase: str
+) -> None:
+    server = local_server()
+    server.reply(phase, "451 4.3.0 Try again later", times=None)
+    client = driver.for_server(server, retry=Retry(attempts=3, backoff=0, jitter=0))
+
+    with pytest.raises(SMTPError) as caught:
+        client.send(mail())
+
+    assert caught.value.is_transient
+    if phase == "greeting":
+        assert server.connections == 3
+    else:
+        assert server_log.verbs().count("MAIL") == 3
+    assert server.messages == []
+
+
 def test_without_retry_a_451_is_raised_typed(
     driver: DriverFactory, local_server: ServerFactory
 ) -> None:
