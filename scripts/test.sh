@@ -4,8 +4,9 @@
 #   bash scripts/test.sh [pytest arguments]
 #
 # 1. .venv with smtpkit and its development tools (pip install -e '.[dev]').
-# 2. Postfix, for the real CHUNKING (BDAT) server test, when running as root with apt-get
-#    (scripts/ensure-test-services.sh; skipped elsewhere - that one test then skips).
+# 2. Postfix, for the real CHUNKING (BDAT) server test, and redis-server, for the quota
+#    tests, when running as root with apt-get (scripts/ensure-test-services.sh; skipped
+#    elsewhere - those tests then skip).
 # 3. A second virtualenv with Django 6.1 for the MAILERS tests when a Python >= 3.12 is on
 #    the machine (Django 6.1 needs it); without one, those tests skip and say why.
 # Nothing in the tests themselves touches the network: all downloads happen here.

@@ -30,6 +30,8 @@ from smtpkit.errors import (
     MessageTooLarge,
     NoCommonMechanism,
     OperationTimeout,
+    QuotaExceeded,
+    QuotaStoreUnavailable,
     RateLimited,
     RecipientRejected,
     RemoteProtocolError,
@@ -106,6 +108,12 @@ def build_instances() -> list[SMTPError]:
         )
     )
     out.append(StoreLockTimeout("token store /x.json stayed locked", hint="retry later"))
+    out.append(
+        QuotaExceeded(
+            "over quota", limit="messages_per_day", used=500, allowed=500, retry_after=60.0
+        )
+    )
+    out.append(QuotaStoreUnavailable("store down", store="sqlite /x.db", hint="check it"))
     out.append(
         NoCommonMechanism(
             offered=["XOAUTH2", "OAUTHBEARER"],

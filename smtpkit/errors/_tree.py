@@ -10,6 +10,8 @@
     ├── LocalProtocolError                 the caller drove the protocol core out of order
     ├── TokenRefreshError                  an OAuth2 token could not be obtained
     │   └── StoreLockTimeout(TimeoutError) a token store stayed locked too long
+    ├── QuotaExceeded                      a sending quota would be crossed; nothing sent
+    ├── QuotaStoreUnavailable              the quota store could not be asked; nothing sent
     ├── TransportError
     │   ├── ConnectError(ConnectionError)
     │   ├── TLSError
@@ -83,6 +85,8 @@ __all__ = [
     "MessageTooLarge",
     "NoCommonMechanism",
     "OperationTimeout",
+    "QuotaExceeded",
+    "QuotaStoreUnavailable",
     "RateLimited",
     "RecipientRejected",
     "RemoteProtocolError",
@@ -294,6 +298,70 @@ class StoreLockTimeout(TokenRefreshError, TimeoutError):
         transcript: Sequence[str] = (),
     ) -> None:
         super().__init__(message, transient=True, hint=hint, transcript=transcript)
+
+
+class QuotaExceeded(SMTPError):
+    """Sending now would cross the account's sending quota; nothing was sent.
+
+    Raised by :meth:`smtpkit.quotas.Quota.reserve` before a message's envelope, so the
+    message can be sent unchanged once ``retry_after`` seconds have passed. Always
+    transient.
+
+    Attributes:
+        limit: the limit that would be crossed: a :class:`smtpkit.providers.Limits` field
+            (``"messages_per_day"``, ``"recipients_per_day"``, ``"messages_per_minute"``,
+            ``"messages_per_second"``), or ``"exhausted"`` when the provider's own reply
+            said the quota is used up.
+        used: what the window already counts, reservations still in flight included.
+        allowed: the limit (``0`` for ``"exhausted"``).
+        retry_after: seconds until enough of the window has freed up for this message.
+        key: the account the quota counts for (its user name and host by default).
+    """
+
+    default_transient = True
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        limit: str = "",
+        used: int = 0,
+        allowed: int = 0,
+        retry_after: float = 0.0,
+        key: str | None = None,
+        hint: str | None = None,
+        transcript: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, hint=hint, transcript=transcript)
+        self.limit = limit
+        self.used = used
+        self.allowed = allowed
+        self.retry_after = retry_after
+        self.key = key
+
+
+class QuotaStoreUnavailable(SMTPError):
+    """The quota store could not be asked, so nothing was sent (the safe default).
+
+    Always transient. Pass ``on_store_error="send"`` to :class:`smtpkit.quotas.Quota` to
+    send uncounted instead (``docs/quotas.md`` says when that is right).
+
+    Attributes:
+        store: the store, described without credentials (``"redis 127.0.0.1:6379/0"``).
+    """
+
+    default_transient = True
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        store: str | None = None,
+        hint: str | None = None,
+        transcript: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, hint=hint, transcript=transcript)
+        self.store = store
 
 
 class TransportError(SMTPError):

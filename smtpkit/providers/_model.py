@@ -10,6 +10,7 @@ Invariants:
 from __future__ import annotations
 
 import difflib
+import enum
 import re
 import tomllib
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from typing import Any
 from smtpkit.config import Security
 from smtpkit.errors import ConfigurationError
 
-__all__ = ["DATA_FILE", "Limits", "Preset", "format_size", "parse_presets"]
+__all__ = ["DATA_FILE", "DayWindow", "Limits", "Preset", "format_size", "parse_presets"]
 
 #: The data file, inside this package.
 DATA_FILE = "presets.toml"
@@ -30,6 +31,18 @@ _SECURITY = {"starttls": Security.STARTTLS, "tls": Security.TLS, "none": Securit
 _ALTERNATIVE_RE = re.compile(r"^(\d{1,5})/(starttls|tls|none)$")
 #: An exact domain, or "*." and a domain (every subdomain of it); lower case.
 _DOMAIN_RE = re.compile(r"^(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+class DayWindow(enum.Enum):
+    """How a provider counts its per-day limits (``day_window`` in ``presets.toml``).
+
+    ``ROLLING``: any 24 hours; a message counts until 24 hours after it was sent, not until
+    a set time of day. It is the only kind the presets' sources document so far, and
+    :mod:`smtpkit.quotas` counts every daily limit this way (a rolling count never allows
+    more than one reset at midnight would).
+    """
+
+    ROLLING = "rolling"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +62,7 @@ class Limits:
         concurrent_connections: simultaneous SMTP connections per mailbox.
         message_size: the largest message in bytes, as sent (encoded).
         resets: when a reached limit clears, in words ("over a rolling 24-hour period").
+        day_window: how the per-day limits are counted, when the provider documents it.
         applies_to: whom the numbers are for when that matters ("consumer accounts",
             "the free plan", "the sandbox").
     """
@@ -62,6 +76,7 @@ class Limits:
     message_size: int | None = None
     resets: str | None = None
     applies_to: str | None = None
+    day_window: DayWindow | None = None
 
     def describe(self) -> list[str]:
         """Each known limit as a short phrase, e.g. ``["500 messages a day", ...]``."""
@@ -234,6 +249,12 @@ def _limits(name: str, data: object) -> Limits:
     for key, value in data.items():
         if key in ("resets", "applies_to"):
             values[key] = _text(name, data, key)
+        elif key == "day_window":
+            try:
+                values[key] = DayWindow(value)
+            except ValueError:
+                kinds = [w.value for w in DayWindow]
+                raise _fail(name, f"'limits.day_window' must be one of {kinds}") from None
         else:
             values[key] = _int(name, value, f"limits.{key}")
     return Limits(**values)
