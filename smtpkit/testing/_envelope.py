@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = [
-    "BDAT_RE",
     "TOO_BIG",
     "Offered",
     "Refused",
     "ReplySpec",
     "content_problem",
+    "parse_bdat",
     "parse_mail",
     "parse_rcpt",
 ]
@@ -39,12 +39,21 @@ ReplySpec = tuple[int, str, str]
 
 #: RFC 3030 §2: ``BDAT`` SP chunk-size [SP end-marker]; chunk-size is 1*DIGIT (at most ten
 #: here, so a size always fits what a test can send).
-BDAT_RE = re.compile(r"^([0-9]{1,10})(?: +(LAST))?$", re.IGNORECASE)
+_BDAT_RE = re.compile(r"([0-9]{1,10})(?: +(LAST))?", re.IGNORECASE)
+
+
+def parse_bdat(arg: str) -> tuple[int, bool] | None:
+    """``BDAT`` arguments as ``(size, last)``, or ``None`` when malformed (``501``)."""
+    match = _BDAT_RE.fullmatch(arg)  # fullmatch: "5\n" is not a size
+    if match is None:
+        return None
+    return int(match.group(1)), match.group(2) is not None
+
 
 TOO_BIG: ReplySpec = (552, "5.3.4", "Message size exceeds fixed maximum message size")
 
-_MAIL_RE = re.compile(r"^FROM:<([^<>]*)>((?: +\S+)*) *$", re.IGNORECASE)
-_RCPT_RE = re.compile(r"^TO:<([^<>]+)>((?: +\S+)*) *$", re.IGNORECASE)
+_MAIL_RE = re.compile(r"FROM:<([^<>]*)>((?: +\S+)*) *", re.IGNORECASE)
+_RCPT_RE = re.compile(r"TO:<([^<>]+)>((?: +\S+)*) *", re.IGNORECASE)
 _BARE_RE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
@@ -141,7 +150,7 @@ def parse_mail(arg: str, *, esmtp: bool, offered: Offered) -> tuple[str, tuple[s
 
     ``arg`` is everything after ``MAIL `` (``FROM:<a@example.com> SIZE=12``).
     """
-    match = _MAIL_RE.match(arg)
+    match = _MAIL_RE.fullmatch(arg)
     if match is None:
         return Refused(501, "5.5.4", "Syntax: MAIL FROM:<address>")
     params = match.group(2).split()
@@ -170,7 +179,7 @@ def parse_rcpt(
 
     ``smtputf8`` says whether the transaction's MAIL carried ``SMTPUTF8``.
     """
-    match = _RCPT_RE.match(arg)
+    match = _RCPT_RE.fullmatch(arg)
     if match is None:
         return Refused(501, "5.5.4", "Syntax: RCPT TO:<address>")
     address = match.group(1)

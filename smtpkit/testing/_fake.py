@@ -36,6 +36,14 @@ from collections.abc import Mapping
 
 from smtpkit.config import Endpoint, Security
 from smtpkit.errors import ConfigurationError, ConnectError, TLSModeMismatch
+from smtpkit.testing._arguments import (
+    check_credentials,
+    check_flag,
+    check_host_name,
+    check_instance,
+    check_optional_flag,
+    check_positive_int,
+)
 from smtpkit.testing._deprecation import renamed
 from smtpkit.testing._fake_auth import SUPPORTED_MECHANISMS
 from smtpkit.testing._fake_config import FakeCapabilities, FakeTLS, ServerConfig
@@ -85,23 +93,30 @@ class FakeTransport(ScriptableServer):
         hostname: str = "fake.smtpkit.test",
         max_recipients: int | None = None,
     ) -> None:
-        caps = capabilities if capabilities is not None else FakeCapabilities()
+        # Every argument is checked before anything is built (smtpkit.testing._arguments).
+        caps = check_instance(
+            "capabilities",
+            FakeCapabilities() if capabilities is None else capabilities,
+            FakeCapabilities,
+            example="FakeCapabilities(pipelining=False), or leave it out",
+        )
         unknown = set(caps.auth) - SUPPORTED_MECHANISMS
         if unknown:
             raise ConfigurationError(
-                f"the fake server cannot run {sorted(unknown)}; it supports "
-                f"{sorted(SUPPORTED_MECHANISMS)}"
+                f"the fake server cannot run auth mechanisms {sorted(unknown)}; it supports "
+                f"{sorted(SUPPORTED_MECHANISMS)}",
+                hint="list only those in FakeCapabilities(auth=...)",
             )
-        if not isinstance(tls, FakeTLS):
-            raise ConfigurationError(f"tls must be a FakeTLS member, got {tls!r}")
+        accepted = check_credentials(credentials)
+        required = check_optional_flag("require_auth", require_auth)
         self.config = ServerConfig(
-            hostname=hostname,
+            hostname=check_host_name("hostname", hostname),
             capabilities=caps,
-            credentials=None if credentials is None else dict(credentials),
-            require_auth=credentials is not None if require_auth is None else require_auth,
-            auth_requires_tls=auth_requires_tls,
-            tls=tls,
-            max_recipients=max_recipients,
+            credentials=accepted,
+            require_auth=accepted is not None if required is None else required,
+            auth_requires_tls=check_flag("auth_requires_tls", auth_requires_tls),
+            tls=check_instance("tls", tls, FakeTLS, example="FakeTLS.UNTRUSTED_CERTIFICATE"),
+            max_recipients=check_positive_int("max_recipients", max_recipients),
         )
         self._script = Script()
         self._recorder = Recorder(self._script)

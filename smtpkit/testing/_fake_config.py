@@ -16,14 +16,26 @@ import re
 from dataclasses import dataclass
 
 from smtpkit.errors import ConfigurationError
+from smtpkit.testing._arguments import check_flag
 
 __all__ = ["DEFAULT_MAX_SIZE", "FakeCapabilities", "FakeTLS", "ServerConfig"]
 
 #: The SIZE the fake advertises by default (RFC 1870): 10 MiB, a common submission limit.
 DEFAULT_MAX_SIZE = 10_485_760
 
+#: The fields that are on or off.
+_FLAGS = (
+    "starttls",
+    "pipelining",
+    "eight_bit_mime",
+    "smtputf8",
+    "enhanced_status_codes",
+    "chunking",
+    "dsn",
+)
+
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_MECHANISM_RE = re.compile(r"^[A-Z0-9_-]{1,20}$")
+_MECHANISM_RE = re.compile(r"[A-Z0-9_-]{1,20}")
 
 
 class FakeTLS(enum.Enum):
@@ -79,18 +91,39 @@ class FakeCapabilities:
     extra: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if isinstance(self.auth, str):
+        for name in _FLAGS:
+            check_flag(name, getattr(self, name))
+        if isinstance(self.auth, str | bytes) or not isinstance(self.auth, tuple | list):
             raise ConfigurationError(
-                "FakeCapabilities.auth is a tuple of mechanisms, e.g. ('PLAIN', 'LOGIN')"
+                f"FakeCapabilities.auth is a tuple of mechanisms, got {self.auth!r}",
+                hint="pass e.g. auth=('PLAIN', 'LOGIN'), or () for no AUTH",
             )
         for mechanism in self.auth:
-            if not _MECHANISM_RE.match(mechanism):
-                raise ConfigurationError(f"invalid SASL mechanism name {mechanism!r}")
-        if self.size is not None and (isinstance(self.size, bool) or self.size < 0):
-            raise ConfigurationError(f"size must be >= 0 or None, got {self.size!r}")
+            # fullmatch: "PLAIN\n" would end the AUTH line of the EHLO reply early.
+            if not isinstance(mechanism, str) or not _MECHANISM_RE.fullmatch(mechanism):
+                raise ConfigurationError(
+                    f"invalid SASL mechanism name {mechanism!r}",
+                    hint="mechanism names are upper-case letters, digits, '-' and '_', "
+                    "e.g. 'XOAUTH2'",
+                )
+        if self.size is not None and (
+            isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0
+        ):
+            raise ConfigurationError(
+                f"size must be an int >= 0 or None, got {self.size!r}",
+                hint="pass size=0 to advertise SIZE without a limit, None to leave it out",
+            )
+        if isinstance(self.extra, str | bytes) or not isinstance(self.extra, tuple | list):
+            raise ConfigurationError(
+                f"FakeCapabilities.extra is a tuple of EHLO lines, got {self.extra!r}",
+                hint="pass e.g. extra=('VRFY',)",
+            )
         for line in self.extra:
-            if not line or _CONTROL_RE.search(line):
-                raise ConfigurationError(f"invalid extra EHLO line {line!r}")
+            if not isinstance(line, str) or not line or _CONTROL_RE.search(line):
+                raise ConfigurationError(
+                    f"invalid extra EHLO line {line!r}",
+                    hint="each extra line is one keyword line without CR, LF or controls",
+                )
 
     @classmethod
     def gmail(cls) -> FakeCapabilities:

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 from smtpkit.replies import Phase, Reply
 from smtpkit.testing._envelope import (
-    BDAT_RE,
     Refused,
     content_problem,
+    parse_bdat,
     parse_mail,
     parse_rcpt,
 )
@@ -118,13 +118,13 @@ class MailCommands(SessionCore):
             self.content.clear()
 
     def _cmd_bdat(self, arg: str) -> None:
-        match = BDAT_RE.match(arg)
-        if match is None:
+        parsed = parse_bdat(arg)
+        if parsed is None:
             self._mistake(f"malformed BDAT arguments {arg[:40]!r} (RFC 3030 §2)")
             self._reply(501, "5.5.4", "Syntax: BDAT count [LAST]")
             return
         tx = self._tx
-        tx.last = match.group(2) is not None
+        size, tx.last = parsed
         tx.chunk_error = None
         if not self.config.capabilities.chunking:
             self._mistake("BDAT sent but CHUNKING was not advertised (RFC 3030 §2)")
@@ -136,7 +136,7 @@ class MailCommands(SessionCore):
         if tx.chunk_error is None and not tx.chunked:
             tx.chunked = True
             self.content.clear()
-        self._start_chunk(int(match.group(1)), keep=tx.chunk_error is None)
+        self._start_chunk(size, keep=tx.chunk_error is None)
 
     def _chunk_done(self) -> None:
         tx = self._tx

@@ -35,8 +35,8 @@ __all__ = [
     "parse_reply",
 ]
 
-_LINE_RE = re.compile(r"^([2-5][0-9][0-9])(?:([ -])(.*))?$", re.DOTALL)
-_ENHANCED_RE = re.compile(r"^[245]\.[0-9]{1,3}\.[0-9]{1,3}$")
+_LINE_RE = re.compile(r"([2-5][0-9][0-9])(?:([ -])(.*))?", re.DOTALL)
+_ENHANCED_RE = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -74,7 +74,7 @@ def parse_reply(text: str) -> Reply:
         ConfigurationError: no code, mixed codes, or control characters.
     """
     lines = text.replace("\r\n", "\n").removesuffix("\n").split("\n")
-    first = _LINE_RE.match(lines[0])
+    first = _LINE_RE.fullmatch(lines[0])
     if first is None:
         raise ConfigurationError(
             f"a scripted reply starts with a code 200-599, e.g. '550 5.1.1 User unknown'; "
@@ -83,7 +83,7 @@ def parse_reply(text: str) -> Reply:
     code = first.group(1)
     texts: list[str] = []
     for line in lines:
-        match = _LINE_RE.match(line)
+        match = _LINE_RE.fullmatch(line)
         if match is not None and match.group(1) != code:
             raise ConfigurationError(f"every line of a reply must carry code {code}: {text!r}")
         body = (match.group(3) or "") if match is not None else line
@@ -97,7 +97,9 @@ def build_reply(code: int, enhanced: str | None, text: str | None) -> Reply:
     """A reply from its parts; every line of a multi-line ``text`` repeats ``enhanced``."""
     if isinstance(code, bool) or not isinstance(code, int) or not 200 <= code <= 599:
         raise ConfigurationError(f"code must be an int 200-599, got {code!r}")
-    if enhanced is not None and not _ENHANCED_RE.match(enhanced):
+    if enhanced is not None and (
+        not isinstance(enhanced, str) or not _ENHANCED_RE.fullmatch(enhanced)
+    ):
         raise ConfigurationError(f"enhanced must look like '5.1.1', got {enhanced!r}")
     bodies = (text if text is not None else "Scripted reply").split("\n")
     lines = []

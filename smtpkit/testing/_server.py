@@ -25,6 +25,7 @@ Invariants:
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
@@ -32,7 +33,18 @@ from types import TracebackType
 from typing import Self
 
 from smtpkit.config import Security
-from smtpkit.errors import ConfigurationError
+from smtpkit.testing._arguments import (
+    check_callable,
+    check_credentials,
+    check_flag,
+    check_host_name,
+    check_instance,
+    check_mechanisms,
+    check_optional_flag,
+    check_path,
+    check_positive_int,
+    check_token_check,
+)
 from smtpkit.testing._record import ReceivedMessage
 from smtpkit.testing._server_aiosmtpd import (
     ThreadedServer,
@@ -59,6 +71,9 @@ AUTH_MECHANISMS = ("PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER")
 
 #: Seconds ``start()`` waits for the server thread to accept its first connection.
 READY_TIMEOUT = 5.0
+
+#: An ``auth_failure_reply`` as a hint shows it.
+_EXAMPLE_REPLY = "'535 5.7.8 Username and Password not accepted.'"
 
 _URL_SCHEMES = {Security.TLS: "smtps", Security.STARTTLS: "smtp+starttls", Security.NONE: "smtp"}
 
@@ -159,33 +174,44 @@ class LocalServer(LegacyServerNames):
         chunking: bool = False,
         eight_bit_mime: bool = True,
         dsn: bool = False,
-        save_dir: Path | None = None,
+        save_dir: str | os.PathLike[str] | None = None,
         on_message: Callable[[ReceivedMessage], None] | None = None,
         oauth_tokens: TokenCheck | None = None,
-        ca_path: Path | None = None,
+        ca_path: str | os.PathLike[str] | None = None,
         auth_failure_reply: str | None = None,
         faults: FaultHook | None = None,
         certificate_names: Sequence[str] = DEFAULT_CERTIFICATE_NAMES,
         certificate_expired: bool = False,
     ) -> None:
-        if not isinstance(security, Security):
-            raise ConfigurationError(f"security must be a Security member, got {security!r}")
+        # Every argument is checked before a certificate, thread or socket is made
+        # (smtpkit.testing._arguments): a wrong one is a ConfigurationError with a hint.
+        security = check_instance("security", security, Security, example="Security.TLS")
         self._host = loopback_address(host)
-        if port is not None and (isinstance(port, bool) or not 0 < port < 65536):
-            raise ConfigurationError(f"port must be in 1..65535 or None, got {port!r}")
-        if size_limit is not None and (isinstance(size_limit, bool) or size_limit < 1):
-            raise ConfigurationError(f"size_limit must be a positive integer, got {size_limit!r}")
-        mechanisms: tuple[str, ...]
-        if auth_mechanisms is None:
-            mechanisms = AUTH_MECHANISMS if oauth_tokens is not None else AUTH_MECHANISMS[:2]
-        else:
-            mechanisms = tuple(m.upper() for m in auth_mechanisms)
-            unknown = sorted(set(mechanisms) - set(AUTH_MECHANISMS))
-            if isinstance(auth_mechanisms, str) or unknown:
-                raise ConfigurationError(
-                    f"auth_mechanisms must be a collection of {AUTH_MECHANISMS}, "
-                    f"got {auth_mechanisms!r}"
-                )
+        port = check_positive_int("port", port, maximum=65535)
+        size_limit = check_positive_int("size_limit", size_limit)
+        hostname = check_host_name("hostname", hostname)
+        credentials = check_credentials(credentials)
+        oauth_tokens = check_token_check(oauth_tokens)
+        require_auth = check_optional_flag("require_auth", require_auth)
+        for name, flag in (
+            ("smtputf8", smtputf8),
+            ("pipelining", pipelining),
+            ("chunking", chunking),
+            ("eight_bit_mime", eight_bit_mime),
+            ("dsn", dsn),
+            ("certificate_expired", certificate_expired),
+        ):
+            check_flag(name, flag)
+        mechanisms = (
+            (AUTH_MECHANISMS if oauth_tokens is not None else AUTH_MECHANISMS[:2])
+            if auth_mechanisms is None
+            else check_mechanisms(auth_mechanisms, AUTH_MECHANISMS)
+        )
+        save_dir, ca_path = check_path("save_dir", save_dir), check_path("ca_path", ca_path)
+        on_message = check_callable("on_message", on_message, example="print")
+        faults = check_callable("faults", faults, example="lambda phase: None")
+        if auth_failure_reply is not None:
+            check_instance("auth_failure_reply", auth_failure_reply, str, example=_EXAMPLE_REPLY)
         self._security = security
         self._requested_port = port
         self._port: int | None = None
@@ -194,8 +220,6 @@ class LocalServer(LegacyServerNames):
         self._smtputf8 = smtputf8
         self._save_dir = save_dir
         self._users = tuple(sorted(credentials)) if credentials is not None else None
-        if faults is not None and not callable(faults):
-            raise ConfigurationError(f"faults must be a callable or None, got {faults!r}")
         self._state = ServerState(save_dir=save_dir, on_message=on_message, faults=faults)
         self._script = self._state.script
         self._records = self._state.records

@@ -183,7 +183,8 @@ def loopback_address(host: str) -> str:
     if not isinstance(host, str) or not is_loopback(host):
         raise ConfigurationError(
             f"LocalServer listens only on a loopback address (127.0.0.1, ::1, localhost), "
-            f"got {host!r}"
+            f"got {host!r}",
+            hint="pass host='127.0.0.1' (the default) or host='::1'",
         )
     name = host.strip("[]")
     try:

@@ -31,7 +31,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from smtpkit.replies import Phase
-from smtpkit.testing._envelope import BDAT_RE
+from smtpkit.testing._envelope import parse_bdat
 
 if TYPE_CHECKING:
     from smtpkit.testing._server_protocol import LocalSMTP
@@ -44,12 +44,12 @@ READ_PIECE = 65536
 
 async def receive_chunk(server: LocalSMTP, arg: str) -> None:
     """Run one ``BDAT`` command: read its octets, send its one reply."""
-    match = BDAT_RE.match(arg)
-    if match is None:
+    parsed = parse_bdat(arg)
+    if parsed is None:
         server.mistake(f"malformed BDAT arguments {arg[:40]!r} (RFC 3030 §2)")
         await server.push("501 5.5.4 Syntax: BDAT count [LAST]")
         return
-    size, last = int(match.group(1)), match.group(2) is not None
+    size, last = parsed
     env = server.env()
     error = None
     if not server.extensions.chunking:

@@ -59,8 +59,12 @@ DISCONNECT = "DISCONNECT"
 #: ``None`` to proceed, a 4xx/5xx reply to answer with, :data:`DROP` or :data:`DISCONNECT`.
 FaultHook = Callable[[FailurePhase], str | None]
 
-_CODE_LINE = re.compile(r"^([2-5][0-9][0-9])(?:([ -])(.*))?$", re.DOTALL)
+_CODE_LINE = re.compile(r"([2-5][0-9][0-9])(?:([ -])(.*))?", re.DOTALL)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_REPLY_HINT = (
+    "write the reply as it travels, lines joined with '\\n', e.g. "
+    "'550-5.4.5 Daily user sending quota exceeded.\\n550 5.4.5 Try again tomorrow.'"
+)
 
 
 def normalize_reply(reply: str) -> str:
@@ -80,25 +84,31 @@ def normalize_reply(reply: str) -> str:
     Raises:
         ConfigurationError: the reply is not a 4xx/5xx reply or holds control characters.
     """
-    lines = reply.split("\n")
-    first = _CODE_LINE.match(lines[0])
+    # One final line break ends the text (as parse_reply reads it); it is no empty last line.
+    lines = reply.replace("\r\n", "\n").removesuffix("\n").split("\n")
+    first = _CODE_LINE.fullmatch(lines[0])
     if first is None or first.group(1)[0] not in "45":
         raise ConfigurationError(
             f"a scripted failure must be a 4xx or 5xx reply such as '550 5.1.1 User unknown', "
-            f"got {reply!r}"
+            f"got {reply!r}",
+            hint=_REPLY_HINT,
         )
     code = first.group(1)
     texts: list[str] = []
     for line in lines:
-        match = _CODE_LINE.match(line)
+        match = _CODE_LINE.fullmatch(line)
         if match is not None and match.group(1) == code:
             text = match.group(3) or ""
         elif match is not None:
-            raise ConfigurationError(f"every line of a reply must carry code {code}: {reply!r}")
+            raise ConfigurationError(
+                f"every line of a reply must carry code {code}: {reply!r}", hint=_REPLY_HINT
+            )
         else:
             text = line
         if _CONTROL.search(text):
-            raise ConfigurationError(f"reply text holds a control character: {reply!r}")
+            raise ConfigurationError(
+                f"reply text holds a control character: {reply!r}", hint=_REPLY_HINT
+            )
         texts.append(text)
     body = [f"{code}-{text}" for text in texts[:-1]]
     body.append(f"{code} {texts[-1]}".rstrip())

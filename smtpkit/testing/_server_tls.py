@@ -49,12 +49,14 @@ class ServerCertificates:
 
     def _issue(self, names: Sequence[str], hostname: str, *, expired: bool) -> None:
         if (
-            isinstance(names, str)
+            isinstance(names, str | bytes)
+            or not isinstance(names, Sequence)
             or not names
             or not all(isinstance(name, str) and name for name in names)
         ):
             raise ConfigurationError(
-                f"certificate_names must be a sequence of names or addresses, got {names!r}"
+                f"certificate_names must be a sequence of names or addresses, got {names!r}",
+                hint="pass e.g. certificate_names=('mail.example.test',), a tuple even for one",
             )
         identities = list(names)
         if tuple(names) == DEFAULT_CERTIFICATE_NAMES:
@@ -65,7 +67,10 @@ class ServerCertificates:
                 *dict.fromkeys(identities), not_before=not_before, not_after=not_after
             )
         except ValueError as error:  # trustme: a name it cannot encode
-            raise ConfigurationError(f"certificate_names: {error}") from error
+            raise ConfigurationError(
+                f"certificate_names: {error}",
+                hint="pass DNS names or IP addresses, e.g. ('mail.example.test', '127.0.0.1')",
+            ) from error
         leaf.configure_cert(self.server_context)
 
     @property
