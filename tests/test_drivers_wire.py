@@ -95,12 +95,6 @@ def hostile() -> Iterator[list[HostileServer]]:
 def test_a_dripping_reply_times_out_when_the_reply_is_due(
     driver: DriverFactory, hostile: list[HostileServer], step: str
 ) -> None:
-    if step != "silent":
-        driver.known_bug(
-            "async",
-            "the engine's OperationTimeout for a reply that started and stalled has no hint "
-            "(smtpkit/engine/_link.py Link.read_reply); Submitter's says what to do",
-        )
     server = HostileServer(DRIPS[step]).__enter__()
     hostile.append(server)
     timeouts = Timeouts(connect=GENEROUS, command=LIMIT, final_reply=GENEROUS)

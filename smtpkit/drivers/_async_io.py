@@ -2,7 +2,7 @@
 
 :meth:`AsyncDriver.run` is the whole driver: it resumes the engine's generator with each
 effect's answer, or throws the effect's ``SMTPError`` into it, until the step returns. The
-stream lives in a :class:`Connection` next to the engine's :class:`~smtpkit.engine.Link`;
+stream lives in an :class:`AsyncConnection` next to the engine's :class:`~smtpkit.engine.Link`;
 ``Connect`` fills it, ``Close`` empties it.
 
 Token providers: a synchronous ``TokenProvider`` runs in a worker thread
@@ -22,47 +22,24 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import ssl
 from collections.abc import Callable
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
-from smtpkit._result import SendResult
 from smtpkit.auth import AccessToken
 from smtpkit.config import Endpoint
-from smtpkit.engine import (
-    Close,
-    Connect,
-    Connected,
-    FetchToken,
-    Link,
-    LinkSettings,
-    Log,
-    LogLevel,
-    Receive,
-    Report,
-    StartTLS,
-    Steps,
-    Submission,
-    TakeNext,
-    Transactions,
-    Write,
-    close_link,
-    open_link,
-    probe_link,
-)
-from smtpkit.errors import DeliveryUnknown, LocalProtocolError, OperationTimeout, SMTPError
+from smtpkit.drivers._driving import AnyReporter, Connection, DriverBase, Reporter, Taker
+from smtpkit.engine import Connected, LinkSettings, Steps, Submission
+from smtpkit.errors import LocalProtocolError, SMTPError
 from smtpkit.transports._asyncio import AsyncStream, AsyncTransport
 
-__all__ = ["AsyncDriver", "AsyncTokenProvider", "Connection", "TokenFetcher"]
+if TYPE_CHECKING:
+    from smtpkit.engine import Close, Connect, FetchToken, Receive, StartTLS, Write
+
+__all__ = ["AsyncConnection", "AsyncDriver", "AsyncTokenProvider", "TokenFetcher"]
 
 R = TypeVar("R")
 J = TypeVar("J", bound=Submission)
-
-logger = logging.getLogger("smtpkit")
-wire_logger = logging.getLogger("smtpkit.wire")
-
-_LOG_LEVELS = {LogLevel.DEBUG: logging.DEBUG, LogLevel.INFO: logging.INFO}
 
 
 @runtime_checkable
@@ -81,26 +58,13 @@ class AsyncTokenProvider(Protocol):
         ...
 
 
-class Connection:
-    """A link and the stream under it, as a pool holds them."""
+class AsyncConnection(Connection[AsyncStream]):
+    """A link and its asyncio stream."""
 
-    __slots__ = ("generation", "link", "stream")
+    __slots__ = ()
 
-    def __init__(self, generation: int = 0) -> None:
-        self.stream: AsyncStream | None = None
-        self.link: Link | None = None
-        self.generation = generation
-
-    def abort(self) -> None:
-        """Close the stream at once (no QUIT); the link is dead."""
-        if self.link is not None:
-            self.link.mark_dead()
-        if self.stream is not None:
-            self.stream.abort()
-            self.stream = None
-
-    def __repr__(self) -> str:
-        return f"<Connection {self.link!r}>"
+    def drop(self, stream: AsyncStream) -> None:
+        stream.abort()
 
 
 class TokenFetcher:
@@ -145,7 +109,7 @@ class TokenFetcher:
         return result
 
 
-class AsyncDriver:
+class AsyncDriver(DriverBase):
     """Performs engine effects with asyncio for one submitter's connections."""
 
     def __init__(
@@ -155,153 +119,118 @@ class AsyncDriver:
         tls_context: ssl.SSLContext | None,
         clock: Callable[[], float],
     ) -> None:
+        super().__init__(clock)
         self.transport = transport
         self.endpoint = endpoint
         self.tls_context = tls_context
-        self.clock = clock
         self.tokens = TokenFetcher()
-
-    def _left(self, deadline: float) -> float:
-        left = deadline - self.clock()
-        if left <= 0:
-            raise OperationTimeout("the deadline passed before the step could start")
-        return left
+        self._handlers = self.handlers()
 
     async def run(
         self,
         steps: Steps[R],
-        conn: Connection,
-        *,
-        take: Callable[[], object] | None = None,
-        report: Callable[[object, SendResult | SMTPError], None] | None = None,
+        conn: AsyncConnection,
+        take: Taker | None = None,
+        report: AnyReporter | None = None,
     ) -> R:
         """Drive ``steps`` to its end on ``conn``; its result, or what it raised."""
+        handlers = self._handlers
         answer: object = None
         failure: SMTPError | None = None
         try:
             while True:
-                try:
-                    effect = steps.throw(failure) if failure is not None else steps.send(answer)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
+                effect = steps.send(answer) if failure is None else steps.throw(failure)
                 answer, failure = None, None
+                handler = handlers.get(type(effect))
+                if handler is None:  # TakeNext, Report, Log: answered at once
+                    answer = self.local(effect, take, report)
+                    continue
                 try:
-                    answer = await self._perform(effect, conn, take, report)
-                except SMTPError as error:
+                    answer = await handler(effect, conn)  # type: ignore[misc]
+                except SMTPError as error:  # thrown into the step where it asked
                     failure = error
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
         finally:
             steps.close()  # a no-op after StopIteration; after a cancel, ends the step
 
-    async def _perform(
-        self,
-        effect: object,
-        conn: Connection,
-        take: Callable[[], object] | None,
-        report: Callable[[object, SendResult | SMTPError], None] | None,
-    ) -> object:
-        kind = type(effect)
-        stream = conn.stream
-        if kind is Write and stream is not None:
-            assert isinstance(effect, Write)
-            await stream.send(effect.data, effect.timeout)
-        elif kind is Receive and stream is not None:
-            assert isinstance(effect, Receive)
-            return await stream.receive(self._left(effect.deadline))
-        elif kind is TakeNext:
-            return take() if take is not None else None
-        elif kind is Report:
-            assert isinstance(effect, Report)
-            if report is None:
-                raise LocalProtocolError("a Report with no one to report to")
-            report(effect.job, effect.result)
-        elif kind is Log:
-            assert isinstance(effect, Log)
-            if effect.level is LogLevel.WIRE:
-                wire_logger.debug("%s", effect.text)
-            else:
-                logger.log(_LOG_LEVELS[effect.level], "%s", effect.text)
-        elif kind is Connect:
-            conn.abort()
-            conn.stream = stream = await self.transport.connect(self.endpoint)
-            return Connected(stream.peer_address, stream.is_encrypted)
-        elif kind is StartTLS and stream is not None:
-            assert isinstance(effect, StartTLS)
-            context = self.tls_context or ssl.create_default_context()
-            await stream.start_tls(context, effect.server_hostname, self._left(effect.deadline))
-        elif kind is FetchToken:
-            assert isinstance(effect, FetchToken)
-            return await self.tokens.fetch(effect)
-        elif kind is Close:
-            if stream is not None:
-                stream.abort()
-                conn.stream = None
-        else:
-            raise LocalProtocolError(f"cannot perform {effect!r} (no stream open)")
-        return None
+    # -- the effects that do I/O ---------------------------------------------------------
+
+    async def write(self, effect: Write, conn: AsyncConnection) -> None:
+        await conn.open_stream().send(effect.data, effect.timeout)
+
+    async def receive(self, effect: Receive, conn: AsyncConnection) -> bytes:
+        return await conn.open_stream().receive(self.left(effect.deadline))
+
+    async def connect(self, effect: Connect, conn: AsyncConnection) -> Connected:
+        conn.abort()
+        conn.stream = stream = await self.transport.connect(self.endpoint)
+        return Connected(stream.peer_address, stream.is_encrypted)
+
+    async def start_tls(self, effect: StartTLS, conn: AsyncConnection) -> None:
+        context = self.tls_context or ssl.create_default_context()
+        await conn.open_stream().start_tls(
+            context, effect.server_hostname, self.left(effect.deadline)
+        )
+
+    async def fetch_token(self, effect: FetchToken, conn: AsyncConnection) -> AccessToken:
+        return await self.tokens.fetch(effect)
+
+    async def close(self, effect: Close, conn: AsyncConnection) -> None:
+        conn.abort()
 
     # -- the engine's steps on one connection ------------------------------------------
 
-    async def open_connection(self, settings: LinkSettings, generation: int) -> Connection:
+    async def open_connection(self, settings: LinkSettings, generation: int) -> AsyncConnection:
         """A new connection, negotiated and logged in (``open_link``)."""
-        conn = Connection(generation)
-        trace = wire_logger.isEnabledFor(logging.DEBUG)
+        conn = AsyncConnection(generation)
         try:
-            conn.link = await self.run(open_link(settings, clock=self.clock, trace=trace), conn)
+            conn.link = await self.run(self.opening(settings), conn)
         except BaseException:
             conn.abort()
             raise
         return conn
 
-    async def close_connection(self, conn: Connection) -> None:
+    async def close_connection(self, conn: AsyncConnection) -> None:
         """QUIT and close (``close_link``); never raises an ``SMTPError``."""
         try:
             if conn.link is not None and conn.stream is not None:
-                await self.run(close_link(conn.link), conn)
+                await self.run(self.closing(conn.link), conn)
         except SMTPError:
             pass  # closing never fails: the stream is aborted below
         finally:
             conn.abort()
 
-    async def probe_connection(self, conn: Connection) -> bool:
+    async def probe_connection(self, conn: AsyncConnection) -> bool:
         """NOOP before reusing an idle connection (``probe_link``)."""
         assert conn.link is not None
-        return await self.run(probe_link(conn.link), conn)
+        return await self.run(self.probing(conn.link), conn)
 
     async def transact(
         self,
-        conn: Connection,
+        conn: AsyncConnection,
         first: J,
         take: Callable[[], J | None] | None,
-        report: Callable[[J, SendResult | SMTPError], None],
+        report: Reporter[J],
         *,
-        discard: Callable[[Connection], None],
+        discard: Callable[[AsyncConnection], None],
     ) -> None:
         """Run the engine's transactions on ``conn``, ``first`` then what ``take`` gives.
 
         On any exception (a cancel included) ``discard`` aborts the connection - it never
         goes back to a pool mid-transaction - and every open message is reported first:
-        unknown after its final ``.``, stale before it.
+        unknown after its final ``.``, stale before it. An ``SMTPError`` the engine did not
+        turn into outcomes is the outcome of the messages open, and is not raised.
         """
         assert conn.link is not None
-        run = Transactions(conn.link, first)
+        run = self.transactions(conn.link, first)
         try:
-            await self.run(
-                run.steps(),
-                conn,
-                take=take,
-                report=report,  # type: ignore[arg-type]  # jobs come back as handed out
-            )
+            await self.run(run.steps(), conn, take, report)  # type: ignore[arg-type]  # jobs come back as handed out
         except BaseException as error:
             discard(conn)
-            for job, outcome in run.abandoned(error):
-                if isinstance(outcome, DeliveryUnknown):
-                    logger.warning(
-                        "send stopped after the message was sent, before the server "
-                        "answered; it may have been delivered: message_id=%s",
-                        outcome.message_id,
-                    )
-                report(job, outcome)
-            raise
+            self.abandon(run, error, report)
+            if not isinstance(error, SMTPError):
+                raise
 
 
 async def maybe_await(value: object) -> None:

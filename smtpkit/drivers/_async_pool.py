@@ -1,17 +1,14 @@
 """A pool of authenticated connections shared by the tasks of one event loop.
 
-The decisions are the engine's :class:`~smtpkit.engine.ReusePolicy` (reuse, NOOP first, or
-drop an idle link; keep one given back or not); this module does the waiting: tasks queue
-for a connection in arrival order, at most ``max_connections`` exist at once, and opening
-one happens outside any queue so a slow handshake never holds back a task that could reuse
-an idle connection.
+The counting and the decisions are :class:`~smtpkit.drivers._pool_state.PoolState`'s (and,
+for one link, the engine's ``ReusePolicy``); this module does the waiting: tasks queue for
+a connection in arrival order, and opening one happens outside any queue so a slow
+handshake never holds back a task that could reuse an idle connection.
 
 Invariants:
-    * At most ``max_connections`` connections exist (idle, in use or opening).
-    * With a login gate (the submitter has credentials), until a login has succeeded only
-      one connection opens at a time, and a refused login (``smtpkit._pool.ends_logins``)
-      is raised to every task that was waiting to open one: one wrong password costs one
-      AUTH, not one per task (provider lockouts).
+    * At most ``max_connections`` connections exist (idle, in use, opening or closing).
+    * A refused login is raised to every task that was waiting to open a connection: one
+      wrong password costs one AUTH, not one per task (provider lockouts).
     * A connection is used by one task at a time; one given back mid-transaction never
       happens: a cancelled or failed send aborts its connection (:meth:`AsyncPool.discard`).
     * An idle connection is closed (QUIT) once it has been idle ``idle_timeout`` seconds,
@@ -24,15 +21,11 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable
-from datetime import datetime
 
-from smtpkit._pool import PoolLimits, ends_logins
-from smtpkit.drivers._async_io import Connection
-from smtpkit.engine import Reuse, ReusePolicy
-from smtpkit.errors import OperationTimeout, SMTPError
+from smtpkit.drivers._async_io import AsyncConnection, AsyncDriver
+from smtpkit.drivers._pool_state import OPEN, WAIT, PoolState
+from smtpkit.engine import LinkSettings, Reuse
 
 __all__ = ["AsyncPool"]
 
@@ -41,65 +34,43 @@ class AsyncPool:
     """Hands out connections to tasks; opens, reuses, checks and closes them."""
 
     def __init__(
-        self,
-        *,
-        limits: PoolLimits,
-        policy: ReusePolicy,
-        open_connection: Callable[[int], Awaitable[Connection]],
-        close_connection: Callable[[Connection], Awaitable[None]],
-        probe_connection: Callable[[Connection], Awaitable[bool]],
-        clock: Callable[[], float],
-        wall_clock: Callable[[], datetime],
-        login_gate: bool = False,
+        self, state: PoolState[AsyncConnection], driver: AsyncDriver, settings: LinkSettings
     ) -> None:
-        self.limits = limits
-        self.policy = policy
-        self._open = open_connection
-        self._close = close_connection
-        self._probe = probe_connection
-        self._clock = clock
-        self._wall_clock = wall_clock
+        self.state = state
+        self._driver = driver
+        self._settings = settings
+        self._clock = driver.clock
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._idle: deque[Connection] = deque()
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._count = 0
-        self._generation = 0
         self._closing: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
-        self._login_gate = login_gate
-        self._proven = False  # a connection opened (logged in) since the last refused login
-        self._opening = 0
-        self._refusals = 0
-        self._last_refusal: SMTPError | None = None
 
     @property
     def size(self) -> int:
-        """Connections that exist now (idle, in use or being opened)."""
-        return self._count
+        """Connections that exist now (idle, in use, being opened or closed)."""
+        return self.state.count
 
     @property
     def idle(self) -> int:
         """Connections waiting for reuse."""
-        return len(self._idle)
+        return len(self.state.idle)
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             # Connections of another (finished) loop cannot be used here.
-            for conn in self._idle:
+            for conn in self.state.idle:
                 conn.abort()
-            self._idle.clear()
+            self.state.forget()
             self._waiters.clear()
             self._closing.clear()
-            self._count = 0
-            self._opening = 0
             self._timer = None
             self._loop = loop
         return loop
 
     # -- handing out ---------------------------------------------------------------------
 
-    async def acquire(self) -> Connection:
+    async def acquire(self) -> AsyncConnection:
         """A usable connection for the calling task's exclusive use.
 
         Raises:
@@ -107,42 +78,33 @@ class AsyncPool:
             SMTPError: opening a new connection failed.
         """
         loop = self._bind()
-        deadline = self._clock() + self.limits.acquire_timeout
-        seen = self._refusals
+        state = self.state
+        deadline = self._clock() + state.limits.acquire_timeout
+        seen = state.refusals
         while True:
-            if self._idle:
-                conn = self._idle.pop()  # most recently used: the likeliest to be alive
-                if await self._usable(conn):
-                    assert conn.link is not None
-                    conn.link.reused = True
-                    return conn
-                continue
-            if self._refusals != seen and self._last_refusal is not None:
-                raise self._last_refusal  # refused while we waited: ours would be too
-            gated = self._login_gate and not self._proven and self._opening > 0
-            if self._count < self.limits.max_connections and not gated:
-                return await self._open_counted()
-            await self._wait(loop, deadline)
+            choice = state.pick(seen)
+            if choice == WAIT:
+                await self._wait(loop, deadline)
+            elif choice == OPEN:
+                return await self._open_counted(state.generation)
+            else:
+                assert isinstance(choice, AsyncConnection)
+                assert choice.link is not None
+                if await self._usable(choice):
+                    choice.link.reused = True
+                    return choice
 
-    async def _open_counted(self) -> Connection:
-        self._count += 1
-        self._opening += 1
+    async def _open_counted(self, generation: int) -> AsyncConnection:
         try:
-            conn = await self._open(self._generation)
+            conn = await self._driver.open_connection(self._settings, generation)
         except BaseException as error:
-            self._count -= 1
-            self._opening -= 1
-            if isinstance(error, SMTPError) and ends_logins(error):
-                self._proven = False
-                self._refusals += 1
-                self._last_refusal = error
-                self._wake_all()
+            if self.state.open_failed(error):
+                self._wake_all()  # a refused login: every waiting task gets it
             else:
                 self._wake()
             raise
-        self._opening -= 1
-        self._proven = True
-        self._wake_all()  # gated tasks may open theirs now
+        if self.state.opened():
+            self._wake_all()  # tasks held back by the login gate may open theirs now
         return conn
 
     async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
@@ -155,10 +117,7 @@ class AsyncPool:
             if waiter.done() and not waiter.cancelled():
                 self._wake()  # woken, but leaving: pass the turn on to the next task
             if isinstance(error, TimeoutError):
-                raise OperationTimeout(
-                    f"no SMTP connection became free within {self.limits.acquire_timeout:g} s "
-                    f"(max_connections={self.limits.max_connections})"
-                ) from None
+                raise self.state.timeout() from None
             raise
         finally:
             if waiter in self._waiters:
@@ -177,15 +136,13 @@ class AsyncPool:
                 waiter.set_result(None)
                 return
 
-    async def _usable(self, conn: Connection) -> bool:
-        link = conn.link
-        assert link is not None
-        decision = self.policy.on_acquire(link, self._clock(), self._wall_clock())
+    async def _usable(self, conn: AsyncConnection) -> bool:
+        decision = self.state.reuse(conn)
         if decision is Reuse.USE:
             return True
         if decision is Reuse.CHECK:
             try:
-                if await self._probe(conn):
+                if await self._driver.probe_connection(conn):
                     return True
             except BaseException:
                 self._forget(conn)
@@ -193,39 +150,29 @@ class AsyncPool:
         self._forget(conn)
         return False
 
-    def _forget(self, conn: Connection) -> None:
+    def _forget(self, conn: AsyncConnection) -> None:
         """Abort a connection that was counted, and free its place."""
         conn.abort()
-        self._count -= 1
+        self.state.freed()
         self._wake()
 
     # -- giving back ---------------------------------------------------------------------
 
-    async def release(self, conn: Connection, *, keep: bool = True) -> None:
+    async def release(self, conn: AsyncConnection, *, keep: bool = True) -> None:
         """Give a connection back after a finished transaction: kept for reuse when the
-        policy allows, else closed politely (QUIT)."""
+        policy allows, else closed politely (QUIT) before its place is freed."""
         self._bind()
-        link = conn.link
-        usable = link is not None and link.alive
-        if (
-            keep
-            and usable
-            and conn.generation == self._generation
-            and link is not None
-            and self.policy.keep(link, self._wall_clock())
-        ):
-            self._idle.append(conn)
+        if self.state.give_back(conn, keep=keep):
             self._wake()
             self._arm_timer()
             return
-        self._count -= 1
-        self._wake()
-        if usable:
-            await self._close(conn)
-        else:
-            conn.abort()
+        try:
+            if conn.link is not None and conn.link.alive:
+                await self._driver.close_connection(conn)
+        finally:
+            self._forget(conn)
 
-    def discard(self, conn: Connection) -> None:
+    def discard(self, conn: AsyncConnection) -> None:
         """Abort a connection now (a cancelled or failed transaction): never reused."""
         if self._loop is None:
             conn.abort()
@@ -236,50 +183,36 @@ class AsyncPool:
 
     def _arm_timer(self) -> None:
         if self._timer is None and self._loop is not None:
-            self._timer = self._loop.call_later(self.policy.idle_timeout, self._expire)
+            self._timer = self._loop.call_later(self.state.policy.idle_timeout, self._expire)
 
     def _expire(self) -> None:
         self._timer = None
-        now = self._clock()
-        kept: deque[Connection] = deque()
-        for conn in self._idle:
-            link = conn.link
-            if link is not None and now - link.last_used < self.policy.idle_timeout:
-                kept.append(conn)
-            else:
-                self._count -= 1
-                self._spawn_close(conn)
-        self._idle = kept
-        self._wake()
-        if self._idle:
+        for conn in self.state.expired():
+            self._spawn_close(conn)
+        if self.state.idle:
             self._arm_timer()
 
-    def _spawn_close(self, conn: Connection) -> None:
+    def _spawn_close(self, conn: AsyncConnection) -> None:
         assert self._loop is not None
-        task = asyncio.ensure_future(self._close(conn), loop=self._loop)
+        task = asyncio.ensure_future(self._close_counted(conn), loop=self._loop)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    async def _close_counted(self, conn: AsyncConnection) -> None:
+        try:
+            await self._driver.close_connection(conn)
+        finally:
+            self.state.freed()
+            self._wake()
 
     async def aclose(self) -> None:
         """QUIT every idle connection; those in use close when given back. The pool stays
         usable: later acquisitions open new connections."""
         self._bind()
-        self._generation += 1
-        idle = list(self._idle)
-        self._idle.clear()
-        self._count -= len(idle)
+        idle = self.state.retire()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._wake()
-        closing = [*(self._close(conn) for conn in idle), *self._closing]
+        closing = [*(self._close_counted(conn) for conn in idle), *self._closing]
         if closing:
             await asyncio.gather(*closing, return_exceptions=True)
-
-    def abandon(self) -> None:
-        """Abort every idle connection without a word (the loop is going away)."""
-        for conn in self._idle:
-            with contextlib.suppress(Exception):
-                conn.abort()
-        self._count -= len(self._idle)
-        self._idle.clear()

@@ -1,10 +1,11 @@
 """``AsyncSubmitter``: the asyncio driver of the send engine.
 
-Same constructor, class methods, errors, hooks and logging as :class:`smtpkit.Submitter`;
-the SMTP logic is the engine's (:mod:`smtpkit.engine`), this module only performs it with
-asyncio: a pool of authenticated connections shared by tasks, ``asyncio.sleep`` for retry
-backoffs and the rate limit (between transactions only), and cancellation that never hands
-a connection back mid-transaction.
+Same constructor, class methods, errors, hooks and logging as :class:`smtpkit.Submitter`
+(both are :class:`~smtpkit.drivers._client.SubmitterBase`); the SMTP logic is the engine's
+(:mod:`smtpkit.engine`), this module only performs it with asyncio: a pool of
+authenticated connections shared by tasks, ``asyncio.sleep`` for retry backoffs and the
+rate limit (between transactions only), and cancellation that never hands a connection
+back mid-transaction.
 
 Invariants:
     * ``send`` returns a ``SendResult`` only for a message the server accepted; anything
@@ -20,57 +21,29 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import ssl
-import time
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from email.message import Message
 from types import TracebackType
-from typing import Unpack
 
-from smtpkit._checks import check_submitter_options
-from smtpkit._configure import (
-    SubmitterOptions,
-    options_for_provider,
-    options_from_env,
-    options_from_url,
-)
-from smtpkit._pool import PoolLimits
-from smtpkit._result import BatchInterrupted, SendResult
-from smtpkit._submitter import TOKEN_EXPIRY_MARGIN, Outgoing, default_local_hostname
-from smtpkit.auth import AuthStrategy
-from smtpkit.config import Endpoint, Security, Timeouts
-from smtpkit.drivers._async_batch import Batch, BatchJob
-from smtpkit.drivers._async_io import AsyncDriver, Connection
-from smtpkit.drivers._async_many import BatchRun, OnResult, batch_workers
+from smtpkit._result import SendResult
+from smtpkit.drivers._async_batch import AsyncBatch, OnResult
+from smtpkit.drivers._async_io import AsyncConnection, AsyncDriver
 from smtpkit.drivers._async_pool import AsyncPool
-from smtpkit.engine import (
-    Attempts,
-    LinkSettings,
-    Pacing,
-    ReusePolicy,
-)
-from smtpkit.errors import ConfigurationError, SMTPError
-from smtpkit.hooks import SendTracker
-from smtpkit.retry import Retry
+from smtpkit.drivers._client import SubmitterBase
+from smtpkit.drivers._common import Job, Outcome, Outgoing, check_batch_options
+from smtpkit.engine import Attempts, Pacing
+from smtpkit.errors import SMTPError
 from smtpkit.transports import Transport
 from smtpkit.transports._asyncio import AsyncTransport, async_transport
 
 __all__ = ["AsyncSubmitter"]
-
-logger = logging.getLogger("smtpkit")
-wire_logger = logging.getLogger("smtpkit.wire")
-
-Outcome = SendResult | SMTPError
 
 
 def _no_prepare(job: object, conn: object) -> None:
     """What the hooks' start wrapper wraps: the engine prepares the message itself."""
 
 
-class AsyncSubmitter:
+class AsyncSubmitter(SubmitterBase[AsyncTransport]):
     """Send messages through one SMTP submission server from asyncio code.
 
     Example::
@@ -88,170 +61,19 @@ class AsyncSubmitter:
     (``smtpkit.testing.FakeTransport``) works unchanged.
     """
 
-    def __init__(
-        self,
-        host: str,
-        port: int | None = None,
-        *,
-        security: Security = Security.STARTTLS,
-        auth: AuthStrategy | None = None,
-        timeout: float | Timeouts | None = None,
-        tls_context: ssl.SSLContext | None = None,
-        local_hostname: str | None = None,
-        transport: Transport | AsyncTransport | None = None,
-        allow_unencrypted_auth: bool = False,
-        provider: str | None = None,
-        retry: Retry | None = None,
-        max_connections: int = 4,
-        max_messages_per_connection: int | None = 100,
-        idle_timeout: float = 60.0,
-        rate_limit: float | None = None,
-        use_chunking: bool = True,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        check_submitter_options(
-            host,
-            port,
-            security=security,
-            auth=auth,
-            timeout=timeout,
-            tls_context=tls_context,
-            local_hostname=local_hostname,
-            transport=transport,
-            allow_unencrypted_auth=allow_unencrypted_auth,
-            provider=provider,
-            retry=retry,
-            max_connections=max_connections,
-            max_messages_per_connection=max_messages_per_connection,
-            idle_timeout=idle_timeout,
-            rate_limit=rate_limit,
-            use_chunking=use_chunking,
-            clock=clock,
-            wall_clock=wall_clock,
+    def _start(self, transport: Transport | AsyncTransport | None) -> None:
+        self._pacing = Pacing(self._rate_limit)  # shared by every send(), as in Submitter
+        self._driver = driver = AsyncDriver(
+            async_transport(transport), self._endpoint, self._tls_context, self._clock
         )
-        port = security.default_port if port is None else port
-        timeouts = Timeouts.coerce(timeout)
-        self._settings = LinkSettings(
-            host=host.strip(),
-            port=port,
-            security=security,
-            timeouts=timeouts,
-            local_hostname=local_hostname or default_local_hostname(),
-            auth=auth,
-            allow_unencrypted_auth=allow_unencrypted_auth,
-            provider=provider,
-            chunking=use_chunking,
-        )
-        endpoint = Endpoint(host.strip(), port, security, tls_context, timeouts.connect)
-        self._clock = clock
-        self._wall_clock = wall_clock or (lambda: datetime.now(UTC))
-        self._retry = retry or Retry.never()
-        self._rate_limit = rate_limit
-        self._pacing = Pacing(rate_limit)  # shared by every send(), as the sync limiter is
-        self._driver = AsyncDriver(async_transport(transport), endpoint, tls_context, clock)
-        limits = PoolLimits(
-            max_connections=max_connections,
-            max_messages_per_connection=max_messages_per_connection,
-            idle_timeout=idle_timeout,
-        )
-        self._pool = AsyncPool(
-            limits=limits,
-            policy=ReusePolicy(
-                max_messages_per_connection=max_messages_per_connection,
-                idle_timeout=idle_timeout,
-                health_check_after=limits.health_check_after,
-                token_expiry_margin=TOKEN_EXPIRY_MARGIN,
-            ),
-            open_connection=lambda generation: self._driver.open_connection(
-                self._settings, generation
-            ),
-            close_connection=self._driver.close_connection,
-            probe_connection=self._driver.probe_connection,
-            clock=clock,
-            wall_clock=self._wall_clock,
-            login_gate=auth is not None,
-        )
-
-    # -- other ways to build one ---------------------------------------------------------
-
-    @classmethod
-    def from_url(
-        cls, url: str, *, password: str | None = None, **overrides: Unpack[SubmitterOptions]
-    ) -> AsyncSubmitter:
-        """An AsyncSubmitter from a server URL; see :meth:`smtpkit.Submitter.from_url`."""
-        return cls(**options_from_url(url, password=password, **overrides))
-
-    @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Unpack[SubmitterOptions]
-    ) -> AsyncSubmitter:
-        """An AsyncSubmitter from ``SMTPKIT_URL`` (and ``SMTPKIT_PASSWORD``).
-
-        Raises:
-            ConfigurationError: ``SMTPKIT_URL`` is not set or invalid.
-        """
-        options = options_from_env(os.environ if environ is None else environ, **overrides)
-        if options is None:
-            raise ConfigurationError(
-                "SMTPKIT_URL is not set",
-                hint="export SMTPKIT_URL='smtp+starttls://user%40example.com@host:587'",
-            )
-        return cls(**options)
-
-    @classmethod
-    def for_provider(cls, name: str, **overrides: Unpack[SubmitterOptions]) -> AsyncSubmitter:
-        """An AsyncSubmitter with a provider preset's settings (``"gmail"``...)."""
-        return cls(**options_for_provider(name, **overrides))
-
-    # -- configuration -------------------------------------------------------------------
-
-    @property
-    def host(self) -> str:
-        """The server host."""
-        return self._settings.host
-
-    @property
-    def port(self) -> int:
-        """The server port."""
-        return self._settings.port
-
-    @property
-    def security(self) -> Security:
-        """The security mode."""
-        return self._settings.security
-
-    @property
-    def timeouts(self) -> Timeouts:
-        """The timeouts in force."""
-        return self._settings.timeouts
-
-    @property
-    def auth(self) -> AuthStrategy | None:
-        """The authentication strategy, if any."""
-        return self._settings.auth
-
-    @property
-    def provider(self) -> str | None:
-        """The provider preset name, if known."""
-        return self._settings.provider
-
-    @property
-    def pool_limits(self) -> PoolLimits:
-        """The connection pool's limits."""
-        return self._pool.limits
-
-    @property
-    def rate_limit(self) -> float | None:
-        """At most this many messages per second (``None``: no limit)."""
-        return self._rate_limit
+        self._pool = AsyncPool(self._pool_state(AsyncConnection), driver, self._settings)
 
     async def _transact(
         self,
-        conn: Connection,
-        first: BatchJob,
-        take: Callable[[], BatchJob | None] | None,
-        report: Callable[[BatchJob, Outcome], None],
+        conn: AsyncConnection,
+        first: Job,
+        take: Callable[[], Job | None] | None,
+        report: Callable[[Job, Outcome], None],
     ) -> None:
         await self._driver.transact(conn, first, take, report, discard=self._pool.discard)
 
@@ -283,16 +105,6 @@ class AsyncSubmitter:
 
     # -- sending -------------------------------------------------------------------------
 
-    def _tracker(self, *, per_message: bool) -> SendTracker:
-        return SendTracker(
-            self.host,
-            self.port,
-            clock=self._clock,
-            log=self._log,
-            on_result=None,
-            per_message=per_message,
-        )
-
     async def send(
         self,
         message: Message | bytes,
@@ -311,36 +123,28 @@ class AsyncSubmitter:
         """
         # `is not None`: an empty list means "no recipients" (an error), never "use the headers".
         envelope = None if recipients is None else tuple(recipients)
-        job = BatchJob(0, message, sender, envelope, Attempts(self._retry))
-        tracker = self._tracker(per_message=False)
+        tracker = self._tracker(None, per_message=False)
         start = tracker.prepare(_no_prepare)
-        while True:
-            wait = self._pacing.reserve(self._clock())
+        outcomes: list[Outcome] = []
+        state = self._batch(lambda _job, outcome: outcomes.append(outcome))
+        state.add_job(Job(0, message, sender, envelope, Attempts(self._retry)))
+        while (got := state.next_job()) is not None:  # one job: a try at a time
+            job, wait = got
             if wait > 0:
-                await asyncio.sleep(wait)  # between transactions: no connection held
-            outcome = await self._attempt(job, start)
-            if isinstance(outcome, SendResult):
-                break
-            delay = job.attempts.next_try(outcome)
-            if delay is None:
-                break
-            if delay > 0:
-                await asyncio.sleep(delay)  # the backoff, with no connection held
+                await asyncio.sleep(wait)  # a backoff or the rate limit, no connection held
+            try:
+                conn = await self._pool.acquire()
+            except SMTPError as error:
+                state.opening_failed(job, error)
+                continue
+            start(job, conn)
+            await self._transact(conn, job, None, state.settle)
+            await self._pool.release(conn)
+        [outcome] = outcomes
         tracker.finished(0, outcome)
         if isinstance(outcome, SMTPError):
             raise outcome
         return outcome
-
-    async def _attempt(self, job: BatchJob, start: Callable[[BatchJob, object], None]) -> Outcome:
-        try:
-            conn = await self._pool.acquire()
-        except SMTPError as error:
-            return error
-        outcomes: list[Outcome] = []
-        start(job, conn)
-        await self._transact(conn, job, None, lambda _job, outcome: outcomes.append(outcome))
-        await self._pool.release(conn)
-        return outcomes[0]
 
     async def send_many(
         self,
@@ -380,57 +184,24 @@ class AsyncSubmitter:
                 where it stopped.
             ConfigurationError: a wrong option (nothing is sent).
         """
-        limit = self._pool.limits.max_connections
-        workers = batch_workers(concurrency, max_per_second, max_per_connection, limit)
-        pacing = self._pacing if max_per_second is None else Pacing(max_per_second)
-        batch = Batch(
-            messages, retry=self._retry, pacing=pacing, clock=self._clock, read_ahead=2 * workers
+        limit = self._limits.max_connections
+        workers = check_batch_options(
+            concurrency, max_per_second, max_per_connection, on_result, limit
         )
-        tracker = self._tracker(per_message=True)
-        run = BatchRun(
-            batch,
-            pool=self._pool,
-            transact=self._transact,
-            tracker=tracker,
-            on_result=on_result,
+        batch: AsyncBatch | None = None
+        state = self._batch(
+            lambda job, outcome: batch.report(job, outcome) if batch else None,
+            pacing=Pacing(max_per_second) if max_per_second else None,
             per_connection=max_per_connection,
         )
-        await run.run(workers)
-        if batch.crash is not None:
-            raise batch.crash
-        outcomes = batch.final_outcomes()
-        if run.callback_error is not None:
-            not_sent = sum(outcome is None for outcome in outcomes)
-            raise BatchInterrupted(
-                f"on_result raised {type(run.callback_error).__name__}; no further message was "
-                f"started ({len(outcomes) - not_sent} finished, {not_sent} not sent); the "
-                "outcomes are in .outcomes",
-                outcomes,
-            ) from run.callback_error
-        finished = [outcome for outcome in outcomes if outcome is not None]
-        if len(finished) != len(outcomes):  # pragma: no cover - a bug guard
-            raise AssertionError("a message ended without an outcome")
-        return finished
-
-    def _log(self, result: SendResult, elapsed: float) -> None:
-        # Checked first: formatting the reply costs more than the rest of a message's
-        # bookkeeping, and most production loggers run at WARNING.
-        if not logger.isEnabledFor(logging.INFO):
-            return
-        logger.info(
-            "sent message_id=%s recipients=%d rejected=%d reply=%r elapsed=%.3fs",
-            result.message_id,
-            len(result.accepted),
-            len(result.rejected),
-            str(result.reply),
-            elapsed,
+        batch = AsyncBatch(
+            state,
+            messages,
+            pool=self._pool,
+            transact=self._transact,
+            tracker=self._tracker(None),
+            on_result=on_result,
+            read_ahead=2 * workers,
         )
-
-    def __repr__(self) -> str:
-        auth = ""
-        if self._settings.auth is not None:
-            auth = f", auth={type(self._settings.auth).__name__}({self._settings.auth.username!r})"
-        return (
-            f"AsyncSubmitter({self.host!r}, {self.port}, "
-            f"security=Security.{self.security.name}{auth})"
-        )
+        await batch.run(workers)
+        return state.results(batch.callback_error)

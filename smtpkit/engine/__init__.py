@@ -37,13 +37,14 @@ from smtpkit.engine._effects import (
     Write,
 )
 from smtpkit.engine._flight import Submission
-from smtpkit.engine._link import Link, LinkSettings
+from smtpkit.engine._link import DEADLINE_PASSED, Link, LinkSettings
 from smtpkit.engine._negotiate import close_link, open_link, probe_link
 from smtpkit.engine._policy import Attempts, Pacing, Reuse, ReusePolicy
 from smtpkit.engine._transactions import Transactions
 
 __all__ = [
     "CLOSE",
+    "DEADLINE_PASSED",
     "TAKE_NEXT",
     "Attempts",
     "Close",

@@ -45,7 +45,7 @@ from smtpkit.errors import (
 from smtpkit.protocol import NEED_DATA, ClientConnection, Command, ConnectionClosed, Extensions
 from smtpkit.replies import Phase, Reply
 
-__all__ = ["Link", "LinkSettings"]
+__all__ = ["DEADLINE_PASSED", "Link", "LinkSettings"]
 
 E = TypeVar("E", bound=SMTPError)
 
@@ -185,6 +185,7 @@ class Link:
             RemoteProtocolError: the server sent something that is not SMTP.
         """
         conn = self.conn
+        limit = self.settings.timeouts.command if timeout is None else timeout
         deadline: float | None = None
         self.partial = 0
         while True:
@@ -193,20 +194,11 @@ class Link:
                 if event is not NEED_DATA:
                     break
                 if deadline is None:
-                    if timeout is None:
-                        timeout = self.settings.timeouts.command
-                    deadline = self.clock() + timeout
+                    deadline = self.clock() + limit
                 try:
                     data = yield Receive(deadline)
-                except OperationTimeout:
-                    waiting = conn.pending[0].redacted if conn.pending else "a reply"
-                    waiting = "the greeting" if waiting == "<greeting>" else waiting
-                    got = f" ({self.partial} octets of it arrived)" if self.partial else ""
-                    raise OperationTimeout(
-                        f"{self.settings.host} sent no complete reply to {waiting} within "
-                        f"{timeout:g} s{got}",
-                        transcript=self.transcript,
-                    ) from None
+                except OperationTimeout as late:
+                    raise self._late(limit, late) from None
                 if not isinstance(data, bytes):
                     raise LocalProtocolError(f"Receive was answered with {type(data).__name__}")
                 self.partial += len(data)
@@ -233,6 +225,28 @@ class Link:
             for line in shown.splitlines():
                 yield Log(LogLevel.WIRE, f"S: {line}")
         return reply
+
+    def _late(self, timeout: float, late: OperationTimeout) -> OperationTimeout:
+        """The error for a reply not complete when due (``late``: the driver's timeout).
+
+        A reply that started and stalled gets a hint (the server drips); one that never
+        started keeps what the driver knew (a fake's held-back reply says how late it was).
+        """
+        waiting = self.conn.pending[0].redacted if self.conn.pending else "a reply"
+        waiting = "the greeting" if waiting == "<greeting>" else waiting
+        message = f"{self.settings.host} sent no complete reply to {waiting} within {timeout:g} s"
+        if self.partial:
+            return OperationTimeout(
+                f"{message} ({self.partial} octets of it arrived)",
+                hint=(
+                    "the server answers a little at a time and stalls; try again later, or "
+                    "allow more time with Timeouts (command, or final_reply for the reply "
+                    "to the content)"
+                ),
+                transcript=self.transcript,
+            )
+        detail = f" ({late.message})" if late.message and late.message != DEADLINE_PASSED else ""
+        return OperationTimeout(f"{message}{detail}", hint=late.hint, transcript=self.transcript)
 
     def exchange(self, command: Command, timeout: float | None = None) -> Steps[Reply]:
         """Send one command and read its reply."""
@@ -297,3 +311,7 @@ class Link:
 
 #: Seconds to wait for the reply to QUIT at most: the answer changes nothing.
 QUIT_TIMEOUT = 5.0
+
+#: What a driver's ``OperationTimeout`` says when a deadline passed before it could even
+#: read (the engine's own message then says it all).
+DEADLINE_PASSED = "the deadline passed before the step could start"

@@ -300,12 +300,14 @@ class Transactions(Generic[J]):
         link = self.link
         conn = link.conn
         tail = b""
+        several_chunks = False
         try:
             for chunk, last in _lookahead(flight.prepared.iter_content()):
                 piece = conn.send_chunk(chunk, last=last) if self.chunking else conn.content(chunk)
                 if last:
                     tail = piece
                     break
+                several_chunks = self.chunking
                 yield from link.send_bytes(piece)
                 if self.chunking and not self.pipelining:
                     reply = yield from link.read_reply(link.settings.timeouts.final_reply)
@@ -321,7 +323,11 @@ class Transactions(Generic[J]):
             # The end of the content never left: the server cannot have accepted it.
             yield from self._report(flight, error)
             return False
-        ahead = following is not None and self.pipelining
+        # After a chunk before the last is refused, RSET must precede the next MAIL
+        # (servers differ on whether that ended the transaction, RFC 3030 §2): the next
+        # envelope does not ride behind several chunks (at least 1 MiB, beside which one
+        # round trip more is small).
+        ahead = following is not None and self.pipelining and not several_chunks
         if following is not None and ahead:
             tail += link.encode(following.envelope())
         flight.committed = True

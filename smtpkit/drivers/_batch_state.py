@@ -1,0 +1,356 @@
+"""The bookkeeping of one batch, shared by both drivers: which job next, retries, outcomes.
+
+A :class:`BatchState` decides and records; it never waits, sleeps or locks. The threaded
+driver calls it under its batch lock and waits on a condition; the asyncio driver calls it
+from its tasks and waits on an event. What it decides:
+
+* :meth:`next_job`: the next job to start *between* transactions, with the wait its caller
+  must do first with no connection held (a retry's backoff, or the rate limit); ``None``
+  when none is ready;
+* :meth:`lookahead`: the engine's ``TakeNext`` for one connection - a job only if it may
+  start *now* (no backoff pending, a rate slot free), within the connection's caps;
+* :meth:`settle`: an outcome is final, or the job goes back for another try (``Attempts``);
+* :meth:`opening_failed`: a refused login ends every remaining job with the same error.
+
+Invariants:
+    * Every job handed out ends with exactly one outcome (reported through ``report``),
+      except one that waits for a retry when the batch stops: its outcome is then the error
+      of its last try (``None`` when it was never tried).
+    * A job takes one rate slot, on its first try; retries take none.
+    * After a refused login (:func:`~smtpkit.drivers._common.ends_logins`) no job starts a
+      connection again: each ends with that error, without a retry (logging in again only
+      prolongs a provider's lockout).
+    * A preset's recipients-per-message cap is checked before a job waits or connects.
+    * Nothing here waits: a driver may call every method with a transaction open.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from email.message import Message
+
+from smtpkit._message_headers import header_recipients, header_sender, topmost_resent_block
+from smtpkit._result import BatchInterrupted, SendResult
+from smtpkit.drivers._common import Item, Job, Outcome, ends_logins
+from smtpkit.engine import Link, Pacing
+from smtpkit.errors import MessageError, SMTPError
+from smtpkit.message import Envelope
+from smtpkit.providers import Preset
+from smtpkit.retry import Retry
+
+__all__ = ["BatchState", "recipient_cap_error"]
+
+
+class BatchState:
+    """The jobs, retries and outcomes of one ``send``/``send_many`` call.
+
+    Args:
+        retry: the ``Retry`` policy each job starts with.
+        pacing: the rate limit (shared with other calls of the same submitter).
+        clock: monotonic seconds.
+        report: called with each job's final outcome (must not block).
+        preset: the provider preset, for the recipients-per-message cap.
+        per_connection: ``send_many``'s ``max_per_connection``.
+        cancelled: the batch must start nothing more once this says so (``on_result``
+            raised, in a reporter the state does not own).
+    """
+
+    def __init__(
+        self,
+        *,
+        retry: Retry,
+        pacing: Pacing,
+        clock: Callable[[], float],
+        report: Callable[[Job, Outcome], None],
+        preset: Preset | None = None,
+        per_connection: int | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> None:
+        self._retry = retry
+        self._pacing = pacing
+        self._clock = clock
+        self._report = report
+        self._preset = preset
+        self._per_connection = per_connection
+        self._cancelled = cancelled
+        self._source: Iterator[Item] | None = None
+        self._ready: deque[Job] = deque()  # a job to try again goes first
+        self._last_errors: dict[int, SMTPError] = {}
+        self._used: dict[Link, int] = {}  # jobs this batch gave each connection
+        self.created = 0
+        #: How many messages the caller passed, when it says: for the unsent count.
+        self.total: int | None = None
+        #: The source has no more jobs (a driver feeding jobs sets it when done).
+        self.exhausted = True
+        self.in_flight = 0
+        self.outcomes: dict[int, Outcome] = {}
+        #: The refused login every later job ends with.
+        self.login_failure: SMTPError | None = None
+        #: What stopped the batch with an exception (a bug, or the caller's iterator).
+        self.crash: BaseException | None = None
+        self._stopped = False
+
+    # -- the source ----------------------------------------------------------------------
+
+    def read_from(self, source: Iterator[Item], total: int | None = None) -> None:
+        """Take jobs from ``source`` as they are needed."""
+        self._source = source
+        self.total = total
+        self.exhausted = False
+
+    def add(self, item: Item) -> Job:
+        """Queue a job for ``item`` (a driver reading an async source ahead)."""
+        job = self._job(item)
+        self._ready.append(job)
+        return job
+
+    def add_job(self, job: Job) -> None:
+        """Queue a job built by the caller (``send``'s one message)."""
+        self.created = max(self.created, job.index + 1)
+        self._ready.append(job)
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting in the ready queue (not counting the source or retries)."""
+        return len(self._ready)
+
+    def _job(self, item: Item) -> Job:
+        job = Job.of(self.created, item, self._retry)
+        self.created += 1
+        return job
+
+    def _pull(self) -> Job | None:
+        if self._source is None:
+            return None
+        try:
+            item = next(self._source)
+        except StopIteration:
+            self._source = None
+            self.exhausted = True
+            return None
+        except Exception as error:  # the caller's iterator failed: stop, raise at the end
+            self._source = None
+            self.exhausted = True
+            self.fail(error)
+            return None
+        return self._job(item)
+
+    def _pop(self) -> Job | None:
+        """The next job that passes the pre-connection checks (others end here)."""
+        while True:
+            job = self._ready.popleft() if self._ready else self._pull()
+            if job is None:
+                return None
+            self.in_flight += 1
+            if job.started:
+                return job
+            refusal = recipient_cap_error(job, self._preset)
+            if refusal is None:
+                return job
+            self.finish(job, refusal)  # refused before any wait or connection
+
+    # -- handing out ---------------------------------------------------------------------
+
+    @property
+    def stopped(self) -> bool:
+        """No further job may start (``on_result`` raised, or the batch crashed)."""
+        if not self._stopped and self._cancelled is not None and self._cancelled():
+            self._stopped = True
+        return self._stopped
+
+    @property
+    def done(self) -> bool:
+        """Nothing is left to start and nothing is on its way."""
+        if self.stopped:
+            return True
+        return self.exhausted and not self._ready and self.in_flight == 0
+
+    def next_job(self) -> tuple[Job, float] | None:
+        """The next job to start and the seconds to wait first (a retry's backoff, or the
+        rate limit), or ``None`` when none is ready now. Called between transactions."""
+        while not self.stopped:
+            job = self._pop()
+            if job is None:
+                return None
+            if self.login_failure is not None:
+                self.finish(job, self.login_failure)  # no login again, no retry
+                continue
+            if job.started:
+                wait, job.wait = job.wait, 0.0
+            else:
+                wait = self._pacing.reserve(self._clock())
+                job.started = True
+            return job, wait
+        return None
+
+    def put_back(self, job: Job) -> None:
+        """A job handed out by :meth:`next_job` will not start after all (the batch
+        stopped while its caller waited): it stays unsent."""
+        self.in_flight -= 1
+        self._ready.appendleft(job)
+
+    def lookahead(self, link: Link, left: int | None, start: Callable[[Job], None]) -> TakeNow:
+        """The engine's ``TakeNext`` for one run on ``link`` after its first job.
+
+        Args:
+            left: messages the pool's policy still allows on ``link`` (``None``: no cap).
+            start: called with each job handed out (the start hooks).
+        """
+        per = self._per_connection
+        cap = left
+        if per is not None:
+            room = max(1, per - self._used.get(link, 0))
+            cap = room if cap is None else min(cap, room)
+        return TakeNow(self, cap, start)
+
+    def take_now(self) -> Job | None:
+        """A job that may start *now*, or ``None``; never waits."""
+        if self.stopped or self.login_failure is not None:
+            return None
+        if self._ready and self._ready[0].wait > 0:
+            return None  # a backoff is due first, waited with no transaction open
+        job = self._pop()
+        if job is None:
+            return None
+        if not job.started:
+            if not self._pacing.admit(self._clock()):
+                self.in_flight -= 1
+                self._ready.appendleft(job)  # not yet: it starts the next transaction
+                return None
+            job.started = True
+        return job
+
+    def used(self, link: Link, count: int) -> bool:
+        """Record ``count`` jobs run on ``link``; whether it reached ``max_per_connection``."""
+        used = self._used[link] = self._used.get(link, 0) + count
+        return self._per_connection is not None and used >= self._per_connection
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def settle(self, job: Job, outcome: Outcome) -> None:
+        """Record ``job``'s outcome, or queue it for another try (never waits)."""
+        delay = None if isinstance(outcome, SendResult) else job.attempts.next_try(outcome)
+        if delay is None:
+            self.finish(job, outcome)
+            return
+        assert isinstance(outcome, SMTPError)
+        # Not accepted and worth another try, first in line; once the batch stopped, it
+        # stays unsent.
+        self.in_flight -= 1
+        job.last_error = self._last_errors[job.index] = outcome
+        job.wait = delay
+        if not self.stopped:
+            self._ready.appendleft(job)
+
+    def finish(self, job: Job, outcome: Outcome) -> None:
+        """Record ``job``'s final outcome and report it."""
+        self.in_flight -= 1
+        self.outcomes[job.index] = outcome
+        self._last_errors.pop(job.index, None)
+        self._report(job, outcome)
+
+    def opening_failed(self, job: Job, error: SMTPError) -> None:
+        """Opening a connection for ``job`` failed: a refused login ends it and every
+        later job; anything else is settled as a try."""
+        if ends_logins(error):
+            if self.login_failure is None:
+                self.login_failure = error
+            self.finish(job, error)
+        else:
+            self.settle(job, error)
+
+    def fail(self, error: BaseException) -> None:
+        """Stop the batch: start no further message; ``error`` is raised at the end."""
+        if self.crash is None:
+            self.crash = error
+        self._stopped = True
+
+    def stop(self) -> None:
+        """Start no further message (``on_result`` raised)."""
+        self._stopped = True
+
+    def final_outcomes(self) -> list[Outcome | None]:
+        """One entry per message known, in input order; ``None`` for one never tried."""
+        count = max(self.created, self.total or 0)
+        outcomes, last = self.outcomes, self._last_errors
+        return [outcomes.get(index) or last.get(index) for index in range(count)]
+
+    def results(self, callback_error: BaseException | None) -> list[Outcome]:
+        """``send_many``'s answer: one outcome per message, in input order.
+
+        Raises:
+            BatchInterrupted: ``callback_error`` (what ``on_result`` raised) is not
+                ``None``; it carries every outcome and is raised from that error.
+            BaseException: what crashed the batch (:attr:`crash`).
+        """
+        if self.crash is not None:
+            raise self.crash
+        outcomes = self.final_outcomes()
+        if callback_error is not None:
+            not_sent = sum(outcome is None for outcome in outcomes)
+            raise BatchInterrupted(
+                f"on_result raised {type(callback_error).__name__}; no further message was "
+                f"started ({len(outcomes) - not_sent} finished, {not_sent} not sent); "
+                "the outcomes are in .outcomes",
+                outcomes,
+            ) from callback_error
+        finished = [outcome for outcome in outcomes if outcome is not None]
+        if len(finished) != len(outcomes):  # pragma: no cover - a bug guard
+            raise AssertionError("a message ended without an outcome")
+        return finished
+
+
+class TakeNow:
+    """``TakeNext`` for one run on one connection: jobs that may start now, up to a cap."""
+
+    __slots__ = ("_cap", "_start", "_state", "taken")
+
+    def __init__(self, state: BatchState, cap: int | None, start: Callable[[Job], None]) -> None:
+        self._state = state
+        self._cap = cap
+        self._start = start
+        self.taken = 1  # the run's first job
+
+    def __call__(self) -> Job | None:
+        if self._cap is not None and self.taken >= self._cap:
+            return None
+        job = self._state.take_now()
+        if job is not None:
+            self.taken += 1
+            self._start(job)
+        return job
+
+
+def recipient_cap_error(job: Job, preset: Preset | None) -> MessageError | None:
+    """The error for a message with more recipients than ``preset`` allows, else ``None``.
+
+    Pure: it reads the envelope the way message preparation does (explicit recipients, else
+    To/Cc/Bcc or the newest Resent-* block; repeats counted once), so it runs before any
+    connection is made. Past the limit a provider refuses the extra RCPTs (Gmail: ``452
+    4.5.3``) and the message reaches only some recipients; refusing it whole is clearer.
+    A message whose envelope cannot be read is left to preparation, which reports why.
+    """
+    allowed = preset.limits.recipients_per_message if preset is not None else None
+    if preset is None or allowed is None:
+        return None
+    message, sender, recipients = job.message, job.sender, job.recipients
+    try:
+        if recipients is None or sender is None:
+            if not isinstance(message, Message):
+                return None  # raw bytes need an explicit envelope; preparation says so
+            block = topmost_resent_block(message)
+            if sender is None:
+                sender = header_sender(message, block)
+            if recipients is None:
+                recipients = tuple(header_recipients(message, block))
+        count = len(Envelope(sender, recipients).recipients)
+    except Exception:  # preparation reads it again, and says what is wrong
+        return None
+    if count <= allowed:
+        return None
+    return MessageError(
+        f"the message has {count} recipients; {preset.display_name} accepts at most "
+        f"{allowed} per message",
+        hint="send it in batches (e.g. one message per recipient with send_many)",
+    )

@@ -1,0 +1,293 @@
+"""What ``Submitter`` and ``AsyncSubmitter`` share: options, settings, constructors.
+
+:class:`SubmitterBase` checks every option before anything is built (``smtpkit._checks``),
+turns them into the engine's :class:`~smtpkit.engine.LinkSettings`, the transport
+:class:`~smtpkit.config.Endpoint`, the pool's limits and reuse policy, and offers the
+class methods (``from_url``, ``from_env``, ``for_provider``), the read-only properties and a
+``repr`` without secrets. A driver subclass adds its I/O: it builds its pool and pacing
+in :meth:`SubmitterBase._start` from what is here.
+
+Invariants:
+    * Configuration is immutable once built; a wrong value raises ``ConfigurationError``
+      with a hint before any connection is attempted.
+    * ``repr()`` shows no secret.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Generic, Self, TypeVar, Unpack
+
+from smtpkit import providers
+from smtpkit._checks import check_submitter_options
+from smtpkit._configure import (
+    SubmitterOptions,
+    options_for_provider,
+    options_from_env,
+    options_from_url,
+)
+from smtpkit.auth import AuthStrategy
+from smtpkit.config import Endpoint, Security, Timeouts
+from smtpkit.drivers._batch_state import BatchState
+from smtpkit.drivers._common import (
+    TOKEN_EXPIRY_MARGIN,
+    Job,
+    Outcome,
+    PoolLimits,
+    default_local_hostname,
+    log_sent,
+)
+from smtpkit.drivers._pool_state import Pooled, PoolState
+from smtpkit.engine import LinkSettings, Pacing, ReusePolicy
+from smtpkit.errors import ConfigurationError
+from smtpkit.hooks import SendTracker
+from smtpkit.retry import Retry
+from smtpkit.transports import Transport
+
+__all__ = ["SubmitterBase"]
+
+C = TypeVar("C", bound=Pooled)
+T = TypeVar("T")  # the transports a driver accepts besides a synchronous Transport
+
+
+class SubmitterBase(Generic[T]):
+    """The options of a submitter; see :class:`smtpkit.Submitter` for each argument."""
+
+    _pacing: Pacing  # the rate limit shared by every call (a driver's _start sets it)
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        *,
+        security: Security = Security.STARTTLS,
+        auth: AuthStrategy | None = None,
+        timeout: float | Timeouts | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+        transport: Transport | T | None = None,
+        allow_unencrypted_auth: bool = False,
+        provider: str | None = None,
+        retry: Retry | None = None,
+        max_connections: int = 4,
+        max_messages_per_connection: int | None = 100,
+        idle_timeout: float = 60.0,
+        rate_limit: float | None = None,
+        use_chunking: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        # Every value checked before anything is built or connected (smtpkit._checks).
+        check_submitter_options(
+            host,
+            port,
+            security=security,
+            auth=auth,
+            timeout=timeout,
+            tls_context=tls_context,
+            local_hostname=local_hostname,
+            transport=transport,
+            allow_unencrypted_auth=allow_unencrypted_auth,
+            provider=provider,
+            retry=retry,
+            max_connections=max_connections,
+            max_messages_per_connection=max_messages_per_connection,
+            idle_timeout=idle_timeout,
+            rate_limit=rate_limit,
+            use_chunking=use_chunking,
+            clock=clock,
+            wall_clock=wall_clock,
+        )
+        port = security.default_port if port is None else port
+        timeouts = Timeouts.coerce(timeout)
+        self._settings = LinkSettings(
+            host=host.strip(),
+            port=port,
+            security=security,
+            timeouts=timeouts,
+            local_hostname=local_hostname or default_local_hostname(),
+            auth=auth,
+            allow_unencrypted_auth=allow_unencrypted_auth,
+            provider=provider,
+            chunking=use_chunking,
+        )
+        self._endpoint = Endpoint(host.strip(), port, security, tls_context, timeouts.connect)
+        self._tls_context = tls_context
+        self._preset = providers.find(provider)
+        self._clock = clock
+        self._wall_clock = wall_clock or (lambda: datetime.now(UTC))
+        self._retry = retry or Retry.never()
+        self._rate_limit = rate_limit
+        self._limits = PoolLimits(
+            max_connections=max_connections,
+            max_messages_per_connection=max_messages_per_connection,
+            idle_timeout=idle_timeout,
+        )
+        self._policy = ReusePolicy(
+            max_messages_per_connection=max_messages_per_connection,
+            idle_timeout=idle_timeout,
+            health_check_after=self._limits.health_check_after,
+            token_expiry_margin=TOKEN_EXPIRY_MARGIN,
+        )
+        self._start(transport)
+
+    def _start(self, transport: Transport | T | None) -> None:
+        """Build the driver, its pool and :attr:`_pacing` (the subclass's I/O)."""
+        raise NotImplementedError
+
+    def _pool_state(self, kind: type[C]) -> PoolState[C]:
+        """The bookkeeping of this submitter's pool of ``kind`` connections."""
+        return PoolState(
+            self._limits,
+            self._policy,
+            clock=self._clock,
+            wall_clock=self._wall_clock,
+            # Until a login succeeds, one connection logs in at a time: a wrong password
+            # costs one AUTH, not one per thread or task.
+            login_gate=self._settings.auth is not None,
+        )
+
+    # -- per call ------------------------------------------------------------------------
+
+    def _tracker(
+        self,
+        on_result: Callable[[int, Outcome], object] | None,
+        *,
+        per_message: bool = True,
+        background: bool = False,
+    ) -> SendTracker:
+        """The hooks and the INFO line of one ``send`` (``per_message=False``) or batch."""
+        return SendTracker(
+            self.host,
+            self.port,
+            clock=self._clock,
+            log=log_sent,
+            on_result=on_result,  # type: ignore[arg-type]  # its result is ignored
+            per_message=per_message,
+            background=background,
+        )
+
+    def _batch(
+        self,
+        report: Callable[[Job, Outcome], None],
+        *,
+        pacing: Pacing | None = None,
+        per_connection: int | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> BatchState:
+        """The bookkeeping of one call; ``report`` gets each final outcome."""
+        return BatchState(
+            retry=self._retry,
+            pacing=pacing or self._pacing,
+            clock=self._clock,
+            report=report,
+            preset=self._preset,
+            per_connection=per_connection,
+            cancelled=cancelled,
+        )
+
+    # -- other ways to build one ---------------------------------------------------------
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, password: str | None = None, **overrides: Unpack[SubmitterOptions]
+    ) -> Self:
+        """A submitter from a server URL such as ``smtp+starttls://user:pw@host:587``.
+
+        Schemes: ``smtp+starttls://`` (587), ``smtps://`` (465, implicit TLS), ``smtp://``
+        (plaintext; to a non-loopback host only with ``?allow_plaintext=true``). User and
+        password are percent-encoded. Query options: ``timeout`` (seconds), ``auth``
+        (``password``, ``plain``, ``login``, ``app_password``, ``xoauth2``, ``oauthbearer``),
+        ``token_store`` (an OAuth2 token store file), ``local_hostname``, ``provider`` (a
+        preset name; also recognised from the host), ``allow_plaintext``, ``cafile``.
+
+        Args:
+            url: the server URL.
+            password: used when the URL names a user but carries no password.
+            **overrides: any other constructor keyword; these win over the URL.
+
+        Raises:
+            ConfigurationError: what is wrong with the URL (the password shown as ``***``).
+        """
+        return cls(**options_from_url(url, password=password, **overrides))
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Unpack[SubmitterOptions]
+    ) -> Self:
+        """A submitter from ``SMTPKIT_URL`` (and ``SMTPKIT_PASSWORD``); see :meth:`from_url`.
+
+        Raises:
+            ConfigurationError: ``SMTPKIT_URL`` is not set or invalid.
+        """
+        options = options_from_env(os.environ if environ is None else environ, **overrides)
+        if options is None:
+            raise ConfigurationError(
+                "SMTPKIT_URL is not set",
+                hint="export SMTPKIT_URL='smtp+starttls://user%40example.com@host:587'",
+            )
+        return cls(**options)
+
+    @classmethod
+    def for_provider(cls, name: str, **overrides: Unpack[SubmitterOptions]) -> Self:
+        """A submitter with a provider preset's settings (``"gmail"``, ``"microsoft365"``...).
+
+        Example::
+
+            Submitter.for_provider("gmail", auth=AppPasswordAuth("me@gmail.com", "..."))
+        """
+        return cls(**options_for_provider(name, **overrides))
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The server host."""
+        return self._settings.host
+
+    @property
+    def port(self) -> int:
+        """The server port."""
+        return self._settings.port
+
+    @property
+    def security(self) -> Security:
+        """The security mode."""
+        return self._settings.security
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """The timeouts in force."""
+        return self._settings.timeouts
+
+    @property
+    def auth(self) -> AuthStrategy | None:
+        """The authentication strategy, if any."""
+        return self._settings.auth
+
+    @property
+    def provider(self) -> str | None:
+        """The provider preset name, if known."""
+        return self._settings.provider
+
+    @property
+    def pool_limits(self) -> PoolLimits:
+        """The connection pool's limits."""
+        return self._limits
+
+    @property
+    def rate_limit(self) -> float | None:
+        """At most this many messages per second (``None``: no limit)."""
+        return self._rate_limit
+
+    def __repr__(self) -> str:
+        auth = self._settings.auth
+        shown = "" if auth is None else f", auth={type(auth).__name__}({auth.username!r})"
+        return (
+            f"{type(self).__name__}({self.host!r}, {self.port}, "
+            f"security=Security.{self.security.name}{shown})"
+        )

@@ -1,0 +1,161 @@
+"""The threads of one ``Submitter.send``/``send_many`` call: workers over the pool.
+
+Each worker waits for a job *between* transactions (:meth:`BatchState.next_job`: a retry
+backoff, the rate limit), takes a connection, and runs the engine's transactions on it with
+the batch's lookahead (:meth:`BatchState.lookahead`, which never waits). ``send`` is the
+one-job, one-worker case on the calling thread, so there is a single send path.
+
+Invariants:
+    * A worker never holds a connection while it waits; a connection given back is never
+      mid-transaction (a run that stops aborts its connection).
+    * Every state change happens under the batch's lock and wakes the waiting workers; no
+      user code runs under it (the hooks and ``on_result`` run on the tracker's reporting
+      thread, or, for ``send``, after the run).
+    * An unexpected exception in a worker stops the batch: the others start nothing more,
+      and :func:`run_batch` raises it after every worker has ended.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from smtpkit.drivers._batch_state import BatchState
+from smtpkit.drivers._common import Job, Outcome
+from smtpkit.drivers._sync_io import SyncConnection, SyncDriver
+from smtpkit.drivers._sync_pool import SyncPool
+from smtpkit.engine import Pacing
+from smtpkit.errors import SMTPError
+
+__all__ = ["SharedPacing", "run_batch"]
+
+#: The longest a waiting worker sleeps before it looks again (a stop it was not woken for).
+_POLL = 1.0
+
+
+class SharedPacing(Pacing):
+    """The engine's :class:`~smtpkit.engine.Pacing` for many threads (one lock)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, rate: float | None) -> None:
+        super().__init__(rate)
+        self._lock = threading.Lock()
+
+    def admit(self, now: float) -> bool:
+        with self._lock:
+            return super().admit(now)
+
+    def reserve(self, now: float) -> float:
+        with self._lock:
+            return super().reserve(now)
+
+
+def run_batch(
+    state: BatchState,
+    *,
+    workers: int,
+    pool: SyncPool,
+    driver: SyncDriver,
+    start: Callable[[Job, SyncConnection], None],
+    sleep: Callable[[float], None],
+) -> None:
+    """Send every job of ``state`` with ``workers`` threads (1: on the calling thread).
+
+    Raises:
+        BaseException: what a worker raised unexpectedly (a bug, or the caller's iterator).
+    """
+    batch = _Workers(state, pool, driver, start, sleep)
+    if workers <= 1:
+        batch.work()
+    else:
+        threads = [
+            threading.Thread(target=batch.work, name=f"smtpkit-send-{n}", daemon=True)
+            for n in range(workers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if state.crash is not None:
+        raise state.crash
+
+
+class _Workers:
+    """The state one :func:`run_batch` call shares between its worker threads."""
+
+    def __init__(
+        self,
+        state: BatchState,
+        pool: SyncPool,
+        driver: SyncDriver,
+        start: Callable[[Job, SyncConnection], None],
+        sleep: Callable[[float], None],
+    ) -> None:
+        self._state = state
+        self._pool = pool
+        self._driver = driver
+        self._start = start
+        self._sleep = sleep
+        self._lock = threading.Condition()
+
+    def work(self) -> None:
+        """One worker: take a job, wait (holding no connection) until it may start, take a
+        connection, send it and whatever may follow at once on that connection; repeat."""
+        state = self._state
+        try:
+            while (got := self._next()) is not None:
+                job, wait = got
+                if wait > 0:
+                    self._sleep(wait)  # a backoff or the rate limit, no connection held
+                    if state.stopped:
+                        with self._lock:
+                            state.put_back(job)  # never started: it gets no outcome
+                        return
+                try:
+                    conn = self._pool.acquire()
+                except SMTPError as error:
+                    with self._lock:
+                        state.opening_failed(job, error)
+                        self._lock.notify_all()
+                    continue
+                self._run_on(conn, job)
+        except BaseException as error:  # re-raised by run_batch() after every worker ended
+            with self._lock:
+                state.fail(error)
+                self._lock.notify_all()
+
+    def _next(self) -> tuple[Job, float] | None:
+        state = self._state
+        with self._lock:
+            while (got := state.next_job()) is None:  # bounded: each pass ends or waits
+                if state.done:
+                    self._lock.notify_all()  # the others may be done too
+                    return None
+                self._lock.wait(_POLL)
+            return got
+
+    def _run_on(self, conn: SyncConnection, first: Job) -> None:
+        state, lock = self._state, self._lock
+        link = conn.link
+        assert link is not None
+
+        def start(job: Job) -> None:
+            self._start(job, conn)
+
+        def take() -> Job | None:
+            with lock:
+                return take_now()
+
+        def report(job: Job, outcome: Outcome) -> None:
+            with lock:
+                state.settle(job, outcome)
+                lock.notify_all()
+
+        with lock:
+            take_now = state.lookahead(link, self._pool.state.policy.left(link), start)
+        start(first)
+        self._driver.transact(conn, first, take, report)
+        with lock:
+            spent = state.used(link, take_now.taken)
+        self._pool.release(conn, keep=not spent)
