@@ -434,3 +434,31 @@ def test_every_store_matches_the_model(stores: StoreFactory) -> None:
             store.mark_exhausted("acct", until, now=now)
             model.until = max(model.until or until, until)
     assert grants > 60  # the walk reached every branch, not just refusals
+
+
+class AnswerLost(MemoryQuotaStore):
+    """Counts the reservation, then loses the answer (a connection dropped at the wrong time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lose_next = False
+
+    def reserve(self, key: str, request: Request) -> Granted | OverLimit | Exhausted:  # type: ignore[override]
+        decision = super().reserve(key, request)
+        if self.lose_next:
+            self.lose_next = False
+            raise QuotaStoreUnavailable("connection lost after the script ran")
+        return decision  # type: ignore[return-value]
+
+
+def test_a_reservation_whose_answer_was_lost_is_given_back() -> None:
+    store = AnswerLost()
+    q = Quota(store, Limits(messages_per_day=2), key="k")
+    store.lose_next = True
+    with pytest.raises(QuotaStoreUnavailable):
+        q.reserve(now=T0)  # the store counted it; the caller was told to send nothing
+    assert q.usage(now=T0).limits[0].used == 1
+    # The next call gives it back first, so both places are there for real messages.
+    q.reserve(now=T0 + 1).keep()
+    q.reserve(now=T0 + 2).keep()
+    assert refused(q, now=T0 + 3).used == 2
