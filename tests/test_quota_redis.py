@@ -200,3 +200,23 @@ def test_the_redis_server_fixture_cleans_up(tmp_path: Path) -> None:
         assert temporary._ping()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
         pass
+
+
+def test_a_client_that_decodes_replies(server: RedisServer) -> None:
+    import redis  # noqa: PLC0415
+
+    from smtpkit.quotas import RedisQuotaStore  # noqa: PLC0415
+
+    client = redis.Redis.from_url(server.url, decode_responses=True, socket_timeout=5)
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    quota = Quota(
+        RedisQuotaStore.from_client(client, prefix=prefix), Limits(messages_per_day=1), key="acct"
+    )
+    quota.reserve(now=T0)
+    with pytest.raises(QuotaExceeded) as caught:
+        quota.reserve(now=T0 + 1)
+    assert caught.value.retry_after == DAY - 1
+    client.delete(*client.keys(f"{prefix}*"))  # the counts vanish: still noticed
+    with pytest.raises(QuotaStoreUnavailable, match="lost the counts"):
+        quota.reserve(now=T0 + 2)
+    client.close()

@@ -191,7 +191,8 @@ class RedisQuotaStore:
                 hint="check that Redis is running and reachable; a reservation is refused "
                 "while it is not (on_store_error='send' sends uncounted instead)",
             ) from error
-        result = list(reply)
+        # Bytes whatever the client decodes (from_client may be given decode_responses=True).
+        result = [item.encode() if isinstance(item, str) else item for item in reply]
         if len(result) > 1 and isinstance(result[1], bytes):
             with self._lock:
                 self._epochs[key] = result[1]
