@@ -19,17 +19,10 @@ of one machine), :class:`RedisQuotaStore` (a fleet; ``pip install 'smtpkit[redis
 """
 
 from smtpkit.quotas._memory import MemoryQuotaStore
-from smtpkit.quotas._quota import (
-    LimitUsage,
-    OnStoreError,
-    Quota,
-    QuotaUsage,
-    Reservation,
-    ReservationState,
-    account_key,
-)
+from smtpkit.quotas._quota import LimitUsage, OnStoreError, Quota, QuotaUsage, account_key
 from smtpkit.quotas._redis import RedisQuotaStore
 from smtpkit.quotas._replies import quota_reply_window
+from smtpkit.quotas._reservation import Reservation, ReservationState
 from smtpkit.quotas._rules import Rule, Unit
 from smtpkit.quotas._sqlite import SQLiteQuotaStore
 from smtpkit.quotas._store import QuotaStore
