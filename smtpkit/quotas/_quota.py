@@ -147,8 +147,15 @@ class Quota:
 
     Example::
 
-        quota = Quota(RedisQuotaStore("redis://cache:6379/0"))
-        submitter = Submitter.for_provider("gmail", auth=..., quota=quota)
+        quota = Quota(
+            RedisQuotaStore("redis://cache:6379/0"),
+            providers.get("gmail").limits,
+            key=account_key("me@gmail.com", "smtp.gmail.com"),
+        )
+        with quota.reserve(recipients=2):   # QuotaExceeded: nothing is sent
+            submitter.send(message)         # kept if accepted, given back if refused
+
+    (The Submitter does not take ``quota=`` yet; it will fill in ``limits`` and ``key``.)
     """
 
     def __init__(
