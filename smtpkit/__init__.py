@@ -7,6 +7,7 @@ strategies live in :mod:`smtpkit.auth`; the test kit in :mod:`smtpkit.testing`.
 
 from typing import TYPE_CHECKING
 
+from smtpkit._proxy import Proxy, ProxyKind
 from smtpkit._result import BatchInterrupted, SendResult
 from smtpkit._submitter import Outgoing, Submitter
 from smtpkit.config import Security, Timeouts
@@ -31,6 +32,9 @@ from smtpkit.errors import (
     MessageRejected,
     MessageTooLarge,
     OperationTimeout,
+    ProxyAuthenticationError,
+    ProxyConnectionRefused,
+    ProxyError,
     QuotaExceeded,
     QuotaStoreUnavailable,
     RateLimited,
@@ -106,6 +110,11 @@ __all__ = [
     "OperationTimeout",
     "Outgoing",
     "Phase",
+    "Proxy",
+    "ProxyAuthenticationError",
+    "ProxyConnectionRefused",
+    "ProxyError",
+    "ProxyKind",
     "QuotaExceeded",
     "QuotaStoreUnavailable",
     "RateLimited",

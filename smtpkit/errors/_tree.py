@@ -14,6 +14,9 @@
     ├── QuotaStoreUnavailable              the quota store could not be asked; nothing sent
     ├── TransportError
     │   ├── ConnectError(ConnectionError)
+    │   │   └── ProxyError                 the proxy failed (.proxy, .target)
+    │   │       ├── ProxyAuthenticationError   it refused the proxy credentials
+    │   │       └── ProxyConnectionRefused     it could not reach the server
     │   ├── TLSError
     │   │   ├── TLSModeMismatch            TLS spoken to a plaintext port or vice versa
     │   │   └── StartTLSNotOffered         STARTTLS required but not advertised
@@ -85,6 +88,9 @@ __all__ = [
     "MessageTooLarge",
     "NoCommonMechanism",
     "OperationTimeout",
+    "ProxyAuthenticationError",
+    "ProxyConnectionRefused",
+    "ProxyError",
     "QuotaExceeded",
     "QuotaStoreUnavailable",
     "RateLimited",
@@ -372,6 +378,48 @@ class ConnectError(TransportError, ConnectionError):
     """The TCP connection could not be established."""
 
     default_transient = True
+
+
+class ProxyError(ConnectError):
+    """The proxy between smtpkit and the mail server failed, so no SMTP was spoken.
+
+    Raised when the proxy cannot be reached, breaks its own protocol (SOCKS4, SOCKS5 or
+    HTTP CONNECT), or answers with a failure. Transient, as any connect failure.
+
+    Attributes:
+        proxy: the proxy as a URL without its password (``socks5://alice@127.0.0.1:1080``).
+        target: the mail server the proxy was asked for (``smtp.example.com:587``).
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        proxy: str | None = None,
+        target: str | None = None,
+        hint: str | None = None,
+        transcript: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, hint=hint, transcript=transcript)
+        self.proxy = proxy
+        self.target = target
+
+
+class ProxyAuthenticationError(ProxyError):
+    """The proxy refused its user name and password (or wants some and got none).
+
+    Not transient: the same credentials will be refused again.
+    """
+
+    default_transient = False
+
+
+class ProxyConnectionRefused(ProxyError):
+    """The proxy could not, or would not, connect to the mail server.
+
+    A SOCKS reply such as "connection refused" or "not allowed by ruleset", an HTTP ``403``
+    or ``502`` to ``CONNECT``, or a tunnel that closed before the server said a word.
+    """
 
 
 class TLSError(TransportError):

@@ -36,6 +36,7 @@ from smtpkit.config import Endpoint, Security
 from smtpkit.errors import ConfigurationError, OperationTimeout, ServerDisconnected, TransportError
 from smtpkit.transports._base import Stream, Transport
 from smtpkit.transports._peer import LoopbackOnlyTransport, is_loopback_peer, peer_address
+from smtpkit.transports._proxy_route import ProxyRoute
 from smtpkit.transports._socket import SocketTransport, translate_os_error
 
 __all__ = [
@@ -249,9 +250,22 @@ class AsyncioStream:
 
 
 class AsyncioTransport:
-    """Opens TCP connections on the running event loop, with implicit TLS when asked."""
+    """Opens TCP connections on the running event loop, with implicit TLS when asked.
+
+    Args:
+        proxy: connect through this proxy, as :class:`~smtpkit.transports.SocketTransport`
+            does (:mod:`smtpkit.transports._tunnel_async`).
+    """
+
+    def __init__(self, *, proxy: ProxyRoute | None = None) -> None:
+        self.proxy = proxy
 
     async def connect(self, endpoint: Endpoint) -> AsyncioStream:
+        if self.proxy is not None:
+            # Imported on use: python-socks is an optional extra.
+            from smtpkit.transports._tunnel_async import connect_through_async  # noqa: PLC0415
+
+            return await connect_through_async(self.proxy, endpoint)
         loop = asyncio.get_running_loop()
         protocol = _ClientProtocol()
         context = None
@@ -277,7 +291,7 @@ class AsyncioTransport:
         return AsyncioStream(protocol, endpoint, encrypted=context is not None)
 
     def __repr__(self) -> str:
-        return "AsyncioTransport()"
+        return f"AsyncioTransport(proxy={self.proxy.url!r})" if self.proxy else "AsyncioTransport()"
 
 
 class _SyncStream:
@@ -377,7 +391,7 @@ def async_transport(transport: Transport | AsyncTransport | None) -> AsyncTransp
         TransportError: never; a wrong type was refused at construction already.
     """
     if transport is None or type(transport) is SocketTransport:
-        return AsyncioTransport()
+        return AsyncioTransport(proxy=transport.proxy if transport is not None else None)
     if isinstance(transport, LoopbackOnlyTransport):  # from_url("smtp://localhost...")
         return _LoopbackOnly(async_transport(transport.inner))
     if inspect.iscoroutinefunction(transport.connect):

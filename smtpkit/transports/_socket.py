@@ -25,6 +25,7 @@ from smtpkit.errors import (
     TransportError,
 )
 from smtpkit.transports._deadline import Deadline
+from smtpkit.transports._proxy_route import ProxyRoute
 
 __all__ = ["SocketStream", "SocketTransport", "translate_os_error"]
 
@@ -166,9 +167,22 @@ class SocketTransport:
     TCP_NODELAY matters: SMTP sends small commands and waits for replies, and Nagle's
     algorithm would hold a command back behind an unacknowledged one (costing a round
     trip, e.g. on the EHLO that follows the TLS handshake).
+
+    Args:
+        proxy: connect through this SOCKS5, SOCKS4 or HTTP CONNECT proxy
+            (:class:`smtpkit.Proxy`; needs the ``[proxy]`` extra). TLS still runs end to
+            end with the mail server (:mod:`smtpkit.transports._tunnel`).
     """
 
+    def __init__(self, *, proxy: ProxyRoute | None = None) -> None:
+        self.proxy = proxy
+
     def connect(self, endpoint: Endpoint) -> SocketStream:
+        if self.proxy is not None:
+            # Imported on use: python-socks is an optional extra.
+            from smtpkit.transports._tunnel import connect_through  # noqa: PLC0415
+
+            return connect_through(self.proxy, endpoint)
         # One deadline for the TCP connect and the implicit-TLS handshake together
         # (DESIGN rule 11): ``Timeouts.connect`` is the time to a usable connection.
         deadline = Deadline(endpoint.connect_timeout)
@@ -194,4 +208,4 @@ class SocketTransport:
         return stream
 
     def __repr__(self) -> str:
-        return "SocketTransport()"
+        return f"SocketTransport(proxy={self.proxy.url!r})" if self.proxy else "SocketTransport()"
