@@ -80,7 +80,7 @@ def test_the_page_has_the_examples_it_promises() -> None:
     found = blocks()
     files = [source for _, source in found if _FILE_RE.match(source)]
     assert len(found) >= 10
-    assert len(files) == 2
+    assert len(files) == 3
     text = DOC.read_text(encoding="utf-8")
     for heading in (
         "## One vocabulary",
@@ -96,6 +96,8 @@ def test_the_page_has_the_examples_it_promises() -> None:
         "### A message over the size limit",
         "### A disconnect after the content",
         "## pytest fixtures",
+        "## Async code: `AsyncSubmitter`",
+        "### Async tests with the fixtures",
         "## Django",
     ):
         assert heading in text
@@ -140,7 +142,8 @@ def test_the_pytest_example_project_passes(tmp_path: Path) -> None:
     )
     report = done.stdout + done.stderr
     assert done.returncode == 0, report
-    assert "4 passed" in report
+    assert "8 passed" in report
+    assert "skipped" not in report
 
 
 def test_every_fixture_named_exists_and_every_fixture_is_named() -> None:

@@ -19,6 +19,11 @@ fixture                         what it gives
                                 test)
 ``smtpkit_server_submitter``    a :class:`~smtpkit.Submitter` for ``smtpkit_server``, trusting
                                 its CA and logged in with its credentials
+``smtpkit_async_submitter``     an :class:`~smtpkit.AsyncSubmitter` wired to ``smtpkit_fake``,
+                                as ``smtpkit_submitter`` is
+``smtpkit_server_async_submitter``
+                                an :class:`~smtpkit.AsyncSubmitter` for ``smtpkit_server``, as
+                                ``smtpkit_server_submitter`` is
 ==============================  ================================================================
 
 Example::
@@ -31,6 +36,16 @@ Example::
         smtpkit_fake.reply("rcpt", "550 5.1.1 User unknown")
         ...
 
+The async fixtures are plain fixtures: an ``AsyncSubmitter`` binds to the event loop that
+first uses it, so one works in any async test - pytest-asyncio's ``@pytest.mark.asyncio``,
+AnyIO's ``@pytest.mark.anyio`` - or in ``asyncio.run(...)`` inside a plain test, and the
+plugin needs neither plugin::
+
+    @pytest.mark.asyncio
+    async def test_welcome_mail(smtpkit_async_submitter, smtpkit_fake):
+        await send_welcome(smtpkit_async_submitter, "new@example.com")
+        smtpkit_fake.assert_sent(to="new@example.com")
+
 To change how the fake behaves for a whole module (a Gmail preset, required credentials),
 override the fixture; ``smtpkit_submitter`` picks the override up::
 
@@ -42,7 +57,9 @@ Invariants:
     * Importing this module imports nothing but pytest: pytest loads it in every project that
       installs smtpkit, so the fake, aiosmtpd and trustme are imported inside the fixtures.
     * Every fixture is function-scoped and cleans up after itself: submitters are closed and
-      servers stopped (their temporary CA files removed) even when the test fails.
+      servers stopped (their temporary CA files removed) even when the test fails. An async
+      submitter's connections are closed in their own event loop, before the test's runner
+      closes it (:mod:`smtpkit.testing._loop_guard`): a sync teardown comes too late for that.
 """
 
 from __future__ import annotations
@@ -53,7 +70,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from smtpkit import Submitter
+    from smtpkit import AsyncSubmitter, Submitter
     from smtpkit.testing import FakeTransport, LocalServer
 
 __all__ = [
@@ -61,8 +78,10 @@ __all__ = [
     "FAKE_PASSWORD",
     "FAKE_USER",
     "SERVER_USER",
+    "smtpkit_async_submitter",
     "smtpkit_fake",
     "smtpkit_server",
+    "smtpkit_server_async_submitter",
     "smtpkit_server_credentials",
     "smtpkit_server_submitter",
     "smtpkit_submitter",
@@ -155,3 +174,54 @@ def smtpkit_server_submitter(
         yield submitter
     finally:
         submitter.close()
+
+
+@pytest.fixture
+def smtpkit_async_submitter(smtpkit_fake: FakeTransport) -> Iterator[AsyncSubmitter]:
+    """An :class:`~smtpkit.AsyncSubmitter` that sends through ``smtpkit_fake`` (STARTTLS,
+    AUTH), usable in any event loop: ``await smtpkit_async_submitter.send(message)``."""
+    from smtpkit import AsyncSubmitter  # noqa: PLC0415 - keep the plugin free to load
+    from smtpkit.auth import PasswordAuth  # noqa: PLC0415
+    from smtpkit.testing._loop_guard import close_async_submitter  # noqa: PLC0415
+
+    # The fake itself, as a user passes it: it is called on the event loop (nonblocking).
+    submitter = AsyncSubmitter(
+        FAKE_HOST, transport=smtpkit_fake, auth=PasswordAuth(FAKE_USER, FAKE_PASSWORD)
+    )
+    try:
+        yield submitter
+    finally:
+        close_async_submitter(submitter)
+
+
+@pytest.fixture
+def smtpkit_server_async_submitter(
+    smtpkit_server: LocalServer, smtpkit_server_credentials: tuple[str, str]
+) -> Iterator[AsyncSubmitter]:
+    """An :class:`~smtpkit.AsyncSubmitter` for ``smtpkit_server``: verified TLS against its
+    CA, logged in with ``smtpkit_server_credentials``. Its connections are closed (QUIT) in
+    the test's event loop before the runner closes that loop."""
+    from smtpkit import AsyncSubmitter  # noqa: PLC0415 - keep the plugin free to load
+    from smtpkit.auth import PasswordAuth  # noqa: PLC0415
+    from smtpkit.drivers import AsyncioTransport  # noqa: PLC0415
+    from smtpkit.testing._loop_guard import (  # noqa: PLC0415
+        LoopGuardedTransport,
+        close_async_submitter,
+    )
+
+    user, password = smtpkit_server_credentials
+    transport = LoopGuardedTransport(AsyncioTransport())  # the default transport, guarded
+    submitter = AsyncSubmitter(
+        smtpkit_server.host,
+        smtpkit_server.port,
+        security=smtpkit_server.security,
+        auth=PasswordAuth(user, password),
+        tls_context=smtpkit_server.client_tls_context(),
+        timeout=SERVER_TIMEOUT,
+        transport=transport,
+    )
+    transport.closes(submitter)
+    try:
+        yield submitter
+    finally:
+        close_async_submitter(submitter, transport)
