@@ -47,15 +47,17 @@ plugin needs neither plugin::
         smtpkit_fake.assert_sent(to="new@example.com")
 
 To change how the fake behaves for a whole module (a Gmail preset, required credentials),
-override the fixture; ``smtpkit_submitter`` picks the override up::
+override the fixture; ``smtpkit_submitter`` and ``smtpkit_async_submitter`` pick the
+override up::
 
     @pytest.fixture
     def smtpkit_fake():
         return smtpkit.testing.gmail_fake()
 
 Invariants:
-    * Importing this module imports nothing but pytest: pytest loads it in every project that
-      installs smtpkit, so the fake, aiosmtpd and trustme are imported inside the fixtures.
+    * Importing this module imports nothing but pytest (and the ``smtpkit`` package, which
+      Python imports for any of its modules): pytest loads it in every project that installs
+      smtpkit, so the fake, asyncio, aiosmtpd and trustme are imported inside the fixtures.
     * Every fixture is function-scoped and cleans up after itself: submitters are closed and
       servers stopped (their temporary CA files removed) even when the test fails. An async
       submitter's connections are closed in their own event loop, before the test's runner
