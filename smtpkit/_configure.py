@@ -28,6 +28,10 @@ URL query options (everything else is refused, naming the unknown option):
                             too); with credentials it also allows AUTH over that link
 ``cafile=PATH``             trust this PEM CA file instead of the system's store (a private
                             CA, or the one ``smtpkit serve`` prints); TLS URLs only
+``proxy=URL``               connect through a SOCKS5/SOCKS4/HTTP CONNECT proxy
+                            (``socks5h://user:pw@host:1080``, percent-encoded as a query
+                            value), or ``proxy=env`` for ``ALL_PROXY``/``HTTPS_PROXY``
+                            (:class:`smtpkit.Proxy`); TLS still runs end to end
 ==========================  ====================================================================
 
 Invariants:
@@ -45,6 +49,7 @@ Invariants:
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import ssl
@@ -53,6 +58,7 @@ from datetime import datetime
 from typing import TypedDict, Unpack
 
 from smtpkit import providers
+from smtpkit._proxy import Proxy, proxy_option
 from smtpkit._url import ServerURL, parse_url, redact_url
 from smtpkit.auth import (
     AppPasswordAuth,
@@ -86,7 +92,16 @@ ENV_PASSWORD = "SMTPKIT_PASSWORD"  # noqa: S105 - a variable name, not a passwor
 
 #: The query options a server URL may carry.
 URL_OPTIONS = frozenset(
-    {"timeout", "auth", "token_store", "local_hostname", "provider", "allow_plaintext", "cafile"}
+    {
+        "timeout",
+        "auth",
+        "token_store",
+        "local_hostname",
+        "provider",
+        "allow_plaintext",
+        "cafile",
+        "proxy",
+    }
 )
 _AUTH_CHOICES = ("password", "plain", "login", "app_password", "xoauth2", "oauthbearer")
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -107,6 +122,7 @@ class SubmitterOptions(TypedDict, total=False):
     tls_context: ssl.SSLContext | None
     local_hostname: str | None
     transport: Transport | None
+    proxy: Proxy | str | None
     allow_unencrypted_auth: bool
     provider: str | None
     retry: Retry | None
@@ -433,6 +449,7 @@ def options_from_url(
             )
         if "tls_context" not in overrides:
             options["tls_context"] = ca_context(query["cafile"], what=f"cafile in {shown}:")
+    options.update(_url_proxy(query, server, shown))
     if "local_hostname" in query:
         name = query["local_hostname"].strip()
         if not name:
@@ -461,8 +478,49 @@ def options_from_url(
         # The host looked like loopback (checked above), but a name proves nothing
         # ("evil.localhost" may resolve anywhere): the address the connection reaches
         # decides, when connecting and before anything is sent.
-        options["transport"] = LoopbackOnlyTransport(inner or SocketTransport(), origin=shown)
+        proxy = _loopback_proxy(options, shown)
+        options["transport"] = LoopbackOnlyTransport(
+            inner or SocketTransport(proxy=proxy), origin=shown
+        )
     return options
+
+
+def _url_proxy(query: Mapping[str, str], server: ServerURL, shown: str) -> SubmitterOptions:
+    """``{"proxy": Proxy}`` for the URL's ``proxy=`` option (a proxy URL, or ``env``)."""
+    if "proxy" not in query:
+        return {}
+    try:
+        proxy = proxy_option(query["proxy"], host=server.host)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{error.message} (proxy in {shown})", hint=error.hint) from None
+    return {"proxy": proxy} if proxy is not None else {}
+
+
+def _loopback_proxy(options: SubmitterOptions, shown: str) -> Proxy | None:
+    """The proxy for plaintext to a loopback host; its target must be a loopback IP literal.
+
+    Through a proxy the socket's peer is the proxy, so the rule that relaxes plaintext for
+    loopback can only trust a loopback *address* named in the URL (and a proxy that is on
+    this machine too; see ``smtpkit.transports._proxy_route.tunnel_peer``).
+    """
+    proxy = proxy_option(options.get("proxy"), host=options["host"])
+    if proxy is None:
+        return None
+    options["proxy"] = proxy  # resolved once, so the Submitter keeps this very transport
+    host = options["host"].strip("[]")
+    try:
+        literal = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        literal = False
+    if not literal:
+        raise ConfigurationError(
+            f"{shown} asks for plaintext SMTP through a proxy to {options['host']}: through a "
+            "proxy only a loopback IP address (127.0.0.1, [::1]) shows that nothing crosses a "
+            "network unencrypted",
+            hint="write the host as 127.0.0.1 or [::1], use smtp+starttls:// or smtps://, or "
+            "for a trusted network add ?allow_plaintext=true",
+        )
+    return proxy
 
 
 def options_from_env(

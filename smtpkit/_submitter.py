@@ -42,6 +42,7 @@ from smtpkit._configure import (
     options_from_url,
 )
 from smtpkit._pool import PoolLimits, SessionPool
+from smtpkit._proxy import Proxy, with_proxy
 from smtpkit._result import BatchInterrupted, SendResult
 from smtpkit._session import Session, SessionSettings
 from smtpkit._transaction import Outcome
@@ -163,6 +164,10 @@ class Submitter:
         local_hostname: the name to send in EHLO.
         transport: how to open connections; default a socket transport. Tests pass
             :class:`smtpkit.testing.FakeTransport`.
+        proxy: connect through a SOCKS5, SOCKS4 or HTTP CONNECT proxy: a
+            :class:`smtpkit.Proxy`, a proxy URL (``"socks5h://user:pw@host:1080"``) or
+            ``"env"`` for ``ALL_PROXY``/``HTTPS_PROXY``. Needs ``smtpkit[proxy]``; TLS still
+            runs end to end with the mail server (docs/proxies.md).
         allow_unencrypted_auth: send credentials over plaintext to a non-loopback host.
             Dangerous: anyone on the path can read them.
         provider: a provider name (e.g. ``"gmail"``) that sharpens error hints; set by
@@ -190,6 +195,7 @@ class Submitter:
         tls_context: ssl.SSLContext | None = None,
         local_hostname: str | None = None,
         transport: Transport | None = None,
+        proxy: Proxy | str | None = None,
         allow_unencrypted_auth: bool = False,
         provider: str | None = None,
         retry: Retry | None = None,
@@ -201,6 +207,7 @@ class Submitter:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] | None = None,
     ) -> None:
+        transport = with_proxy(transport, proxy, host=host)  # smtpkit._proxy
         # Every value checked before anything is built or connected (smtpkit._checks).
         check_submitter_options(
             host,

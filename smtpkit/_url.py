@@ -9,6 +9,7 @@ Invariants:
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -56,24 +57,46 @@ _ENCODE_HINT = (
 )
 
 
+#: A ``proxy=`` query option, whose value is a proxy URL that may hold a password.
+_PROXY_OPTION = re.compile(r"([?&]proxy=)([^&#]*)", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
     """``url`` with any password replaced by ``***`` (safe for messages and logs).
 
     The password is taken to run from the first ``:`` after ``user`` to the *last* ``@``,
     without trusting a URL parser: a password holding an unencoded ``/``, ``?`` or ``#``
     would otherwise be read as part of a path, query or fragment and shown. An ``@`` in
-    a query can make this hide more than the password, never less.
+    a query can make this hide more than the password, never less. The password of a
+    proxy URL in a ``proxy=`` query option is masked too, percent-encoded or not:
+
+    >>> redact_url("smtps://mail.example?proxy=socks5%3A%2F%2Fu%3Apw%40proxy%3A1080")
+    'smtps://mail.example?proxy=socks5://u:***@proxy:1080'
     """
     if not isinstance(url, str):
         return "<not a URL>"
     scheme, separator, rest = url.partition("://")
     if not separator or "@" not in rest:
-        return url
+        return _redact_proxy_option(url)
     userinfo, host = rest.rsplit("@", 1)
     if ":" not in userinfo:
-        return url
+        return f"{scheme}://{userinfo}@{_redact_proxy_option(host)}"
     user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    # Everything up to the last "@" is masked already; the rest holds no URL password.
+    return f"{scheme}://{user}:***@{_redact_proxy_option(host)}"
+
+
+def _redact_proxy_option(text: str) -> str:
+    """``text`` with the credentials of a ``proxy=`` option's URL masked."""
+
+    def mask(match: re.Match[str]) -> str:
+        value = urllib.parse.unquote(match.group(2))
+        if "@" not in value:
+            return match.group(0)
+        shown = redact_url(value) if "://" in value else "***@" + value.rsplit("@", 1)[1]
+        return match.group(1) + shown
+
+    return _PROXY_OPTION.sub(mask, text)
 
 
 def _unquote(text: str, what: str, shown: str) -> str:

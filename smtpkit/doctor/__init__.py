@@ -9,7 +9,8 @@ walks each step of a submission session, reporting what it saw and what to do::
     print(report.render())          # a table; report.to_json() for machines
     raise SystemExit(report.exit_code)
 
-Steps: ``dns``, ``tcp``, ``tls`` and ``certificate`` (implicit TLS), ``greeting``, ``ehlo``,
+Steps: ``dns``, ``tcp`` (or, through a proxy, ``proxy``: the proxy reached and its tunnel
+to the server open), ``tls`` and ``certificate`` (implicit TLS), ``greeting``, ``ehlo``,
 ``starttls``, ``tls``, ``certificate`` and ``ehlo-tls`` (STARTTLS), ``auth-mechanisms``,
 ``login`` (only with ``login=True``: AUTH then QUIT, never MAIL) and ``size``. Known
 mistakes get an exact fix: TLS spoken to a STARTTLS port (``WRONG_VERSION_NUMBER``),
@@ -38,6 +39,7 @@ from smtpkit._configure import (
     options_for_provider,
     options_from_url,
 )
+from smtpkit._proxy import proxy_option
 from smtpkit._url import redact_url
 from smtpkit.auth import AppPasswordAuth, AuthStrategy, PasswordAuth
 from smtpkit.config import Security, Timeouts
@@ -100,6 +102,7 @@ def diagnose(
     preset = providers.find(provider)
     timeout = options.get("timeout")
     auth = options.get("auth")
+    proxy = proxy_option(options.get("proxy"), host=options["host"])
     doctor = Doctor(
         host=options["host"],
         port=port,
@@ -112,6 +115,7 @@ def diagnose(
         login=login,
         allow_unencrypted_auth=options.get("allow_unencrypted_auth", False),
         resolver=resolver,
+        proxy=proxy,
     )
     findings = doctor.run()
     settings: dict[str, object] = {
@@ -122,6 +126,8 @@ def diagnose(
         "auth": type(auth).__name__ if auth is not None else None,
         "username": auth.username if auth is not None else None,
     }
+    if proxy is not None:
+        settings["proxy"] = proxy.url  # its password masked
     return Report(
         target=target or _shown(options),
         findings=tuple(findings),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from smtpkit import providers
+from smtpkit._proxy import Proxy
 from smtpkit.auth import AuthStrategy
 from smtpkit.config import Security, Timeouts
 from smtpkit.doctor._probe import resolve
@@ -25,8 +26,12 @@ Resolver = Callable[[str, int, float], list[str]]
 GREETING_WAIT = 10.0
 
 
-def steps_for(security: Security) -> tuple[str, ...]:
-    """The steps the doctor walks for ``security``, in order."""
+def steps_for(security: Security, *, proxy: bool = False) -> tuple[str, ...]:
+    """The steps the doctor walks for ``security``, in order.
+
+    Through a proxy, ``proxy`` (reaching the proxy and its tunnel to the server) takes the
+    place of ``dns`` and ``tcp``: the proxy resolves and connects, not this machine.
+    """
     middle: tuple[str, ...]
     if security is Security.TLS:
         middle = ("tls", "certificate", "greeting", "ehlo")
@@ -34,7 +39,8 @@ def steps_for(security: Security) -> tuple[str, ...]:
         middle = ("greeting", "ehlo", "starttls", "tls", "certificate", "ehlo-tls")
     else:
         middle = ("greeting", "ehlo")
-    return ("dns", "tcp", *middle, "auth-mechanisms", "login", "size")
+    start = ("proxy",) if proxy else ("dns", "tcp")
+    return (*start, *middle, "auth-mechanisms", "login", "size")
 
 
 def short(reply: Reply, limit: int = 90) -> str:
@@ -62,6 +68,7 @@ class Walk:
         login: attempt AUTH (then QUIT; never MAIL).
         allow_unencrypted_auth: the Submitter's opt-out for AUTH over plaintext.
         resolver: the DNS lookup (injectable for tests).
+        proxy: reach the server through this proxy (:class:`smtpkit.Proxy`).
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class Walk:
         login: bool = False,
         allow_unencrypted_auth: bool = False,
         resolver: Resolver = resolve,
+        proxy: Proxy | None = None,
     ) -> None:
         self.host = host.strip("[]")
         self.port = port
@@ -90,6 +98,7 @@ class Walk:
         self.login = login
         self.allow_unencrypted_auth = allow_unencrypted_auth
         self.resolver = resolver
+        self.proxy = proxy
         self.findings: list[Finding] = []
         self.transcript: tuple[str, ...] = ()
 

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from smtpkit._proxy import Proxy
 from smtpkit.config import Endpoint, Security
 from smtpkit.errors import OperationTimeout, ServerDisconnected, SMTPError, TransportError
 from smtpkit.protocol import NEED_DATA, ClientConnection, Command, ConnectionClosed, ReplyReceived
@@ -103,10 +104,11 @@ def resolve(host: str, port: int, timeout: float) -> list[str]:
     return result
 
 
-def connect(host: str, port: int, timeout: float) -> Stream:
-    """A plaintext TCP stream through the socket transport (TLS is started separately)."""
+def connect(host: str, port: int, timeout: float, *, proxy: Proxy | None = None) -> Stream:
+    """A plaintext TCP stream through the socket transport (TLS is started separately),
+    through ``proxy`` when one is given (a tunnel to ``host:port``)."""
     endpoint = Endpoint(host=host, port=port, security=Security.NONE, connect_timeout=timeout)
-    return SocketTransport().connect(endpoint)
+    return SocketTransport(proxy=proxy).connect(endpoint)
 
 
 class Wire:
@@ -161,10 +163,12 @@ class Wire:
         self.stream.close()
 
 
-def read_greeting(host: str, port: int, timeout: float) -> Reply | None:
+def read_greeting(
+    host: str, port: int, timeout: float, *, proxy: Proxy | None = None
+) -> Reply | None:
     """Connect in plaintext and return the greeting, or ``None`` if none came in time."""
     try:
-        stream = connect(host, port, timeout)
+        stream = connect(host, port, timeout, proxy=proxy)
     except TransportError:
         return None
     wire = Wire(stream, host)

@@ -39,7 +39,7 @@ class Finding:
     """One step's result.
 
     Attributes:
-        step: a stable machine name (``dns``, ``tcp``, ``tls``, ``certificate``,
+        step: a stable machine name (``dns``, ``tcp``, ``proxy``, ``tls``, ``certificate``,
             ``greeting``, ``ehlo``, ``starttls``, ``ehlo-tls``, ``auth-mechanisms``,
             ``login``, ``size``).
         status: the :class:`Status`.

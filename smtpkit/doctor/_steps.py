@@ -32,6 +32,7 @@ from smtpkit.doctor._probe import Wire, connect
 from smtpkit.doctor._report import Finding, Status
 from smtpkit.doctor._tls_steps import TLSSteps
 from smtpkit.errors import (
+    ConfigurationError,
     ConnectError,
     OperationTimeout,
     TLSModeMismatch,
@@ -50,8 +51,8 @@ class Doctor(TLSSteps, AuthSteps):
 
     def run(self) -> list[Finding]:
         """Run every step that can run; return the findings (skipped steps included)."""
-        if self._dns():
-            stream = self._tcp()
+        if self.proxy is not None or self._dns():
+            stream = self._tunnel() if self.proxy is not None else self._tcp()
             if stream is not None:
                 wire = Wire(stream, self.host)
                 try:
@@ -60,7 +61,7 @@ class Doctor(TLSSteps, AuthSteps):
                     self.transcript = wire.transcript
                     wire.close(self.timeouts.command)
         ran = {f.step for f in self.findings}
-        order = steps_for(self.security)
+        order = steps_for(self.security, proxy=self.proxy is not None)
         for step in order:
             if step not in ran:
                 self.findings.append(Finding(step, Status.SKIP, "not run: an earlier step failed"))
@@ -142,6 +143,30 @@ class Doctor(TLSSteps, AuthSteps):
             return None
         elapsed = (time.monotonic() - started) * 1000
         self._add("tcp", Status.OK, f"connected to {self.host}:{self.port} in {elapsed:.0f} ms")
+        return stream
+
+    def _tunnel(self) -> Stream | None:
+        """The ``proxy`` step: reach the proxy and have it open a tunnel to the server."""
+        proxy = self.proxy
+        assert proxy is not None
+        where = f"{self.host}:{self.port}"
+        started = time.monotonic()
+        try:
+            stream = connect(self.host, self.port, self.timeouts.connect, proxy=proxy)
+        except (TransportError, ConfigurationError) as error:
+            # ProxyError and its kinds name the proxy (password masked) and say what to do;
+            # ConfigurationError: python-socks is missing.
+            self._add("proxy", Status.FAIL, error.message, error.hint, proxy=proxy.url)
+            return None
+        elapsed = (time.monotonic() - started) * 1000
+        self._add(
+            "proxy",
+            Status.OK,
+            f"{proxy.kind.protocol} proxy {proxy.url} opened a tunnel to {where} in "
+            f"{elapsed:.0f} ms",
+            proxy=proxy.url,
+            protocol=proxy.kind.protocol,
+        )
         return stream
 
     def _greeting(self, wire: Wire) -> bool:

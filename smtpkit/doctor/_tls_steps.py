@@ -37,7 +37,7 @@ class TLSSteps(Walk):
         try:
             return self._handshake(stream)
         except TLSModeMismatch as error:
-            greeting = read_greeting(self.host, self.port, self._greeting_wait)
+            greeting = read_greeting(self.host, self.port, self._greeting_wait, proxy=self.proxy)
             if greeting is not None:
                 seen = f"; in plaintext it greets '{short(greeting, 60)}'"
                 advice = (
@@ -160,7 +160,7 @@ class TLSSteps(Walk):
         """Read the peer certificate without verifying it, only to name it in the report."""
         wait = self._greeting_wait
         try:
-            stream = connect(self.host, self.port, self.timeouts.connect)
+            stream = connect(self.host, self.port, self.timeouts.connect, proxy=self.proxy)
         except TransportError:
             return None
         context = recording_context(verify=False)
@@ -184,7 +184,7 @@ class TLSSteps(Walk):
     def _speaks_tls(self) -> bool:
         """Whether a fresh connection to the port completes a TLS handshake."""
         try:
-            stream = connect(self.host, self.port, self.timeouts.connect)
+            stream = connect(self.host, self.port, self.timeouts.connect, proxy=self.proxy)
         except TransportError:
             return False
         try:

@@ -30,6 +30,7 @@ from smtpkit._configure import (
     options_from_env,
     options_from_url,
 )
+from smtpkit._proxy import Proxy, with_proxy
 from smtpkit.auth import AuthStrategy
 from smtpkit.config import Endpoint, Security, Timeouts
 from smtpkit.drivers._batch_state import BatchState
@@ -70,6 +71,7 @@ class SubmitterBase(Generic[T]):
         tls_context: ssl.SSLContext | None = None,
         local_hostname: str | None = None,
         transport: Transport | T | None = None,
+        proxy: Proxy | str | None = None,
         allow_unencrypted_auth: bool = False,
         provider: str | None = None,
         retry: Retry | None = None,
@@ -81,6 +83,7 @@ class SubmitterBase(Generic[T]):
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] | None = None,
     ) -> None:
+        transport = with_proxy(transport, proxy, host=host)  # smtpkit._proxy
         # Every value checked before anything is built or connected (smtpkit._checks).
         check_submitter_options(
             host,
