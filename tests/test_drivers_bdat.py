@@ -16,7 +16,7 @@ import pytest
 from drivers_kit import DriverFactory, driver, mail
 from postfix_server import Delivery, PostfixServer, Session, unavailable_reason
 
-from smtpkit import RecipientRejected, Security, SendResult
+from smtpkit import MessageRejected, Phase, RecipientRejected, Security, SendResult
 
 __all__ = ["driver"]  # the fixture, imported for pytest
 
@@ -30,9 +30,23 @@ pytestmark = [
 REFUSED = "refused@example.test"
 
 
+BLOCKED = "blocked@example.test"
+#: smtpd_data_restrictions apply at the first BDAT: a message from BLOCKED has its first
+#: chunk refused, a refusal in the middle of a multi-chunk message. smtpd_timeout drops a
+#: client silent for a second ("421 4.4.2 ... timeout exceeded"): one that waited inside an
+#: open transaction (for a rate limit, say) would lose its message.
+SETTINGS = {
+    "smtpd_data_restrictions": (
+        f"check_sender_access inline:{{ {{ {BLOCKED} = 554 5.7.1 Sender blocked }} }}"
+    ),
+    "smtpd_timeout": "1s",
+}
+
+
 @pytest.fixture(scope="module")
 def postfix() -> Iterator[PostfixServer]:
-    with PostfixServer(reject={REFUSED: "550 5.1.1 No such user here"}) as server:
+    reject = {REFUSED: "550 5.1.1 No such user here"}
+    with PostfixServer(reject=reject, settings=SETTINGS) as server:
         yield server
 
 
@@ -95,3 +109,44 @@ def test_bdat_to_several_recipients_with_one_refused(
     assert list(result.rejected) == [REFUSED]
     found = deliveries_of(postfix, {f"<{tag}-1@example.test>": 2})
     assert sorted(d.recipient for d in found) == ["a@example.test", "b@example.test"]
+
+
+def test_a_refused_chunk_is_followed_by_rset_before_the_next_mail(
+    driver: DriverFactory, postfix: PostfixServer
+) -> None:
+    tag = f"bdat-chunk-{driver.name}"
+    big = mail(1, sender=BLOCKED, tag=tag)
+    big.set_content(("y" * 76 + "\n") * 30_000, cte="7bit")  # three chunks
+    before = len(postfix.sessions())
+    client = driver.client(postfix.host, postfix.port, security=Security.NONE, timeout=10.0)
+
+    first, second = client.send_many([big, mail(2, tag=tag)], concurrency=1)
+    client.close()
+
+    assert isinstance(first, MessageRejected), first
+    assert (first.phase, first.code) == (Phase.DATA, 554)
+    assert isinstance(second, SendResult), second
+    [session] = new_sessions(postfix, before, 1)
+    assert session.counts["rset"] == 1, session  # between the refused chunk and the next MAIL
+    assert session.accepted["mail"] == 2, session
+    found = deliveries_of(postfix, {f"<{tag}-2@example.test>": 1})
+    assert [d.message_id for d in found] == [f"<{tag}-2@example.test>"]
+
+
+def test_a_rate_limit_longer_than_smtpd_timeout_loses_no_message(
+    driver: DriverFactory, postfix: PostfixServer
+) -> None:
+    tag = f"bdat-rate-{driver.name}"
+    client = driver.client(
+        postfix.host, postfix.port, security=Security.NONE, timeout=10.0, rate_limit=0.5
+    )
+
+    started = time.monotonic()
+    outcomes = client.send_many([mail(n, tag=tag) for n in range(2)], concurrency=1)
+    elapsed = time.monotonic() - started
+    client.close()
+
+    assert all(isinstance(o, SendResult) for o in outcomes), outcomes
+    assert elapsed >= 2.0 - 0.05  # the second start waited for its slot, outside a transaction
+    expected = {f"<{tag}-{n}@example.test>": 1 for n in range(2)}
+    assert sorted(d.message_id for d in deliveries_of(postfix, expected)) == sorted(expected)

@@ -16,8 +16,10 @@ from conftest import ServerLog
 from drivers_kit import CALL_TIMEOUT, DriverFactory, driver, mail
 
 from smtpkit import (
+    ConfigurationError,
     DeliveryUnknown,
     InvalidCredentials,
+    MessageError,
     Phase,
     RecipientRejected,
     ReplyError,
@@ -303,3 +305,37 @@ def test_without_retry_a_451_is_raised_typed(
 
     assert caught.value.is_transient
     assert server.messages == []
+
+
+# -- refused before anything is sent -----------------------------------------------------------
+
+
+def test_concurrency_above_max_connections_is_refused_before_connecting(
+    driver: DriverFactory, local_server: ServerFactory
+) -> None:
+    server = local_server()
+    client = driver.for_server(server, max_connections=4)
+
+    with pytest.raises(ConfigurationError, match=r"concurrency=8.*max_connections=4") as caught:
+        client.send_many([mail(n) for n in range(20)], concurrency=8)
+
+    assert "max_connections=8" in (caught.value.hint or "")
+    assert server.connections == 0
+
+
+def test_a_preset_recipient_cap_is_checked_before_connecting(
+    driver: DriverFactory, local_server: ServerFactory
+) -> None:
+    server = local_server()
+    client = driver.for_server(server, provider="gmail")  # Gmail: 100 recipients a message
+    too_many = mail(1)
+    too_many.replace_header("To", ", ".join(f"user{i}@example.test" for i in range(101)))
+
+    with pytest.raises(MessageError, match=r"101 recipients; Gmail accepts at most 100"):
+        client.send(too_many)
+    outcomes = client.send_many([too_many, mail(2)], concurrency=1)
+
+    assert isinstance(outcomes[0], MessageError)
+    assert isinstance(outcomes[1], SendResult)
+    assert server.connections == 1  # for the second message only
+    assert subjects(server) == ["drv 2"]

@@ -23,6 +23,7 @@ from smtpkit import (
     BatchInterrupted,
     DeliveryUnknown,
     OperationTimeout,
+    RecipientRejected,
     Security,
     SendResult,
     Timeouts,
@@ -238,6 +239,31 @@ def test_on_result_raising_stops_the_batch_and_carries_every_outcome(
         again = client.send_many([messages[i] for i in error.not_sent])
         assert all(isinstance(o, SendResult) for o in again)
         assert message_ids(server) == sorted(f"<drv-{n}@example.test>" for n in range(12))
+
+
+# -- 421 to RSET -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_421_to_rset_replaces_the_connection_for_the_next_message(
+    driver: DriverFactory, pipelining: bool
+) -> None:
+    nobody = "nobody@example.test"
+
+    def rset_closes(verb: str, line: str, count: int) -> str | None:
+        if verb == "RCPT" and nobody in line:
+            return "550 5.1.1 No such user"
+        return "421 4.7.0 Closing the connection" if verb == "RSET" else None
+
+    with ScriptedServer(answer=rset_closes, pipelining=pipelining) as server:
+        client = driver.client(server.host, server.port, security=Security.NONE)
+        first, second = client.send_many([mail(1, to=nobody), mail(2)], concurrency=1)
+
+        assert isinstance(first, RecipientRejected)
+        assert first.recipient == nobody
+        assert isinstance(second, SendResult), second
+        assert server.connections == 2
+        assert message_ids(server) == ["<drv-2@example.test>"]
 
 
 # -- pipelining across messages ----------------------------------------------------------------
