@@ -106,6 +106,40 @@ class Folder:
 
     def quick(self, name: str, value: Any) -> bytes | None:
         """The octets when the value goes on one line as it is, else ``None``."""
+        line = self.quick_text(name, value)
+        if line is None:
+            return None
+        if line.isascii():
+            return line.encode("ascii")
+        try:  # quick_text gives non-ASCII only for a UTF-8 EmailPolicy
+            return line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: the stock code encodes it
+            return None
+
+    def head(self, headers: list[tuple[str, Any]]) -> bytes:
+        """All of ``headers`` folded, as :meth:`fold` would write them one by one."""
+        lines = []
+        for name, value in headers:
+            line = self.quick_text(name, value)
+            if line is None:
+                break
+            lines.append(line)
+        else:
+            text = "".join(lines)
+            if text.isascii():
+                return text.encode("ascii")
+            try:
+                return text.encode("utf-8")
+            except UnicodeEncodeError:
+                pass
+        return b"".join([self.fold(name, value) for name, value in headers])
+
+    def quick_text(self, name: str, value: Any) -> str | None:
+        """The folded line as text when the value goes on one line as it is, else ``None``.
+
+        The text is ASCII, or (for an EmailPolicy with ``utf8``) UTF-8 text that the stock
+        folder writes as it is unless it holds a lone surrogate.
+        """
         if not self.limit:
             return None
         if isinstance(value, str) and not hasattr(value, "name"):
@@ -127,7 +161,7 @@ class Folder:
             # An empty value: the folder writes the label alone.
             if len(header_name) + 1 > self.limit:
                 return None
-            return f"{header_name}:{self.linesep}".encode("ascii")
+            return f"{header_name}:{self.linesep}"
         # The registry makes a class per header, (specialised class, BaseHeader): the first
         # base says how the value was parsed. str() is the tree's text unless surrogates
         # were replaced by U+FFFD, which leaves non-ASCII behind; else render the tree.
@@ -137,21 +171,15 @@ class Folder:
             text = tree_text(tree)
         return self._line(header_name, text)
 
-    def _line(self, name: str, text: str) -> bytes | None:
+    def _line(self, name: str, text: str) -> str | None:
         # isprintable() is false for CR, LF and every other character splitlines() breaks
-        # at, and for tabs: such values take the stock path. Without utf8, isascii() is
-        # required (the stock code encodes non-ASCII); with it, no lone surrogate.
+        # at, and for tabs: such values take the stock path. Without utf8, ASCII is
+        # required (the stock code encodes non-ASCII as encoded-words).
         if len(name) + 2 + len(text) > self.limit or not text.isprintable():
             return None
-        line = f"{name}: {text}{self.linesep}"
-        if text.isascii():
-            return line.encode("ascii")
-        if not self.utf8 or not self.email_policy:
+        if not text.isascii() and not (self.utf8 and self.email_policy):
             return None
-        try:
-            return line.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate: the stock code encodes it
-            return None
+        return f"{name}: {text}{self.linesep}"
 
 
 @functools.lru_cache(maxsize=32)

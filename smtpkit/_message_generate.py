@@ -147,10 +147,7 @@ class _Generator(_BytesGenerator):
 
     def _write_headers(self, msg: Message) -> None:
         assert self.policy is not None
-        fold = folder_for(self.policy).fold
-        write = self._fp.write
-        for name, value in msg.raw_items():
-            write(fold(name, value))
+        self._fp.write(folder_for(self.policy).head(msg._headers))  # type: ignore[attr-defined]
         self.write(self._NL)
 
     def _handle_text(self, msg: Message) -> None:
@@ -289,8 +286,5 @@ def simple_content(message: Message, policy: Policy[Any]) -> bytes | None:
         return None
     if message.get_content_maintype() in ("multipart", "message"):
         return None
-    fold = folder_for(policy).fold
-    head = [fold(name, value) for name, value in message._headers]  # type: ignore[attr-defined]
-    head.append(b"\r\n")
-    head.append(body)
-    return b"".join(head)
+    head = folder_for(policy).head(message._headers)  # type: ignore[attr-defined]
+    return b"".join((head, b"\r\n", body))

@@ -13,23 +13,20 @@ from email.header import Header
 from email.headerregistry import AddressHeader, Group, HeaderRegistry
 from email.message import Message
 from email.utils import formataddr, getaddresses
-from typing import Any
 
 from smtpkit.errors import MessageError
 
 __all__ = [
     "ADDRESS_HEADERS",
-    "INDEXED",
     "LINE_BREAK_CHARACTERS",
-    "HeaderIndex",
+    "check_field",
     "check_header_injection",
     "check_raw_header_breaks",
     "extract_addresses",
+    "first_address",
     "header_recipients",
     "header_sender",
     "idna_domain",
-    "index_headers",
-    "indexed_values",
     "punycode_header_addresses",
     "split_address",
     "topmost_resent_block",
@@ -131,7 +128,7 @@ def _parsed_addresses(value: object) -> list[str] | None:
     of it again, without the cost. ``None`` for text, or for a header with defects.
     """
     groups = getattr(value, "groups", None)
-    if groups is None or getattr(value, "defects", True):
+    if groups is None or getattr(value, "_defects", True):  # `defects` copies the list
         return None
     addresses: list[str] = []
     for group in groups:
@@ -204,21 +201,26 @@ def check_header_injection(message: Message) -> None:
     """
     for part in message.walk():
         for name, value in part._headers:  # type: ignore[attr-defined] # raw_items() copies
-            if not _FIELD_NAME_RE.fullmatch(name):
-                raise MessageError(
-                    f"invalid header name {name!r}",
-                    hint="header names are printable ASCII without spaces or colons "
-                    "(RFC 5322 §2.2)",
-                )
-            # str() of a header object is its decoded text, which is what the folder writes.
-            text = str(value)
-            if text.isprintable():  # the common case: none of the break characters is
-                continue
-            if _INJECTION_RE.search(text.rstrip(" \t")) is not None or text.endswith(("\r", "\n")):
-                raise MessageError(
-                    f"header {name!r} has a line break in its value {text!r}",
-                    hint=LINE_BREAK_HINT,
-                )
+            check_field(name, value)
+
+
+def check_field(name: str, value: object) -> None:
+    """:func:`check_header_injection` for one field."""
+    if not _FIELD_NAME_RE.fullmatch(name):
+        raise MessageError(
+            f"invalid header name {name!r}",
+            hint="header names are printable ASCII without spaces or colons (RFC 5322 §2.2)",
+        )
+    # A header object is a str of its decoded text, which is what the folder writes; the
+    # common case holds none of the break characters (isprintable).
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable():
+        return
+    if _INJECTION_RE.search(text.rstrip(" \t")) is not None or text.endswith(("\r", "\n")):
+        raise MessageError(
+            f"header {name!r} has a line break in its value {text!r}",
+            hint=LINE_BREAK_HINT,
+        )
 
 
 def check_raw_header_breaks(head: bytes) -> None:
@@ -323,7 +325,8 @@ def punycode_header_addresses(message: Message, names: Sequence[str]) -> None:
         raise MessageError(f"cannot rewrite the message headers: {exc}") from None
 
 
-def _first_address(values: list[object], what: str) -> str | None:
+def first_address(values: list[object], what: str) -> str | None:
+    """The one address in ``values`` (``None`` if none); several are an error."""
     addresses = extract_addresses(values)
     if not addresses:
         return None
@@ -336,45 +339,21 @@ def _first_address(values: list[object], what: str) -> str | None:
     return addresses[0]
 
 
-#: The top-level fields :func:`index_headers` collects.
-INDEXED = frozenset({"sender", "from", "to", "cc", "bcc", "message-id", "date"})
-#: Lower-case name -> the ``(name, stored value)`` pairs of that field, in order.
-HeaderIndex = dict[str, list[tuple[str, Any]]]
-
-
-def index_headers(message: Message) -> HeaderIndex:
-    """The fields of :data:`INDEXED`, in one pass over the header list (``get_all`` would
-    scan it once per name), as stored: values are parsed only when they are read."""
-    index: HeaderIndex = {}
-    for name, value in message._headers:  # type: ignore[attr-defined]
-        lower = name.lower()
-        if lower in INDEXED:
-            index.setdefault(lower, []).append((name, value))
-    return index
-
-
-def indexed_values(message: Message, index: HeaderIndex, lower: str) -> list[object]:
-    """``message.get_all(name)`` for an indexed name: each value as the policy returns it."""
-    fetch = message.policy.header_fetch_parse
-    return [fetch(name, value) for name, value in index.get(lower, ())]
-
-
-def _header_values(
-    message: Message, index: HeaderIndex, name: str, block: dict[str, list[str]] | None
-) -> list[object]:
+def _header_values(message: Message, name: str, block: dict[str, list[str]] | None) -> list[object]:
     """Values of ``name``, or of ``Resent-name`` from the newest Resent block (§3.6.6)."""
     if block is None:
-        return indexed_values(message, index, name.lower())
+        return list(message.get_all(name, []))
     return list(block.get(f"resent-{name.lower()}", []))
 
 
-def header_sender(
-    message: Message, block: dict[str, list[str]] | None, index: HeaderIndex | None = None
-) -> str:
-    index = index_headers(message) if index is None else index
+def header_sender(message: Message, block: dict[str, list[str]] | None) -> str:
+    """``Sender``, else the single ``From`` address (of ``block`` when given).
+
+    :func:`smtpkit._message_scan.header_sender` gives the same from one scan of the fields.
+    """
     prefix = "" if block is None else "Resent-"
     for name in ("Sender", "From"):
-        address = _first_address(_header_values(message, index, name, block), prefix + name)
+        address = first_address(_header_values(message, name, block), prefix + name)
         if address is not None:
             return address
     raise MessageError(
@@ -383,11 +362,7 @@ def header_sender(
     )
 
 
-def header_recipients(
-    message: Message, block: dict[str, list[str]] | None, index: HeaderIndex | None = None
-) -> list[str]:
-    index = index_headers(message) if index is None else index
+def header_recipients(message: Message, block: dict[str, list[str]] | None) -> list[str]:
+    """Every ``To``, ``Cc`` and ``Bcc`` address (of ``block`` when given)."""
     names = ("To", "Cc", "Bcc")
-    return extract_addresses(
-        value for name in names for value in _header_values(message, index, name, block)
-    )
+    return extract_addresses(v for name in names for v in _header_values(message, name, block))

@@ -29,14 +29,14 @@ from email.message import EmailMessage, Message, MIMEPart
 from email.policy import EmailPolicy
 from email.utils import format_datetime
 
-from smtpkit._message_headers import ADDRESS_HEADERS, extract_addresses
+from smtpkit._message_headers import extract_addresses
+from smtpkit._message_scan import HeaderScan
 
 __all__ = ["format_date", "non_ascii_address_headers", "outgoing_copy"]
 
 _PLAIN_CLASSES = frozenset({Message, EmailMessage, MIMEPart})
 _DROPPED = frozenset({"bcc", "resent-bcc"})
 _DROPPED_AND_ID = _DROPPED | {"message-id"}
-_ADDRESS_HEADERS = frozenset(ADDRESS_HEADERS)
 # The values prepare_message generates: make_msgid()'s ids with an IDNA domain, and
 # format_datetime()'s dates. Parsing either as a header object and folding it gives back
 # the same text, so such a value can be stored as text, unparsed.
@@ -143,19 +143,10 @@ def format_date(moment: datetime) -> str:
     )
 
 
-def non_ascii_address_headers(message: Message) -> list[str]:
-    """Lower-case names of the address headers that name a non-ASCII address."""
-    names: list[str] = []
-    for name, value in message._headers:  # type: ignore[attr-defined]
-        lower = name.lower()
-        if lower not in _ADDRESS_HEADERS or lower in names:
-            continue
-        text = str(value)
-        # An ASCII value names only ASCII addresses, unless an encoded-word in it decodes
-        # to more (the parser decodes them in local parts too).
-        if text.isascii() and "=?" not in text:
-            continue
-        addresses = extract_addresses(message.get_all(name, []))
-        if any(not address.isascii() for address in addresses):
-            names.append(lower)
-    return names
+def non_ascii_address_headers(scan: HeaderScan) -> list[str]:
+    """Lower-case names of the sent address headers that name a non-ASCII address."""
+    return sorted(
+        name
+        for name in scan.maybe_non_ascii
+        if any(not address.isascii() for address in extract_addresses(scan.values(name)))
+    )

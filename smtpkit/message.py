@@ -52,17 +52,13 @@ from smtpkit._message_headers import (
     check_header_injection,
     check_raw_header_breaks,
     extract_addresses,
-    header_recipients,
-    header_sender,
     idna_domain,
-    index_headers,
-    indexed_values,
     punycode_header_addresses,
     split_address,
-    topmost_resent_block,
 )
 from smtpkit._message_lines import MAX_LINE_OCTETS, first_long_line, line_number
 from smtpkit._message_object import format_date, non_ascii_address_headers, outgoing_copy
+from smtpkit._message_scan import header_recipients, header_sender, scan_headers
 from smtpkit._message_stream import WireContent
 from smtpkit._message_wire import read_message_id, serialise
 from smtpkit.errors import MessageError
@@ -408,16 +404,18 @@ def _prepare_object(
     utf8_allowed: bool,
     eight_bit_allowed: bool,
 ) -> PreparedMessage:
-    check_header_injection(message)
-    index = index_headers(message)
-    block = topmost_resent_block(message) if sender is None or recipients is None else None
+    scan = scan_headers(message)  # also refuses injected lines in the top-level fields
+    if isinstance(message._payload, list):  # type: ignore[attr-defined]
+        for part in message.walk():
+            if part is not message:
+                check_header_injection(part)
     if sender is None:
-        sender = header_sender(message, block, index)
+        sender = header_sender(scan)
     if recipients is None:
-        recipients = header_recipients(message, block, index)
+        recipients = header_recipients(scan)
     envelope = _envelope(sender, recipients, utf8_allowed=utf8_allowed)
 
-    ids = indexed_values(message, index, "message-id")[:1]
+    ids = scan.values("message-id")[:1]
     new_id: str | None = None
     if ids and str(ids[0]).strip():
         message_id = str(ids[0]).strip()
@@ -425,11 +423,11 @@ def _prepare_object(
         message_id = new_id = make_message_id(
             message, sender=envelope.sender, local_hostname=local_hostname
         )
-    date = None if "date" in index else format_date(_aware(now))
+    date = None if scan.has("date") else format_date(_aware(now))
     # Nothing below changes the caller's message: the copy has its own header list.
     top = outgoing_copy(message, message_id=new_id, date=date)
 
-    non_ascii = non_ascii_address_headers(top)
+    non_ascii = non_ascii_address_headers(scan)
     use_utf8 = bool(non_ascii) and utf8_allowed and isinstance(top.policy, EmailPolicy)
     if non_ascii and not use_utf8:
         # Without SMTPUTF8 an addr-spec must be ASCII (RFC 2047 §5 forbids encoded-words

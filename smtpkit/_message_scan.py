@@ -1,0 +1,115 @@
+"""One pass over a message's top-level header list: checks, the fields read, the envelope.
+
+:func:`scan_headers` reads every top-level field once: it refuses injected line breaks
+(:func:`~smtpkit._message_headers.check_field`), keeps the fields preparation reads (the
+envelope's, Message-ID and Date) by lower-case name, finds the newest Resent block (RFC
+5322 §3.6.6) and notes the address headers that may name a non-ASCII address. ``get_all``
+would scan the list once per name, and ``raw_items()`` copies it each time.
+
+Invariants:
+    * Nothing is modified; stored values are parsed (``header_fetch_parse``) only when a
+      field is read, exactly as ``message.get_all(name)`` would return them.
+    * The envelope found is the one ``message.get_all`` and ``getaddresses`` would give.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import Message
+from typing import Any
+
+from smtpkit._message_headers import (
+    ADDRESS_HEADERS,
+    check_field,
+    extract_addresses,
+    first_address,
+)
+from smtpkit.errors import MessageError
+
+__all__ = ["HeaderScan", "header_recipients", "header_sender", "scan_headers"]
+
+#: The top-level fields a scan keeps.
+_KEPT = frozenset({"sender", "from", "to", "cc", "bcc", "message-id", "date"})
+# Bcc and Resent-Bcc never go out, so their addresses need no SMTPUTF8.
+_SENT_ADDRESS_HEADERS = frozenset(ADDRESS_HEADERS) - {"bcc", "resent-bcc"}
+
+
+@dataclass(frozen=True)
+class HeaderScan:
+    """What one pass over the top-level fields found."""
+
+    message: Message
+    #: Lower-case name -> the ``(name, stored value)`` pairs of that field, in order.
+    fields: dict[str, list[tuple[str, Any]]]
+    #: The newest Resent block as ``{lower-case name: [text]}``, or ``None``.
+    resent: dict[str, list[str]] | None
+    #: Lower-case names of sent address headers whose text is not plain ASCII (or holds an
+    #: encoded-word, which the parser decodes even in a local part).
+    maybe_non_ascii: frozenset[str]
+
+    def values(self, lower: str) -> list[object]:
+        """``message.get_all(lower)``: each value as the policy returns it."""
+        fetch = self.message.policy.header_fetch_parse
+        return [fetch(name, value) for name, value in self.fields.get(lower, ())]
+
+    def has(self, lower: str) -> bool:
+        return lower in self.fields
+
+
+def scan_headers(message: Message) -> HeaderScan:
+    """Check and read the top-level fields of ``message`` in one pass.
+
+    Raises:
+        MessageError: a field name or value would inject a header line.
+    """
+    fields: dict[str, list[tuple[str, Any]]] = {}
+    resent: dict[str, list[str]] = {}
+    resent_done = False
+    suspects: set[str] = set()
+    for name, value in message._headers:  # type: ignore[attr-defined]
+        check_field(name, value)
+        lower = name.lower()
+        if lower in _KEPT:
+            fields.setdefault(lower, []).append((name, value))
+        if lower in _SENT_ADDRESS_HEADERS:
+            text = value if isinstance(value, str) else str(value)
+            if not text.isascii() or "=?" in text:
+                suspects.add(lower)
+        # RFC 5322 §3.6.6: the first block of Resent-* fields is the newest. It ends at the
+        # first other field (a trace field separates blocks, §3.6.7) or where a field
+        # repeats, since each appears at most once per block.
+        if not resent_done:
+            if lower.startswith("resent-") and lower not in resent:
+                resent[lower] = [str(value)]
+            elif resent:
+                resent_done = True
+    return HeaderScan(message, fields, resent or None, frozenset(suspects))
+
+
+def _header_values(scan: HeaderScan, name: str, resent: bool) -> list[object]:
+    """Values of ``name``, or of ``Resent-name`` from the newest Resent block (§3.6.6)."""
+    if not resent or scan.resent is None:
+        return scan.values(name.lower())
+    return list(scan.resent.get(f"resent-{name.lower()}", []))
+
+
+def header_sender(scan: HeaderScan) -> str:
+    """``Sender``, else the single ``From`` address (of the newest Resent block if any)."""
+    resent = scan.resent is not None
+    prefix = "Resent-" if resent else ""
+    for name in ("Sender", "From"):
+        address = first_address(_header_values(scan, name, resent), prefix + name)
+        if address is not None:
+            return address
+    raise MessageError(
+        f"cannot tell who the message is from: no {prefix}From header",
+        hint=f"add a {prefix}From header or pass sender=",
+    )
+
+
+def header_recipients(scan: HeaderScan) -> list[str]:
+    """Every ``To``, ``Cc`` and ``Bcc`` address (of the newest Resent block if any)."""
+    resent = scan.resent is not None
+    return extract_addresses(
+        value for name in ("To", "Cc", "Bcc") for value in _header_values(scan, name, resent)
+    )
