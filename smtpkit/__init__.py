@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from smtpkit._proxy import Proxy, ProxyKind
 from smtpkit._result import BatchInterrupted, SendResult
-from smtpkit._submitter import Outgoing, Submitter
 from smtpkit.config import Security, Timeouts
+from smtpkit.drivers import Outgoing, Submitter
 from smtpkit.errors import (
     AppPasswordRequired,
     AuthenticationError,

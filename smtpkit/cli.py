@@ -41,10 +41,10 @@ from smtpkit._cli_serve import add_serve_parser, run_serve
 from smtpkit._configure import ENV_PASSWORD, ENV_URL, SubmitterOptions, ca_context, options_from_url
 from smtpkit._message_headers import LINE_BREAK_CHARACTERS
 from smtpkit._result import SendResult
-from smtpkit._submitter import Submitter
 from smtpkit._url import parse_url, redact_url
 from smtpkit.auth import PasswordAuth
 from smtpkit.config import Security
+from smtpkit.drivers import Submitter
 from smtpkit.errors import ConfigurationError, DeliveryUnknown, SMTPError
 
 __all__ = ["main"]

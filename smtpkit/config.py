@@ -22,7 +22,15 @@ from dataclasses import dataclass, field, replace
 
 from smtpkit.errors import ConfigurationError
 
-__all__ = ["Endpoint", "Security", "Timeouts", "check_ehlo_name", "check_host", "is_loopback"]
+__all__ = [
+    "Endpoint",
+    "Security",
+    "Timeouts",
+    "check_ehlo_name",
+    "check_host",
+    "is_loopback",
+    "is_loopback_peer",
+]
 
 
 class Security(enum.Enum):
@@ -101,6 +109,29 @@ class Timeouts:
     def with_connect(self, seconds: float) -> Timeouts:
         """A copy with another connect timeout."""
         return replace(self, connect=seconds)
+
+
+def is_loopback_peer(address: str | None) -> bool:
+    """Whether ``address`` (the IP address a connection reached) is a loopback address.
+
+    Only an address can be: 127.0.0.0/8, ``::1`` and IPv4-mapped ``::ffff:127.x.y.z``. A
+    name (``localhost``, ``evil.localhost``), an empty string or ``None`` (a stream that
+    cannot tell) is not: names may resolve anywhere.
+
+    >>> is_loopback_peer("127.0.0.1"), is_loopback_peer("::ffff:127.0.0.1")
+    (True, True)
+    >>> is_loopback_peer("evil.localhost"), is_loopback_peer(None)
+    (False, False)
+    """
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False  # a name: never trusted as loopback
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
 
 
 def is_loopback(host: str) -> bool:

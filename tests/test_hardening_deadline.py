@@ -15,9 +15,11 @@ from email.message import EmailMessage
 import pytest
 
 from smtpkit import DeliveryUnknown, OperationTimeout, Security, Submitter, Timeouts
-from smtpkit._session import Session, SessionSettings
 from smtpkit.auth import PasswordAuth
+from smtpkit.config import Endpoint
 from smtpkit.doctor import Status, check
+from smtpkit.drivers._sync_io import SyncDriver
+from smtpkit.engine import LinkSettings
 from smtpkit.transports import Stream
 from tests.hostile_server import HostileServer, Peer
 
@@ -205,6 +207,7 @@ class _SlowStream:
         self.timeouts: list[float] = []
         self.is_encrypted = False
         self.peer_address = ("127.0.0.1", 25)
+        self.closed = False
 
     def set_timeout(self, seconds: float) -> None:
         self.timeouts.append(seconds)
@@ -221,29 +224,41 @@ class _SlowStream:
         raise AssertionError("no TLS here")
 
     def close(self) -> None:
-        pass
+        self.closed = True
+
+
+class _OneStream:
+    """A transport whose one connection is ``stream``."""
+
+    def __init__(self, stream: _SlowStream) -> None:
+        self.stream = stream
+
+    def connect(self, endpoint: Endpoint) -> Stream:
+        return self.stream  # type: ignore[return-value]  # a Stream by shape (checked below)
 
 
 def test_each_receive_gets_the_time_left_until_the_reply_deadline() -> None:
-    """The seam the engine keeps: the session sets the remaining time before each receive."""
+    """The seam the driver keeps: it sets the time left before each receive of a reply."""
     clock = [100.0]
     stream = _SlowStream(clock, b"220 ok\r\n")
-    settings = SessionSettings(
+    timeouts = Timeouts(connect=5.0, command=1.0, final_reply=5.0)
+    settings = LinkSettings(
         host="127.0.0.1",
         port=25,
         security=Security.NONE,
-        timeouts=Timeouts(connect=5.0, command=1.0, final_reply=5.0),
+        timeouts=timeouts,
         local_hostname="client.test",
     )
+    endpoint = Endpoint("127.0.0.1", 25, Security.NONE, None, timeouts.connect)
     assert isinstance(stream, Stream)
-    session = Session(settings, stream, clock=lambda: clock[0])
+    driver = SyncDriver(_OneStream(stream), endpoint, None, lambda: clock[0])
     with pytest.raises(OperationTimeout):
-        session.read_reply()
+        driver.open_connection(settings)  # the greeting drips: one byte per 0.4 s
     # The full second first, then what is left of it; never a fresh second per receive.
     assert stream.timeouts[0] == pytest.approx(1.0)
     assert stream.timeouts[1:3] == [pytest.approx(0.6), pytest.approx(0.2)]
     assert clock[0] == pytest.approx(101.2)
-    assert not session.alive
+    assert stream.closed
 
 
 def drip_tls_record(peer: Peer) -> None:

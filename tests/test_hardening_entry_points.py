@@ -30,7 +30,6 @@ from smtpkit import (
     Timeouts,
     providers,
 )
-from smtpkit._pool import PoolLimits
 from smtpkit.auth import (
     AccessToken,
     AppPasswordAuth,
@@ -39,6 +38,7 @@ from smtpkit.auth import (
     XOAuth2Auth,
 )
 from smtpkit.config import Endpoint
+from smtpkit.drivers import PoolLimits
 from smtpkit.oauth import (
     ClientCredentialsProvider,
     FileTokenStore,

@@ -1,10 +1,11 @@
-"""The session pool: limits, reuse, health checks and closing, on the FakeTransport."""
+"""The connection pool: limits, reuse, health checks and closing, on the FakeTransport."""
 
 from __future__ import annotations
 
 import ssl
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
@@ -18,10 +19,13 @@ from smtpkit import (
     SMTPError,
     Submitter,
 )
-from smtpkit._pool import PoolLimits, SessionPool
-from smtpkit._session import Session, SessionSettings
 from smtpkit.auth import PasswordAuth
 from smtpkit.config import Endpoint, Timeouts
+from smtpkit.drivers import PoolLimits
+from smtpkit.drivers._pool_state import PoolState
+from smtpkit.drivers._sync_io import SyncConnection, SyncDriver
+from smtpkit.drivers._sync_pool import SyncPool
+from smtpkit.engine import LinkSettings, ReusePolicy
 from smtpkit.testing import FakeStream, FakeTransport
 
 pytestmark = pytest.mark.timeout(30)
@@ -265,22 +269,36 @@ def test_dead_idle_connection_found_by_health_check_is_replaced() -> None:
 # -- the pool itself -------------------------------------------------------------------------
 
 
-def settings() -> SessionSettings:
-    return SessionSettings(
+def make_pool(transport: FakeTransport, limits: PoolLimits) -> SyncPool:
+    """The Submitter's threaded pool on its own: the sync driver over ``transport``."""
+    timeouts = Timeouts()
+    settings = LinkSettings(
         host=HOST,
         port=587,
         security=Security.STARTTLS,
-        timeouts=Timeouts(),
+        timeouts=timeouts,
         local_hostname="client.example.test",
     )
+    endpoint = Endpoint(HOST, 587, Security.STARTTLS, None, timeouts.connect)
+    driver = SyncDriver(transport, endpoint, None, time.monotonic)
+    policy = ReusePolicy(
+        max_messages_per_connection=limits.max_messages_per_connection,
+        idle_timeout=limits.idle_timeout,
+        health_check_after=limits.health_check_after,
+    )
+    state: PoolState[SyncConnection] = PoolState(
+        limits, policy, clock=time.monotonic, wall_clock=lambda: datetime.now(UTC), login_gate=False
+    )
+    return SyncPool(state, driver, settings)
+
+
+def alive(conn: SyncConnection) -> bool:
+    return conn.link is not None and conn.link.alive
 
 
 def test_acquire_times_out_when_every_session_is_busy() -> None:
     fake = FakeTransport()
-    pool = SessionPool(
-        lambda: Session.open(settings(), fake),
-        PoolLimits(max_connections=1, acquire_timeout=0.05),
-    )
+    pool = make_pool(fake, PoolLimits(max_connections=1, acquire_timeout=0.05))
     held = pool.acquire()
     started = time.monotonic()
     with pytest.raises(OperationTimeout, match="max_connections=1"):
@@ -294,12 +312,9 @@ def test_acquire_times_out_when_every_session_is_busy() -> None:
 
 def test_waiting_thread_gets_the_released_session() -> None:
     fake = FakeTransport()
-    pool = SessionPool(
-        lambda: Session.open(settings(), fake),
-        PoolLimits(max_connections=1, acquire_timeout=5.0),
-    )
+    pool = make_pool(fake, PoolLimits(max_connections=1, acquire_timeout=5.0))
     held = pool.acquire()
-    got: list[Session] = []
+    got: list[SyncConnection] = []
     waiter = threading.Thread(target=lambda: got.append(pool.acquire()))
     waiter.start()
     time.sleep(0.05)
@@ -313,29 +328,27 @@ def test_waiting_thread_gets_the_released_session() -> None:
 def test_failed_open_frees_its_place() -> None:
     fake = FakeTransport()
     fake.refuse_connect(1)
-    pool = SessionPool(
-        lambda: Session.open(settings(), fake), PoolLimits(max_connections=1, acquire_timeout=1)
-    )
+    pool = make_pool(fake, PoolLimits(max_connections=1, acquire_timeout=1))
     with pytest.raises(ConnectError):
         pool.acquire()
     assert pool.size == 0
-    session = pool.acquire()
-    assert session.alive
+    conn = pool.acquire()
+    assert alive(conn)
     assert pool.size == 1
 
 
 def test_close_quits_idle_sessions_and_later_releases() -> None:
     fake = FakeTransport()
-    pool = SessionPool(lambda: Session.open(settings(), fake), PoolLimits(max_connections=2))
+    pool = make_pool(fake, PoolLimits(max_connections=2))
     first, second = pool.acquire(), pool.acquire()
     pool.release(first)
     assert pool.idle == 1
     pool.close()
-    assert not first.alive
+    assert not alive(first)
     assert "C: QUIT" in fake.streams[0].transcript
     assert pool.size == 1
     pool.release(second)  # in use during close: closed when given back
-    assert not second.alive
+    assert not alive(second)
     assert pool.size == 0
     assert all(stream.closed for stream in fake.streams)
 
@@ -353,16 +366,13 @@ def test_submitter_open_and_close_quit_the_kept_connection() -> None:
 
 def test_release_closes_expired_sessions() -> None:
     fake = FakeTransport()
-    expired: set[int] = set()
-    pool = SessionPool(
-        lambda: Session.open(settings(), fake),
-        PoolLimits(),
-        expires=lambda session: id(session) in expired,
-    )
-    session = pool.acquire()
-    expired.add(id(session))
-    pool.release(session)
-    assert not session.alive
+    pool = make_pool(fake, PoolLimits())
+    conn = pool.acquire()
+    assert conn.link is not None
+    # Its OAuth2 login expires within the margin (60 s): not kept for reuse.
+    conn.link.auth_expires_at = datetime.now(UTC) + timedelta(seconds=30)
+    pool.release(conn)
+    assert not alive(conn)
     assert pool.size == 0
 
 

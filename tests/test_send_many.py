@@ -27,10 +27,10 @@ from smtpkit import (
     SMTPError,
     Submitter,
 )
-from smtpkit._bulk import RateLimiter
-from smtpkit._submitter import Outgoing
 from smtpkit.auth import PasswordAuth
 from smtpkit.config import Endpoint
+from smtpkit.drivers import Outgoing
+from smtpkit.drivers._sync_batch import SharedPacing
 from smtpkit.retry import Retry
 from smtpkit.testing import FakeCapabilities, FakeStream, FakeTransport, LocalServer
 
@@ -273,16 +273,21 @@ def test_rate_limiter_spaces_starts_across_threads() -> None:
         with lock:
             sleeps.append(seconds)
 
-    limiter = RateLimiter(4.0, clock=lambda: now[0], sleep=sleep)
-    threads = [threading.Thread(target=limiter.wait) for _ in range(6)]
+    def start(pacing: SharedPacing) -> None:
+        # What a worker does before it takes a connection: book a start, wait for it.
+        wait = pacing.reserve(now[0])
+        if wait > 0:
+            sleep(wait)
+
+    limiter = SharedPacing(4.0)
+    threads = [threading.Thread(target=start, args=(limiter,)) for _ in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=5)
     # Six starts at 4/s with a frozen clock: waits of 0.25, 0.5, ... 1.25 s.
     assert sorted(sleeps) == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.25])
-    unlimited = RateLimiter(None, clock=lambda: 0.0, sleep=sleep)
-    unlimited.wait()
+    start(SharedPacing(None))
     assert len(sleeps) == 5
 
 

@@ -24,9 +24,9 @@ from smtpkit import (
     SMTPError,
     Submitter,
 )
-from smtpkit._submitter import Outgoing
 from smtpkit.auth import PasswordAuth
 from smtpkit.config import Endpoint
+from smtpkit.drivers import Outgoing
 from smtpkit.retry import Retry
 from smtpkit.testing import FakeCapabilities, FakeTransport
 

@@ -19,6 +19,7 @@ from smtpkit.auth._base import (
     b64decode_challenge,
     b64encode_text,
     drive_flow,
+    flow_exchanges,
 )
 from smtpkit.auth._oauth import (
     AccessToken,
@@ -50,4 +51,5 @@ __all__ = [
     "b64encode_text",
     "decode_error_challenge",
     "drive_flow",
+    "flow_exchanges",
 ]

@@ -55,6 +55,7 @@ __all__ = [
     "b64decode_challenge",
     "b64encode_text",
     "drive_flow",
+    "flow_exchanges",
 ]
 
 #: What a strategy's ``flow()`` returns: yields commands, receives replies, and finally returns
@@ -195,9 +196,36 @@ def drive_flow(
             unreadable challenge raises after the exchange is cancelled with ``*``), and
             whatever ``exchange`` raises.
     """
+    steps = flow_exchanges(flow)
+    try:
+        command = next(steps)
+        while True:
+            try:
+                reply = exchange(command)
+            except SMTPError as error:
+                command = steps.throw(error)
+            else:
+                command = steps.send(reply)
+    except StopIteration as done:
+        result: tuple[Reply, Mapping[str, str] | None] = done.value
+        return result
+
+
+#: :func:`flow_exchanges`: yields each command to exchange, receives its reply (or has the
+#: exchange's ``SMTPError`` thrown in), returns the final reply and the flow's details.
+FlowExchanges: TypeAlias = Generator[Command, Reply, tuple[Reply, Mapping[str, str] | None]]
+
+
+def flow_exchanges(flow: AuthFlow) -> FlowExchanges:
+    """The AUTH exchanges of ``flow``, the cancel with ``*`` included (RFC 4954 §4).
+
+    The one statement of the rules :func:`drive_flow` follows, for a driver that cannot call
+    an ``exchange`` function (the send engine yields its I/O): it yields each command and
+    receives its reply; a failed exchange is thrown in where it was asked for.
+    """
     command = next(flow)
     while True:
-        reply = exchange(command)
+        reply = yield command
         try:
             command = flow.send(reply)
         except StopIteration as stop:
@@ -208,11 +236,11 @@ def drive_flow(
                 # The flow could not answer the challenge: cancel, then report why. A
                 # failure of the cancel itself must not hide that reason.
                 with contextlib.suppress(SMTPError):
-                    exchange(Command.auth_response("*"))
+                    yield Command.auth_response("*")
             raise
     if reply.code == CONTINUE:
         # The flow gave up mid-exchange: cancel it so the server sends a final reply.
-        reply = exchange(Command.auth_response("*"))
+        reply = yield Command.auth_response("*")
     return reply, details
 
 

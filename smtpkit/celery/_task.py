@@ -44,7 +44,7 @@ from typing import Any
 from celery import signals
 
 from smtpkit._result import SendResult
-from smtpkit._submitter import Submitter
+from smtpkit.drivers import Submitter
 from smtpkit.errors import ConfigurationError, SMTPError, TokenRefreshError
 from smtpkit.message import make_message_id
 from smtpkit.retry import Retry

@@ -47,10 +47,10 @@ from smtpkit._configure import (
     password_auth,
     preset_for_url,
 )
-from smtpkit._submitter import Submitter
 from smtpkit._url import parse_url
 from smtpkit.auth import AuthStrategy
 from smtpkit.config import Security
+from smtpkit.drivers import Submitter
 from smtpkit.errors import ConfigurationError, MessageError, SMTPError
 
 __all__ = ["BackendConfigurationError", "EmailBackend", "UnknownOption"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from smtpkit.drivers._common import Outgoing
+from smtpkit.drivers._common import Outgoing, PoolLimits
 from smtpkit.drivers._sync_submitter import Submitter
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = [
     "AsyncTransport",
     "AsyncioTransport",
     "Outgoing",
+    "PoolLimits",
     "Submitter",
 ]
 

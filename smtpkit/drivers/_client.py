@@ -40,6 +40,7 @@ from smtpkit.drivers._common import (
     Outcome,
     PoolLimits,
     default_local_hostname,
+    info_enabled,
     log_sent,
 )
 from smtpkit.drivers._pool_state import Pooled, PoolState
@@ -172,6 +173,7 @@ class SubmitterBase(Generic[T]):
             on_result=on_result,  # type: ignore[arg-type]  # its result is ignored
             per_message=per_message,
             background=background,
+            log_enabled=info_enabled,
         )
 
     def _batch(

@@ -1,6 +1,8 @@
-"""What both drivers share that is not I/O: jobs, ``send_many``'s options, the INFO line.
+"""What both drivers share that is not I/O: values, jobs, ``send_many``'s options, logging.
 
+:class:`Outgoing` (a message with its envelope) and :class:`PoolLimits` are public values;
 :class:`Job` is one message of a batch (it satisfies the engine's ``Submission``);
+:func:`ends_logins` says which failures to open a connection end a batch's logins;
 :func:`check_batch_options` refuses wrong ``send_many`` options before anything is sent;
 :func:`log_sent` writes the one INFO line per accepted message.
 
@@ -16,15 +18,16 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 
-from smtpkit._checks import check_count
-from smtpkit._pool import PoolLimits, ends_logins
+from smtpkit._checks import check_count, check_pool_limits
 from smtpkit._result import SendResult
-from smtpkit._submitter import TOKEN_EXPIRY_MARGIN, Outgoing, default_local_hostname
 from smtpkit.engine import Attempts
-from smtpkit.errors import ConfigurationError, SMTPError
+from smtpkit.errors import AuthenticationError, ConfigurationError, ReplyError, SMTPError
+from smtpkit.replies import Phase
 from smtpkit.retry import Retry
 
 __all__ = [
@@ -37,10 +40,85 @@ __all__ = [
     "check_batch_options",
     "default_local_hostname",
     "ends_logins",
+    "info_enabled",
     "log_sent",
 ]
 
 logger = logging.getLogger("smtpkit")
+
+#: Replace a kept OAuth2 connection this many seconds before its token expires: Gmail ends
+#: OAuth2 sessions at token expiry, and a send that starts just before would be cut off.
+TOKEN_EXPIRY_MARGIN = 60.0
+
+
+def default_local_hostname() -> str:
+    """The name sent in EHLO: this host's name when it is fully qualified, else localhost.
+
+    ``socket.getfqdn()`` is avoided on purpose: it does a reverse DNS lookup that can block
+    for seconds. Submission servers (RFC 6409 §6.1) do not verify the EHLO name.
+    """
+    name = socket.gethostname()
+    return name if "." in name and name.isascii() else "localhost"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message for ``send_many`` with an explicit envelope.
+
+    Plain ``EmailMessage`` objects can be passed to ``send_many`` directly; wrap a message
+    in ``Outgoing`` to give its envelope (required for raw bytes).
+    """
+
+    message: Message | bytes
+    sender: str | None = None
+    recipients: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    """Connection pool limits.
+
+    Attributes:
+        max_connections: connections open at once. Microsoft 365 allows 3 per mailbox.
+        max_messages_per_connection: close a connection after this many messages
+            (``None``: no cap). Some servers limit messages per connection (Postfix's
+            default is 100 per client in a burst; Exchange closes after a few hundred).
+        idle_timeout: close connections idle this long instead of reusing them. Servers
+            close idle sessions after a few minutes (RFC 5321 §4.5.3.2.7 suggests 5).
+        health_check_after: send NOOP before reusing a connection idle this long.
+        acquire_timeout: how long a caller waits for a free connection.
+    """
+
+    max_connections: int = 4
+    max_messages_per_connection: int | None = 100
+    idle_timeout: float = 60.0
+    health_check_after: float = 10.0
+    acquire_timeout: float = 120.0
+
+    def __post_init__(self) -> None:
+        # Types too (max_connections="4", idle_timeout=nan), as ConfigurationError.
+        check_pool_limits(
+            max_connections=self.max_connections,
+            max_messages_per_connection=self.max_messages_per_connection,
+            idle_timeout=self.idle_timeout,
+            health_check_after=self.health_check_after,
+            acquire_timeout=self.acquire_timeout,
+        )
+
+
+def ends_logins(error: BaseException) -> bool:
+    """Whether a failure to open a connection would repeat on every new one at once.
+
+    True for a refused login (an ``AuthenticationError``, including a token still refused
+    after the forced refresh, or any other failure reply to AUTH such as Gmail's ``454 4.7.0
+    Too many login attempts``) and for a ``ConfigurationError``: logging in again only
+    prolongs a provider's lockout. A ``TokenRefreshError`` (the token endpoint failed) is
+    not one: it never reached the server.
+    """
+    if isinstance(error, (AuthenticationError, ConfigurationError)):
+        return True
+    return isinstance(error, ReplyError) and error.phase is Phase.AUTH
+
 
 #: What a message ends with: accepted, or the typed error it failed with.
 Outcome = SendResult | SMTPError
@@ -114,6 +192,11 @@ def check_batch_options(
             f"on_result must be a function (index, outcome) -> None, got {on_result!r}"
         )
     return concurrency if isinstance(concurrency, int) else max_connections
+
+
+def info_enabled() -> bool:
+    """Whether the INFO line would be written (else nothing is queued to write it)."""
+    return logger.isEnabledFor(logging.INFO)
 
 
 def log_sent(result: SendResult, elapsed: float) -> None:

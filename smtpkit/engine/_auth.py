@@ -19,9 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import ipaddress
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -31,7 +29,9 @@ from smtpkit.auth import (
     AuthFlow,
     AuthStrategy,
     TokenAuthStrategy,
+    flow_exchanges,
 )
+from smtpkit.config import is_loopback_peer as peer_is_loopback
 from smtpkit.engine._effects import FetchToken, Log, LogLevel, Steps
 from smtpkit.engine._link import Link
 from smtpkit.errors import (
@@ -43,15 +43,11 @@ from smtpkit.errors import (
     TokenRejected,
     error_for_reply,
 )
-from smtpkit.protocol import Command
 from smtpkit.replies import Phase, Reply
 
 __all__ = ["Reconnect", "authenticate", "peer_is_loopback"]
 
 E = TypeVar("E", bound=SMTPError)
-
-#: The reply code of an AUTH continuation (RFC 4954 §4).
-CONTINUE = 334
 
 
 class Reconnect(Exception):
@@ -60,23 +56,6 @@ class Reconnect(Exception):
     def __init__(self, token: AccessToken) -> None:
         super().__init__("reconnect with a refreshed token")
         self.token = token
-
-
-def peer_is_loopback(peer: str | None) -> bool:
-    """Whether ``peer`` (the address connected to) is a loopback address.
-
-    Only an address can be: 127.0.0.0/8, ``::1`` and IPv4-mapped ``::ffff:127.x.y.z``. A
-    name (``localhost``, ``evil.localhost``) or ``None`` (a stream that cannot tell) is not.
-    """
-    if not peer:
-        return False
-    try:
-        address = ipaddress.ip_address(peer.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
 
 
 def authenticate(
@@ -208,34 +187,30 @@ def _attempt(link: Link, flow: AuthFlow) -> Steps[tuple[Reply, Mapping[str, str]
 
 
 def run_flow(link: Link, flow: AuthFlow) -> Steps[tuple[Reply, Mapping[str, str] | None]]:
-    """Drive an AUTH flow to its final reply (RFC 4954 §4).
+    """Drive an AUTH flow to its final reply over the link (RFC 4954 §4).
 
-    The generator twin of :func:`smtpkit.auth.drive_flow`. Secrets the server echoes are
-    already masked by the protocol core (the commands declare them in ``Command.secrets``).
+    The rules (the cancel with ``*`` included) are :func:`smtpkit.auth.flow_exchanges`'s,
+    the same ones :func:`smtpkit.auth.drive_flow` follows; here each exchange is the link's
+    step. Secrets the server echoes are already masked by the protocol core (the commands
+    declare them in ``Command.secrets``).
 
     Raises:
         SMTPError: what the flow raises (``NoCommonMechanism`` before anything is sent) and
             what the link's steps raise.
     """
-    command = next(flow)
-    while True:
-        reply = yield from link.exchange(command)
-        try:
-            command = flow.send(reply)
-        except StopIteration as stop:
-            details: Mapping[str, str] | None = stop.value
-            break
-        except SMTPError:
-            if reply.code == CONTINUE and link.alive:
-                # The flow could not answer the challenge: cancel, then report why. A
-                # failure of the cancel itself must not hide that reason.
-                with contextlib.suppress(SMTPError):
-                    yield from link.exchange(Command.auth_response("*"))
-            raise
-    if reply.code == CONTINUE:
-        # The flow gave up mid-exchange: cancel it so the server sends a final reply.
-        reply = yield from link.exchange(Command.auth_response("*"))
-    return reply, details
+    exchanges = flow_exchanges(flow)
+    try:
+        command = next(exchanges)
+        while True:
+            try:
+                reply = yield from link.exchange(command)
+            except SMTPError as error:
+                command = exchanges.throw(error)
+            else:
+                command = exchanges.send(reply)
+    except StopIteration as done:
+        result: tuple[Reply, Mapping[str, str] | None] = done.value
+        return result
 
 
 def _auth_error(

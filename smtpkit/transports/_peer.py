@@ -17,32 +17,11 @@ Invariants:
 
 from __future__ import annotations
 
-import ipaddress
-
-from smtpkit.config import Endpoint, Security
+from smtpkit.config import Endpoint, Security, is_loopback_peer
 from smtpkit.errors import ConfigurationError
 from smtpkit.transports._base import Stream, Transport
 
 __all__ = ["LoopbackOnlyTransport", "is_loopback_peer", "peer_address"]
-
-
-def is_loopback_peer(address: str | None) -> bool:
-    """Whether ``address`` (a peer's IP address) is a loopback address.
-
-    >>> is_loopback_peer("127.0.0.1"), is_loopback_peer("::ffff:127.0.0.1")
-    (True, True)
-    >>> is_loopback_peer("evil.localhost"), is_loopback_peer(None)
-    (False, False)
-    """
-    if not address:
-        return False
-    try:
-        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return False  # a name: never trusted as loopback
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
 
 
 def peer_address(stream: Stream) -> str | None:
