@@ -251,9 +251,9 @@ def test_each_receive_gets_the_time_left_until_the_reply_deadline() -> None:
     )
     endpoint = Endpoint("127.0.0.1", 25, Security.NONE, None, timeouts.connect)
     assert isinstance(stream, Stream)
-    driver = SyncDriver(_OneStream(stream), endpoint, None, lambda: clock[0])
+    driver = SyncDriver(_OneStream(stream), settings, endpoint, None, lambda: clock[0])
     with pytest.raises(OperationTimeout):
-        driver.open_connection(settings)  # the greeting drips: one byte per 0.4 s
+        driver.open_connection()  # the greeting drips: one byte per 0.4 s
     # The full second first, then what is left of it; never a fresh second per receive.
     assert stream.timeouts[0] == pytest.approx(1.0)
     assert stream.timeouts[1:3] == [pytest.approx(0.6), pytest.approx(0.2)]

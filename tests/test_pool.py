@@ -280,7 +280,7 @@ def make_pool(transport: FakeTransport, limits: PoolLimits) -> SyncPool:
         local_hostname="client.example.test",
     )
     endpoint = Endpoint(HOST, 587, Security.STARTTLS, None, timeouts.connect)
-    driver = SyncDriver(transport, endpoint, None, time.monotonic)
+    driver = SyncDriver(transport, settings, endpoint, None, time.monotonic)
     policy = ReusePolicy(
         max_messages_per_connection=limits.max_messages_per_connection,
         idle_timeout=limits.idle_timeout,
@@ -289,7 +289,7 @@ def make_pool(transport: FakeTransport, limits: PoolLimits) -> SyncPool:
     state: PoolState[SyncConnection] = PoolState(
         limits, policy, clock=time.monotonic, wall_clock=lambda: datetime.now(UTC), login_gate=False
     )
-    return SyncPool(state, driver, settings)
+    return SyncPool(state, driver)
 
 
 def alive(conn: SyncConnection) -> bool:

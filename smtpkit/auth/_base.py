@@ -32,7 +32,7 @@ import binascii
 import contextlib
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import NoReturn, Protocol, TypeAlias, runtime_checkable
+from typing import NoReturn, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from smtpkit.errors import (
     ConfigurationError,
@@ -196,36 +196,36 @@ def drive_flow(
             unreadable challenge raises after the exchange is cancelled with ``*``), and
             whatever ``exchange`` raises.
     """
-    steps = flow_exchanges(flow)
+
+    def at_once(command: Command) -> Generator[NoReturn, object, Reply]:
+        yield from ()  # a step that never waits: ``exchange`` answers at once
+        return exchange(command)
+
+    steps = flow_exchanges(flow, at_once)
     try:
-        command = next(steps)
-        while True:
-            try:
-                reply = exchange(command)
-            except SMTPError as error:
-                command = steps.throw(error)
-            else:
-                command = steps.send(reply)
+        next(steps)
     except StopIteration as done:
         result: tuple[Reply, Mapping[str, str] | None] = done.value
         return result
+    raise AssertionError("an exchange that answers at once never waits")  # pragma: no cover
 
 
-#: :func:`flow_exchanges`: yields each command to exchange, receives its reply (or has the
-#: exchange's ``SMTPError`` thrown in), returns the final reply and the flow's details.
-FlowExchanges: TypeAlias = Generator[Command, Reply, tuple[Reply, Mapping[str, str] | None]]
+Y = TypeVar("Y")
 
 
-def flow_exchanges(flow: AuthFlow) -> FlowExchanges:
+def flow_exchanges(
+    flow: AuthFlow, exchange: Callable[[Command], Generator[Y, object, Reply]]
+) -> Generator[Y, object, tuple[Reply, Mapping[str, str] | None]]:
     """The AUTH exchanges of ``flow``, the cancel with ``*`` included (RFC 4954 §4).
 
-    The one statement of the rules :func:`drive_flow` follows, for a driver that cannot call
-    an ``exchange`` function (the send engine yields its I/O): it yields each command and
-    receives its reply; a failed exchange is thrown in where it was asked for.
+    The one statement of the rules :func:`drive_flow` follows, for a driver whose exchange
+    is itself a step that yields (the send engine's ``link.exchange`` yields its I/O):
+    ``exchange(command)`` is a generator that returns the reply; what it yields is passed
+    through.
     """
     command = next(flow)
     while True:
-        reply = yield command
+        reply = yield from exchange(command)
         try:
             command = flow.send(reply)
         except StopIteration as stop:
@@ -236,11 +236,11 @@ def flow_exchanges(flow: AuthFlow) -> FlowExchanges:
                 # The flow could not answer the challenge: cancel, then report why. A
                 # failure of the cancel itself must not hide that reason.
                 with contextlib.suppress(SMTPError):
-                    yield Command.auth_response("*")
+                    yield from exchange(Command.auth_response("*"))
             raise
     if reply.code == CONTINUE:
         # The flow gave up mid-exchange: cancel it so the server sends a final reply.
-        reply = yield Command.auth_response("*")
+        reply = yield from exchange(Command.auth_response("*"))
     return reply, details
 
 

@@ -21,15 +21,14 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
-import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from smtpkit.auth import AccessToken
-from smtpkit.config import Endpoint
 from smtpkit.drivers._driving import AnyReporter, Connection, DriverBase, Reporter, Taker
-from smtpkit.engine import Connected, LinkSettings, Steps, Submission
+from smtpkit.engine import Connected, Steps, Submission
 from smtpkit.errors import LocalProtocolError, SMTPError
 from smtpkit.transports._asyncio import AsyncStream, AsyncTransport
 
@@ -109,22 +108,13 @@ class TokenFetcher:
         return result
 
 
-class AsyncDriver(DriverBase):
+class AsyncDriver(DriverBase[AsyncTransport]):
     """Performs engine effects with asyncio for one submitter's connections."""
 
-    def __init__(
-        self,
-        transport: AsyncTransport,
-        endpoint: Endpoint,
-        tls_context: ssl.SSLContext | None,
-        clock: Callable[[], float],
-    ) -> None:
-        super().__init__(clock)
-        self.transport = transport
-        self.endpoint = endpoint
-        self.tls_context = tls_context
-        self.tokens = TokenFetcher()
-        self._handlers = self.handlers()
+    @functools.cached_property
+    def tokens(self) -> TokenFetcher:
+        """Single-flight token requests for this driver's connections."""
+        return TokenFetcher()
 
     async def run(
         self,
@@ -168,10 +158,8 @@ class AsyncDriver(DriverBase):
         return Connected(stream.peer_address, stream.is_encrypted)
 
     async def start_tls(self, effect: StartTLS, conn: AsyncConnection) -> None:
-        context = self.tls_context or ssl.create_default_context()
-        await conn.open_stream().start_tls(
-            context, effect.server_hostname, self.left(effect.deadline)
-        )
+        stream = conn.open_stream()
+        await stream.start_tls(self.context(), effect.server_hostname, self.left(effect.deadline))
 
     async def fetch_token(self, effect: FetchToken, conn: AsyncConnection) -> AccessToken:
         return await self.tokens.fetch(effect)
@@ -181,11 +169,11 @@ class AsyncDriver(DriverBase):
 
     # -- the engine's steps on one connection ------------------------------------------
 
-    async def open_connection(self, settings: LinkSettings, generation: int) -> AsyncConnection:
+    async def open_connection(self, generation: int) -> AsyncConnection:
         """A new connection, negotiated and logged in (``open_link``)."""
         conn = AsyncConnection(generation)
         try:
-            conn.link = await self.run(self.opening(settings), conn)
+            conn.link = await self.run(self.opening(), conn)
         except BaseException:
             conn.abort()
             raise

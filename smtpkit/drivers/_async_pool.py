@@ -25,7 +25,7 @@ from collections import deque
 
 from smtpkit.drivers._async_io import AsyncConnection, AsyncDriver
 from smtpkit.drivers._pool_state import OPEN, WAIT, PoolState
-from smtpkit.engine import LinkSettings, Reuse
+from smtpkit.engine import Reuse
 
 __all__ = ["AsyncPool"]
 
@@ -33,13 +33,9 @@ __all__ = ["AsyncPool"]
 class AsyncPool:
     """Hands out connections to tasks; opens, reuses, checks and closes them."""
 
-    def __init__(
-        self, state: PoolState[AsyncConnection], driver: AsyncDriver, settings: LinkSettings
-    ) -> None:
+    def __init__(self, state: PoolState[AsyncConnection], driver: AsyncDriver) -> None:
         self.state = state
         self._driver = driver
-        self._settings = settings
-        self._clock = driver.clock
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closing: set[asyncio.Task[None]] = set()
@@ -79,7 +75,7 @@ class AsyncPool:
         """
         loop = self._bind()
         state = self.state
-        deadline = self._clock() + state.limits.acquire_timeout
+        deadline = self._driver.clock() + state.limits.acquire_timeout
         seen = state.refusals
         while True:
             choice = state.pick(seen)
@@ -96,7 +92,7 @@ class AsyncPool:
 
     async def _open_counted(self, generation: int) -> AsyncConnection:
         try:
-            conn = await self._driver.open_connection(self._settings, generation)
+            conn = await self._driver.open_connection(generation)
         except BaseException as error:
             if self.state.open_failed(error):
                 self._wake_all()  # a refused login: every waiting task gets it
@@ -111,7 +107,7 @@ class AsyncPool:
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
         try:
-            async with asyncio.timeout(max(0.0, deadline - self._clock())):
+            async with asyncio.timeout(max(0.0, deadline - self._driver.clock())):
                 await waiter
         except BaseException as error:
             if waiter.done() and not waiter.cancelled():

@@ -64,9 +64,13 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
     def _start(self, transport: Transport | AsyncTransport | None) -> None:
         self._pacing = Pacing(self._rate_limit)  # shared by every send(), as in Submitter
         self._driver = driver = AsyncDriver(
-            async_transport(transport), self._endpoint, self._tls_context, self._clock
+            async_transport(transport),
+            self._settings,
+            self._endpoint,
+            self._tls_context,
+            self._clock,
         )
-        self._pool = AsyncPool(self._pool_state(AsyncConnection), driver, self._settings)
+        self._pool = AsyncPool(self._pool_state(AsyncConnection), driver)
 
     async def _transact(
         self,

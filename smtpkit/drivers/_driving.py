@@ -19,10 +19,12 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from smtpkit._result import SendResult
+from smtpkit.config import Endpoint
 from smtpkit.engine import (
     DEADLINE_PASSED,
     Close,
@@ -71,6 +73,7 @@ _HANDLERS: dict[type, str] = {
 
 J = TypeVar("J", bound=Submission)
 S = TypeVar("S")
+TR = TypeVar("TR")  # a driver's transport
 #: The engine's ``TakeNext``: a job that may start now, or ``None``.
 Taker = Callable[[], object]
 #: Where a ``Report`` goes: ``report(job, outcome)``.
@@ -113,11 +116,35 @@ class Connection(Generic[S]):
         return f"<Connection {self.link!r}>"
 
 
-class DriverBase:
-    """The clock, the engine's steps, and the effects every driver answers the same way."""
+class DriverBase(Generic[TR]):
+    """The clock, the engine's steps, and the effects every driver answers the same way.
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    Attributes:
+        transport: what ``Connect`` opens a stream with.
+        settings: what the engine negotiates each connection with.
+        endpoint: where ``Connect`` connects to.
+        tls_context: the context for ``StartTLS`` (``None``: the system's CAs).
+        clock: monotonic seconds; every deadline the engine yields is a value of it.
+    """
+
+    def __init__(
+        self,
+        transport: TR,
+        settings: LinkSettings,
+        endpoint: Endpoint,
+        tls_context: ssl.SSLContext | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.transport = transport
+        self.settings = settings
+        self.endpoint = endpoint
+        self.tls_context = tls_context
         self.clock = clock
+        self._handlers = self.handlers()
+
+    def context(self) -> ssl.SSLContext:
+        """The TLS context for ``StartTLS``."""
+        return self.tls_context or ssl.create_default_context()
 
     def handlers(self) -> dict[type, Callable[..., object]]:
         """The driver's method for each effect that does I/O: ``method(effect, conn)``."""
@@ -132,10 +159,10 @@ class DriverBase:
 
     # -- the engine's steps --------------------------------------------------------------
 
-    def opening(self, settings: LinkSettings) -> Steps[Link]:
+    def opening(self) -> Steps[Link]:
         """Connect, negotiate and log in (with ``Log(WIRE)`` lines if that logger is on)."""
         trace = wire_logger.isEnabledFor(logging.DEBUG)
-        return open_link(settings, clock=self.clock, trace=trace)
+        return open_link(self.settings, clock=self.clock, trace=trace)
 
     @staticmethod
     def closing(link: Link) -> Steps[None]:

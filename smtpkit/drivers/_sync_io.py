@@ -20,14 +20,12 @@ Invariants:
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from smtpkit.auth import AccessToken
-from smtpkit.config import Endpoint
 from smtpkit.drivers._driving import AnyReporter, Connection, DriverBase, Reporter, Taker
-from smtpkit.engine import Connected, LinkSettings, Steps, Submission
+from smtpkit.engine import Connected, Steps, Submission
 from smtpkit.errors import LocalProtocolError, SMTPError
 from smtpkit.transports import Stream, Transport, peer_address
 
@@ -53,21 +51,8 @@ class SyncConnection(Connection[Stream]):
         stream.close()
 
 
-class SyncDriver(DriverBase):
+class SyncDriver(DriverBase[Transport]):
     """Performs engine effects on blocking streams, on the calling thread."""
-
-    def __init__(
-        self,
-        transport: Transport,
-        endpoint: Endpoint,
-        tls_context: ssl.SSLContext | None,
-        clock: Callable[[], float],
-    ) -> None:
-        super().__init__(clock)
-        self.transport = transport
-        self.endpoint = endpoint
-        self.tls_context = tls_context
-        self._handlers = self.handlers()
 
     def run(
         self,
@@ -124,7 +109,7 @@ class SyncDriver(DriverBase):
         # CPython bounds the whole handshake by the socket timeout.
         stream.set_timeout(self.left(effect.deadline))
         conn.timeout = None
-        stream.start_tls(self.tls_context or ssl.create_default_context(), effect.server_hostname)
+        stream.start_tls(self.context(), effect.server_hostname)
 
     def fetch_token(self, effect: FetchToken, conn: SyncConnection) -> AccessToken:
         provider = effect.provider
@@ -141,11 +126,11 @@ class SyncDriver(DriverBase):
 
     # -- the engine's steps on one connection ------------------------------------------
 
-    def open_connection(self, settings: LinkSettings, generation: int = 0) -> SyncConnection:
+    def open_connection(self, generation: int = 0) -> SyncConnection:
         """A new connection, negotiated and logged in (``open_link``)."""
         conn = SyncConnection(generation)
         try:
-            conn.link = self.run(self.opening(settings), conn)
+            conn.link = self.run(self.opening(), conn)
         except BaseException:
             conn.abort()
             raise

@@ -25,7 +25,7 @@ import weakref
 
 from smtpkit.drivers._pool_state import OPEN, WAIT, PoolState
 from smtpkit.drivers._sync_io import SyncConnection, SyncDriver
-from smtpkit.engine import LinkSettings, Reuse
+from smtpkit.engine import Reuse
 
 __all__ = ["SyncPool"]
 
@@ -33,13 +33,9 @@ __all__ = ["SyncPool"]
 class SyncPool:
     """Hands out connections to threads; opens, reuses, checks and closes them."""
 
-    def __init__(
-        self, state: PoolState[SyncConnection], driver: SyncDriver, settings: LinkSettings
-    ) -> None:
+    def __init__(self, state: PoolState[SyncConnection], driver: SyncDriver) -> None:
         self.state = state
         self._driver = driver
-        self._settings = settings
-        self._clock = driver.clock
         self._lock = threading.Condition()
         self._members: set[SyncConnection] = set()  # every connection that exists
         _POOLS.add(self)
@@ -72,11 +68,12 @@ class SyncPool:
             seen = state.refusals
         for conn in expired:
             self.discard(conn)
-        deadline = self._clock() + state.limits.acquire_timeout
+        clock = self._driver.clock
+        deadline = clock() + state.limits.acquire_timeout
         while True:
             with self._lock:
                 while (choice := state.pick(seen)) == WAIT:  # bounded by the deadline
-                    remaining = deadline - self._clock()
+                    remaining = deadline - clock()
                     if remaining <= 0:
                         raise state.timeout()
                     self._lock.wait(min(remaining, 1.0))
@@ -92,7 +89,7 @@ class SyncPool:
 
     def _open_counted(self, generation: int) -> SyncConnection:
         try:
-            conn = self._driver.open_connection(self._settings, generation)
+            conn = self._driver.open_connection(generation)
         except BaseException as error:
             with self._lock:
                 self.state.open_failed(error)

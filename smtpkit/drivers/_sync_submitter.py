@@ -102,6 +102,7 @@ class Submitter(SubmitterBase[Transport]):
     def _start(self, transport: Transport | None) -> None:
         driver = SyncDriver(
             transport if transport is not None else SocketTransport(),
+            self._settings,
             self._endpoint,
             self._tls_context,
             self._clock,
@@ -111,7 +112,7 @@ class Submitter(SubmitterBase[Transport]):
         self._pacing = SharedPacing(self._rate_limit)
         # The pool must not refer back to the Submitter, so that the finalizer below can
         # close it when the Submitter is collected.
-        self._pool = SyncPool(self._pool_state(SyncConnection), driver, self._settings)
+        self._pool = SyncPool(self._pool_state(SyncConnection), driver)
         self._keep_lock = threading.Lock()
         self._keep_open = 0  # nesting depth of with-blocks / open() calls
         # Kept connections live as long as the Submitter: QUIT when it is garbage-collected

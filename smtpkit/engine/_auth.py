@@ -190,7 +190,7 @@ def run_flow(link: Link, flow: AuthFlow) -> Steps[tuple[Reply, Mapping[str, str]
     """Drive an AUTH flow to its final reply over the link (RFC 4954 §4).
 
     The rules (the cancel with ``*`` included) are :func:`smtpkit.auth.flow_exchanges`'s,
-    the same ones :func:`smtpkit.auth.drive_flow` follows; here each exchange is the link's
+    the same ones :func:`smtpkit.auth.drive_flow` follows; each exchange is the link's
     step. Secrets the server echoes are already masked by the protocol core (the commands
     declare them in ``Command.secrets``).
 
@@ -198,19 +198,7 @@ def run_flow(link: Link, flow: AuthFlow) -> Steps[tuple[Reply, Mapping[str, str]
         SMTPError: what the flow raises (``NoCommonMechanism`` before anything is sent) and
             what the link's steps raise.
     """
-    exchanges = flow_exchanges(flow)
-    try:
-        command = next(exchanges)
-        while True:
-            try:
-                reply = yield from link.exchange(command)
-            except SMTPError as error:
-                command = exchanges.throw(error)
-            else:
-                command = exchanges.send(reply)
-    except StopIteration as done:
-        result: tuple[Reply, Mapping[str, str] | None] = done.value
-        return result
+    return (yield from flow_exchanges(flow, link.exchange))
 
 
 def _auth_error(

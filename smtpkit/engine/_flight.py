@@ -13,11 +13,13 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
+from types import MappingProxyType
 from typing import Generic, Protocol, TypeVar
 
+from smtpkit._result import SendResult
 from smtpkit.engine._link import Link
 from smtpkit.errors import (
     ConnectionStale,
@@ -30,7 +32,7 @@ from smtpkit.message import BodyType, PreparedMessage
 from smtpkit.protocol import Command
 from smtpkit.replies import Phase, Reply
 
-__all__ = ["Flight", "Submission", "envelope_error", "mail_params"]
+__all__ = ["Flight", "Submission", "envelope_error", "lookahead", "mail_params", "result_of"]
 
 _DATA = Command.data()  # immutable: one instance serves every message
 
@@ -180,3 +182,34 @@ def envelope_error(link: Link, flight: Flight[J], *, stale_ok: bool) -> SMTPErro
         if data_reply.code != 354:
             return link.error(data_reply, Phase.DATA, command="DATA")
     return None
+
+
+def result_of(flight: Flight[J], final: Reply) -> SendResult:
+    """The ``SendResult`` of an accepted message: who was accepted, who refused, the reply."""
+    rcpt_replies = flight.replies[1 : 1 + len(flight.rcpts)]
+    accepted = tuple(
+        c.address or "" for c, r in zip(flight.rcpts, rcpt_replies, strict=True) if r.is_positive
+    )
+    rejected = {
+        c.address or "": r
+        for c, r in zip(flight.rcpts, rcpt_replies, strict=True)
+        if not r.is_positive
+    }
+    prepared = flight.prepared
+    return SendResult(
+        message_id=prepared.message_id,
+        sender=prepared.envelope.sender,
+        accepted=accepted,
+        rejected=MappingProxyType(rejected),
+        reply=final,
+    )
+
+
+def lookahead(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """Pair each chunk with whether it is the last; an empty content yields one b""."""
+    previous: bytes | None = None
+    for chunk in chunks:
+        if previous is not None:
+            yield previous, False
+        previous = chunk
+    yield (previous if previous is not None else b""), True

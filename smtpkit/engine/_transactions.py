@@ -43,13 +43,18 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from types import MappingProxyType
 from typing import Generic, TypeVar, cast
 
 from smtpkit._result import SendResult
 from smtpkit.engine._effects import TAKE_NEXT, Report, Steps
-from smtpkit.engine._flight import Flight, Submission, envelope_error, mail_params
+from smtpkit.engine._flight import (
+    Flight,
+    Submission,
+    envelope_error,
+    lookahead,
+    mail_params,
+    result_of,
+)
 from smtpkit.engine._link import Link
 from smtpkit.errors import (
     ConnectionStale,
@@ -302,7 +307,7 @@ class Transactions(Generic[J]):
         tail = b""
         several_chunks = False
         try:
-            for chunk, last in _lookahead(flight.prepared.iter_content()):
+            for chunk, last in lookahead(flight.prepared.iter_content()):
                 piece = conn.send_chunk(chunk, last=last) if self.chunking else conn.content(chunk)
                 if last:
                     tail = piece
@@ -348,7 +353,7 @@ class Transactions(Generic[J]):
                     yield from self._reset_now()
             return ahead
         link.messages_sent += 1
-        yield from self._report(flight, _result(flight, final))
+        yield from self._report(flight, result_of(flight, final))
         return ahead
 
     def _final_reply(self) -> Steps[tuple[Reply, Phase]]:
@@ -381,33 +386,3 @@ class Transactions(Generic[J]):
             return
         with contextlib.suppress(TransportError):  # the link is then dead; the loop stops
             yield from link.exchange(_RSET)
-
-
-def _result(flight: Flight[J], final: Reply) -> SendResult:
-    rcpt_replies = flight.replies[1 : 1 + len(flight.rcpts)]
-    accepted = tuple(
-        c.address or "" for c, r in zip(flight.rcpts, rcpt_replies, strict=True) if r.is_positive
-    )
-    rejected = {
-        c.address or "": r
-        for c, r in zip(flight.rcpts, rcpt_replies, strict=True)
-        if not r.is_positive
-    }
-    prepared = flight.prepared
-    return SendResult(
-        message_id=prepared.message_id,
-        sender=prepared.envelope.sender,
-        accepted=accepted,
-        rejected=MappingProxyType(rejected),
-        reply=final,
-    )
-
-
-def _lookahead(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
-    """Pair each chunk with whether it is the last; an empty content yields one b""."""
-    previous: bytes | None = None
-    for chunk in chunks:
-        if previous is not None:
-            yield previous, False
-        previous = chunk
-    yield (previous if previous is not None else b""), True
