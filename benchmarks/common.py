@@ -5,14 +5,18 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import asdict, dataclass
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 
 __all__ = [
     "HOST",
+    "INPUTS",
     "REPO",
     "SENDER",
     "Result",
     "Skipped",
+    "build_email_message",
     "build_message",
     "free_port",
     "recipient_list",
@@ -79,6 +83,35 @@ def build_message(size: int, recipients: list[str]) -> bytes:
     body_size = max(size - len(header), 2)
     body = (line * (body_size // len(line) + 1))[: body_size - 2] + b"\r\n"
     return header + body
+
+
+#: The kinds of message input a client can be given: an ``EmailMessage`` as users build it
+#: (the headline), or the message pre-flattened to bytes with an explicit envelope.
+INPUTS = ("email", "bytes")
+
+
+def build_email_message(size: int, recipients: list[str]) -> EmailMessage:
+    """An ``EmailMessage`` built as users build one: From, To, Subject and ``set_content``.
+
+    No Message-ID and no Date (clients that add them do that work per message). The body
+    is lines of 74 ``x``; as many as keep the flattened message (CRLF) at most ``size``
+    bytes, so it is the same size as :func:`build_message`'s within one line.
+    """
+    lines = 1
+    while True:
+        candidate = _email(recipients, lines + 1)
+        if len(candidate.as_bytes(policy=policy.SMTP)) > size:
+            return _email(recipients, lines)
+        lines += 1
+
+
+def _email(recipients: list[str], lines: int) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = SENDER
+    message["To"] = ", ".join(recipients)
+    message["Subject"] = "benchmark"
+    message.set_content(("x" * 74 + "\n") * lines)
+    return message
 
 
 def free_port() -> int:

@@ -27,14 +27,19 @@ def panels(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for row in rows:
         where = f"{row['rtt_ms']:.0f} ms round trip" if row["delay_ms"] else "loopback"
         rcpt = "recipient" if row["recipients"] == 1 else "recipients"
-        grouped.setdefault(f"{where}, {row['recipients']} {rcpt}", []).append(row)
+        kind = "EmailMessage" if row.get("input", "bytes") == "email" else "bytes"
+        grouped.setdefault(f"{kind}: {where}, {row['recipients']} {rcpt}", []).append(row)
     return grouped
 
 
 def plot(data: dict[str, Any], output: Path) -> None:
     groups = panels(data["rows"])
-    figure, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 4.4), squeeze=False)
-    for axis, (title, rows) in zip(axes[0], groups.items(), strict=True):
+    columns = (len(groups) + 1) // 2 if len(groups) > 4 else len(groups)
+    lines = (len(groups) + columns - 1) // columns
+    figure, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 4.4 * lines), squeeze=False)
+    for axis in axes.flat[len(groups) :]:
+        axis.set_visible(False)
+    for axis, (title, rows) in zip(axes.flat, groups.items(), strict=False):
         labels = [row["label"] for row in rows]
         rates = [row["result"]["rate"] if row["result"] else 0.0 for row in rows]
         colours = [COLOURS.get(row["client"], NODE_COLOUR) for row in rows]

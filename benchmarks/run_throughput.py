@@ -3,12 +3,16 @@
 Every client runs in the same invocation against the same sink, so compare the ratios, not
 the absolute numbers (the machine is shared and noisy). Scenarios: plain loopback and a
 simulated round trip (``--delays-ms``, each way), 1 and 5 recipients, 1 KB messages, one
-connection; at a non-zero delay also 16 connections (aiosmtplib, Nodemailer, and smtpkit's
-``send_many`` when it exists). Each run stops at ``--count`` messages or ``--seconds``,
-whichever comes first.
+connection; at a non-zero delay also 16 and 64 connections (aiosmtplib, Nodemailer and
+smtpkit's ``send_many``). Every scenario runs with each input (``--inputs``): ``email``, an
+``EmailMessage`` as users build it (the headline), and ``bytes``, the same message
+pre-flattened with an explicit envelope. Each run stops at ``--count`` messages or
+``--seconds``, whichever comes first.
 
-    python -m benchmarks.run_throughput            # about 1-2 minutes
-    python -m benchmarks.run_throughput --quick    # smoke run, about 20 s
+    python -m benchmarks.run_throughput            # about 4 minutes
+    python -m benchmarks.run_throughput --quick    # smoke run, about 40 s
+    # the loopback CPU comparison alone (about 30 s):
+    python -m benchmarks.run_throughput --delays-ms 0 --recipients 1 --clients smtplib,smtpkit
 
 Prints a Markdown table and writes ``benchmarks/results/throughput.json`` (and ``.md``).
 """
@@ -20,6 +24,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +34,7 @@ import aiosmtplib
 
 import smtpkit
 from benchmarks import clients
-from benchmarks.common import REPO, Result, Skipped
+from benchmarks.common import INPUTS, REPO, Result, Skipped
 from benchmarks.delay_proxy import ProxyProcess, measure_rtt
 from benchmarks.sink import Sink
 
@@ -45,6 +50,7 @@ class Row:
     recipients: int
     client: str
     connections: int
+    input: str = "bytes"
     samples: list[Result] = field(default_factory=list)
     skipped: str | None = None
 
@@ -73,14 +79,19 @@ def versions() -> dict[str, str]:
 
 
 def build_rows(
-    delays: list[float], recipients: list[int], names: list[str], connections: int
+    delays: list[float],
+    recipients: list[int],
+    names: list[str],
+    connections: list[int],
+    inputs: list[str],
 ) -> list[Row]:
     rows = []
     for delay in delays:
-        for rcpts in recipients:
-            rows += [Row(delay, rcpts, name, 1) for name in SINGLE if name in names]
-            if delay > 0 and connections > 1:
-                rows += [Row(delay, rcpts, name, connections) for name in MULTI if name in names]
+        for kind in inputs:
+            for rcpts in recipients:
+                rows += [Row(delay, rcpts, name, 1, kind) for name in SINGLE if name in names]
+                for many in (c for c in connections if c > 1 and delay > 0):
+                    rows += [Row(delay, rcpts, name, many, kind) for name in MULTI if name in names]
     return rows
 
 
@@ -126,6 +137,7 @@ def run_one(
             message_bytes=args.message_bytes,
             duration_cap=args.seconds,
             connections=row.connections,
+            kind=row.input,
         )
     except Skipped as reason:
         row.skipped = str(reason)
@@ -134,42 +146,84 @@ def run_one(
     row.samples.append(result)
     print(
         f"  [{round_no + 1}/{repeat}] delay {row.delay_ms:g} ms, {row.recipients} rcpt, "
-        f"{row.label:14} {result.messages:5d} msgs {result.rate:9.1f} msg/s "
+        f"{row.input:5} {row.label:14} {result.messages:5d} msgs {result.rate:9.1f} msg/s "
         f"{result.cpu_us_per_message:8.0f} us CPU/msg",
         file=sys.stderr,
     )
 
 
-def baseline(rows: list[Row], row: Row) -> Result | None:
+def peer(rows: list[Row], row: Row, client: str, *, same_connections: bool = False) -> Row | None:
+    """The row of ``client`` in the same scenario (delay, recipients, input)."""
     for other in rows:
         if (
-            other.client == "smtplib"
+            other.client == client
             and other.delay_ms == row.delay_ms
             and other.recipients == row.recipients
+            and other.input == row.input
+            and (not same_connections or other.connections == row.connections)
         ):
-            return other.best
+            return other
     return None
+
+
+def baseline(rows: list[Row], row: Row) -> Result | None:
+    base = peer(rows, row, "smtplib")
+    return base.best if base else None
+
+
+def cpu_median(row: Row) -> float:
+    """The median CPU per message over the row's samples."""
+    return statistics.median(sample.cpu_us_per_message for sample in row.samples)
+
+
+def cpu_ratio(row: Row, base: Row | None) -> float | None:
+    """Median over rounds of this row's CPU per message / the base row's in the same round.
+
+    Rounds are interleaved, so a round's two samples share the machine's state; the ratio
+    of each pair is steadier than a ratio of two medians on a noisy machine.
+    """
+    if base is None or not row.samples or len(row.samples) != len(base.samples):
+        return None
+    pairs = [
+        mine.cpu_us_per_message / theirs.cpu_us_per_message
+        for mine, theirs in zip(row.samples, base.samples, strict=True)
+        if theirs.cpu_us_per_message
+    ]
+    return statistics.median(pairs) if pairs else None
+
+
+def rate_ratio(row: Row, other: Row | None) -> float | None:
+    best = row.best
+    theirs = other.best if other else None
+    return best.rate / theirs.rate if best and theirs and theirs.rate else None
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def to_markdown(rows: list[Row], rtts: dict[str, float]) -> str:
     lines = [
-        "| round trip | rcpts | client | msgs | msg/s | x smtplib | CPU us/msg |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| input | round trip | rcpts | client | msgs | msg/s | x smtplib | x aiosmtplib "
+        "| CPU us/msg | CPU x smtplib |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         rtt = f"{rtts.get(f'{row.delay_ms:g}', 0):.1f} ms" if row.delay_ms else "loopback"
         best = row.best
         if best is None:
             lines.append(
-                f"| {rtt} | {row.recipients} | {row.label} | - | - | - | "
-                f"skipped: {row.skipped or 'no data'} |"
+                f"| {row.input} | {rtt} | {row.recipients} | {row.label} | - | - | - | - | "
+                f"skipped: {row.skipped or 'no data'} | - |"
             )
             continue
-        base = baseline(rows, row)
-        ratio = f"{best.rate / base.rate:.2f}" if base and base.rate else "-"
+        smtplib_row = peer(rows, row, "smtplib")
+        aiosmtplib_row = peer(rows, row, "aiosmtplib", same_connections=True)
         lines.append(
-            f"| {rtt} | {row.recipients} | {row.label} | {best.messages} | {best.rate:.1f} | "
-            f"{ratio} | {best.cpu_us_per_message:.0f} |"
+            f"| {row.input} | {rtt} | {row.recipients} | {row.label} | {best.messages} | "
+            f"{best.rate:.1f} | {_fmt(rate_ratio(row, smtplib_row))} | "
+            f"{_fmt(rate_ratio(row, aiosmtplib_row))} | {cpu_median(row):.0f} | "
+            f"{_fmt(cpu_ratio(row, smtplib_row))} |"
         )
     return "\n".join(lines)
 
@@ -186,9 +240,15 @@ def to_json(rows: list[Row], rtts: dict[str, float], args: argparse.Namespace) -
                 "client": row.client,
                 "label": row.label,
                 "connections": row.connections,
+                "input": row.input,
                 "skipped": row.skipped,
                 "result": best.as_dict() if best else None,
                 "ratio_to_smtplib": best.rate / base.rate if best and base and base.rate else None,
+                "ratio_to_aiosmtplib": rate_ratio(
+                    row, peer(rows, row, "aiosmtplib", same_connections=True)
+                ),
+                "cpu_us_per_message_median": cpu_median(row) if row.samples else None,
+                "cpu_ratio_to_smtplib": cpu_ratio(row, peer(rows, row, "smtplib")),
                 "samples": [sample.as_dict() for sample in row.samples],
             }
         )
@@ -218,7 +278,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--delays-ms", default="0,10", help="delay each way, comma-separated")
     parser.add_argument("--recipients", default="1,5", help="recipients, comma-separated")
     parser.add_argument("--clients", default=",".join(SINGLE), help="clients, comma-separated")
-    parser.add_argument("--connections", type=int, default=16, help="for the pooled rows")
+    parser.add_argument(
+        "--connections", default="16,64", help="pooled rows' connections, comma-separated"
+    )
+    parser.add_argument(
+        "--inputs", default=",".join(INPUTS), help="email (EmailMessage), bytes; comma-separated"
+    )
     parser.add_argument("--count", type=int, default=2000, help="messages per loopback run")
     parser.add_argument("--count-delayed", type=int, default=300, help="per delayed run")
     parser.add_argument("--count-many", type=int, default=3000, help="per pooled run")
@@ -243,7 +308,16 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown clients: {unknown}; known: {sorted(clients.CLIENTS)}")
     delays = [float(d) for d in args.delays_ms.split(",")]
-    rows = build_rows(delays, [int(r) for r in args.recipients.split(",")], names, args.connections)
+    inputs = [kind.strip() for kind in args.inputs.split(",") if kind.strip()]
+    if set(inputs) - set(INPUTS):
+        raise SystemExit(f"unknown inputs: {sorted(set(inputs) - set(INPUTS))}; known: {INPUTS}")
+    rows = build_rows(
+        delays,
+        [int(r) for r in args.recipients.split(",")],
+        names,
+        [int(c) for c in args.connections.split(",") if c.strip()],
+        inputs,
+    )
     rtts = run_rows(rows, args)
     table = to_markdown(rows, rtts)
     print(table)

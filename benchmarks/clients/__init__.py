@@ -2,7 +2,9 @@
 
 Every ``run`` sends up to ``count`` messages of ``message_bytes`` bytes to ``recipients``
 recipients through ``connections`` connections, stops early once ``duration_cap`` seconds
-have passed, and returns a :class:`benchmarks.common.Result`.
+have passed, and returns a :class:`benchmarks.common.Result`. ``kind`` is the input:
+``"email"`` (an ``EmailMessage``, envelope from its headers) or ``"bytes"`` (pre-flattened,
+explicit envelope).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Runner(Protocol):
         message_bytes: int,
         duration_cap: float,
         connections: int = 1,
+        kind: str = "bytes",
     ) -> Result: ...
 
 

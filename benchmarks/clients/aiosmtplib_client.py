@@ -1,6 +1,7 @@
 """aiosmtplib: one asyncio task per connection, each sending messages one after another.
 
-With N connections, N tasks share one message budget and one deadline.
+With N connections, N tasks share one message budget and one deadline. ``send_message(msg)``
+for an ``EmailMessage`` (envelope from the headers), ``sendmail(...)`` for bytes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import time
 
 import aiosmtplib
 
-from benchmarks.common import SENDER, Result, build_message, recipient_list
+from benchmarks.common import SENDER, Result, build_email_message, build_message, recipient_list
 
 __all__ = ["run"]
 
@@ -24,9 +25,10 @@ def run(
     message_bytes: int,
     duration_cap: float,
     connections: int = 1,
+    kind: str = "bytes",
 ) -> Result:
     return asyncio.run(
-        _run(host, port, count, recipients, message_bytes, duration_cap, connections)
+        _run(host, port, count, recipients, message_bytes, duration_cap, connections, kind)
     )
 
 
@@ -38,9 +40,11 @@ async def _run(
     message_bytes: int,
     duration_cap: float,
     connections: int,
+    kind: str,
 ) -> Result:
     rcpts = recipient_list(recipients)
     message = build_message(message_bytes, rcpts)
+    email = build_email_message(message_bytes, rcpts) if kind == "email" else None
     budget = count
     sent = 0
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -54,7 +58,10 @@ async def _run(
         try:
             while budget > 0 and time.perf_counter() < deadline:
                 budget -= 1
-                await client.sendmail(SENDER, rcpts, message)
+                if email is not None:
+                    await client.send_message(email)
+                else:
+                    await client.sendmail(SENDER, rcpts, message)
                 sent += 1
                 finished = (time.perf_counter(), time.process_time())
         finally:

@@ -1,8 +1,10 @@
 """Nodemailer (Node.js) pooled transport, run as ``node benchmarks/node/send.js``.
 
-``pool: true, maxConnections: N, maxMessages: Infinity``; the message is sent raw with an
-explicit envelope. CPU time is the Node process's own (``process.cpuUsage()``), measured
-over the same span as the wall-clock time, so Node's start-up is not counted.
+``pool: true, maxConnections: N, maxMessages: Infinity``. Bytes input: the raw message with
+an explicit envelope. Message input: Nodemailer's own equivalent of an ``EmailMessage``,
+``{from, to, subject, text}``, which it turns into MIME for every message. CPU time is the
+Node process's own (``process.cpuUsage()``), measured over the same span as the wall-clock
+time, so Node's start-up is not counted.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from benchmarks.common import SENDER, Result, Skipped, build_message, recipient_list
+from benchmarks.common import (
+    SENDER,
+    Result,
+    Skipped,
+    build_email_message,
+    build_message,
+    recipient_list,
+)
 
 __all__ = ["NODE_DIR", "run"]
 
@@ -28,6 +37,7 @@ def run(
     message_bytes: int,
     duration_cap: float,
     connections: int = 1,
+    kind: str = "bytes",
 ) -> Result:
     node = shutil.which("node")
     if node is None:
@@ -44,6 +54,14 @@ def run(
         "durationCap": duration_cap,
         "connections": connections,
     }
+    if kind == "email":
+        email = build_email_message(message_bytes, rcpts)
+        options["structured"] = {
+            "from": email["From"],
+            "to": email["To"],
+            "subject": email["Subject"],
+            "text": email.get_content(),
+        }
     completed = subprocess.run(
         [node, str(NODE_DIR / "send.js"), json.dumps(options)],
         input=build_message(message_bytes, rcpts),

@@ -1,8 +1,8 @@
 """smtpkit: ``Submitter.send_many`` over 1 or N pooled, pipelined connections.
 
 With one connection this is the steady-stream case: the end of each message travels with
-the next message's envelope (RFC 2920 §3.1). Messages are given as bytes with an explicit
-envelope, as the other clients send them.
+the next message's envelope (RFC 2920 §3.1). Messages are given as an ``EmailMessage``
+(envelope from the headers; Message-ID and Date added) or as bytes with an explicit envelope.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import smtpkit
-from benchmarks.common import SENDER, Result, build_message, recipient_list
+from benchmarks.common import SENDER, Result, build_email_message, build_message, recipient_list
 
 __all__ = ["run"]
 
@@ -24,10 +24,15 @@ def run(
     message_bytes: int,
     duration_cap: float,
     connections: int = 1,
+    kind: str = "bytes",
 ) -> Result:
     rcpts = recipient_list(recipients)
-    message = build_message(message_bytes, rcpts)
-    item = smtpkit.Outgoing(message, sender=SENDER, recipients=rcpts)
+    if kind == "email":
+        item = smtpkit.Outgoing(build_email_message(message_bytes, rcpts))
+    else:
+        item = smtpkit.Outgoing(
+            build_message(message_bytes, rcpts), sender=SENDER, recipients=rcpts
+        )
     submitter = smtpkit.Submitter(
         host,
         port,

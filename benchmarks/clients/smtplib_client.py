@@ -1,6 +1,8 @@
-"""smtplib (standard library): one connection, reused, ``sendmail`` per message.
+"""smtplib (standard library): one connection, reused, one call per message.
 
-smtplib does not pipeline: MAIL, each RCPT, DATA and the content each wait for a reply.
+``send_message(msg)`` for an ``EmailMessage`` (envelope from the headers; it flattens the
+message each time), ``sendmail(sender, recipients, data)`` for bytes. smtplib does not
+pipeline: MAIL, each RCPT, DATA and the content each wait for a reply.
 """
 
 from __future__ import annotations
@@ -8,7 +10,14 @@ from __future__ import annotations
 import smtplib
 import time
 
-from benchmarks.common import SENDER, Result, Skipped, build_message, recipient_list
+from benchmarks.common import (
+    SENDER,
+    Result,
+    Skipped,
+    build_email_message,
+    build_message,
+    recipient_list,
+)
 
 __all__ = ["run"]
 
@@ -22,11 +31,13 @@ def run(
     message_bytes: int,
     duration_cap: float,
     connections: int = 1,
+    kind: str = "bytes",
 ) -> Result:
     if connections != 1:
         raise Skipped("smtplib has no pool; one connection only")
     rcpts = recipient_list(recipients)
     message = build_message(message_bytes, rcpts)
+    email = build_email_message(message_bytes, rcpts) if kind == "email" else None
     sent = 0
     started, cpu_started = time.perf_counter(), time.process_time()
     deadline = started + duration_cap
@@ -34,7 +45,10 @@ def run(
     try:
         client.ehlo()
         while sent < count and time.perf_counter() < deadline:
-            client.sendmail(SENDER, rcpts, message)
+            if email is not None:
+                client.send_message(email)
+            else:
+                client.sendmail(SENDER, rcpts, message)
             sent += 1
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         client.quit()
