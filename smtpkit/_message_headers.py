@@ -73,6 +73,11 @@ LINE_BREAK_HINT = (
 )
 # Lone surrogates U+DC80..U+DCFF: how the email package keeps undecodable 8-bit header bytes.
 _SURROGATE_RE = re.compile(r"[\udc80-\udcff]")
+# Field names already found valid, with their lower-case form: a few dozen names cover
+# nearly every message, and checking one costs a regex match. Bounded, so names made up
+# per message cannot grow it without end (past the bound they are checked each time).
+_NAMES: dict[str, str] = {}
+_NAMES_KEPT = 512
 _REGISTRY = HeaderRegistry()
 
 
@@ -204,13 +209,24 @@ def check_header_injection(message: Message) -> None:
             check_field(name, value)
 
 
-def check_field(name: str, value: object) -> None:
-    """:func:`check_header_injection` for one field."""
-    if not _FIELD_NAME_RE.fullmatch(name):
-        raise MessageError(
-            f"invalid header name {name!r}",
-            hint="header names are printable ASCII without spaces or colons (RFC 5322 §2.2)",
-        )
+def check_field(name: str, value: object) -> str:
+    """:func:`check_header_injection` for one field; returns the lower-case name."""
+    lower = _NAMES.get(name) if type(name) is str else None
+    if lower is None:
+        if not _FIELD_NAME_RE.fullmatch(name):
+            raise MessageError(
+                f"invalid header name {name!r}",
+                hint="header names are printable ASCII without spaces or colons (RFC 5322 §2.2)",
+            )
+        lower = name.lower()
+        if type(name) is str and len(_NAMES) < _NAMES_KEPT:
+            _NAMES[name] = lower
+    check_value(name, value)
+    return lower
+
+
+def check_value(name: str, value: object) -> None:
+    """The value half of :func:`check_field`."""
     # A header object is a str of its decoded text, which is what the folder writes; the
     # common case holds none of the break characters (isprintable).
     text = value if isinstance(value, str) else str(value)

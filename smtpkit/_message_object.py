@@ -28,6 +28,7 @@ from email import headerregistry
 from email.message import EmailMessage, Message, MIMEPart
 from email.policy import EmailPolicy
 from email.utils import format_datetime
+from typing import Any
 
 from smtpkit._message_headers import extract_addresses
 from smtpkit._message_scan import HeaderScan
@@ -35,8 +36,6 @@ from smtpkit._message_scan import HeaderScan
 __all__ = ["format_date", "non_ascii_address_headers", "outgoing_copy"]
 
 _PLAIN_CLASSES = frozenset({Message, EmailMessage, MIMEPart})
-_DROPPED = frozenset({"bcc", "resent-bcc"})
-_DROPPED_AND_ID = _DROPPED | {"message-id"}
 # The values prepare_message generates: make_msgid()'s ids with an IDNA domain, and
 # format_datetime()'s dates. Parsing either as a header object and folding it gives back
 # the same text, so such a value can be stored as text, unparsed.
@@ -54,22 +53,27 @@ _REGISTERED = {
 }
 
 
-def outgoing_copy(message: Message, *, message_id: str | None, date: str | None) -> Message:
+def outgoing_copy(
+    message: Message,
+    sent: list[tuple[str, Any]],
+    *,
+    message_id: str | None,
+    date: str | None,
+) -> Message:
     """The top-level message as it goes out, sharing everything but its header list.
 
     Args:
         message: the caller's message (not modified).
+        sent: its fields without Bcc and Resent-Bcc (:attr:`HeaderScan.sent`); this list
+            becomes the copy's.
         message_id: a new Message-ID: every existing (empty) one is dropped and this is
             added after the other headers; ``None`` keeps the headers as they are.
         date: a Date value to add after that, or ``None``.
     """
     top = _shallow_copy(message)
-    dropped = _DROPPED if message_id is None else _DROPPED_AND_ID
-    top._headers = [  # type: ignore[attr-defined]
-        (name, value)
-        for name, value in message._headers  # type: ignore[attr-defined]
-        if name.lower() not in dropped
-    ]
+    if message_id is not None:
+        sent = [field for field in sent if field[0].lower() != "message-id"]
+    top._headers = sent  # type: ignore[attr-defined]
     if message_id is not None:
         _add(top, "Message-ID", message_id)
     if date is not None:

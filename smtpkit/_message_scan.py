@@ -31,7 +31,8 @@ __all__ = ["HeaderScan", "header_recipients", "header_sender", "scan_headers"]
 #: The top-level fields a scan keeps.
 _KEPT = frozenset({"sender", "from", "to", "cc", "bcc", "message-id", "date"})
 # Bcc and Resent-Bcc never go out, so their addresses need no SMTPUTF8.
-_SENT_ADDRESS_HEADERS = frozenset(ADDRESS_HEADERS) - {"bcc", "resent-bcc"}
+_NOT_SENT = frozenset({"bcc", "resent-bcc"})
+_SENT_ADDRESS_HEADERS = frozenset(ADDRESS_HEADERS) - _NOT_SENT
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class HeaderScan:
     #: Lower-case names of sent address headers whose text is not plain ASCII (or holds an
     #: encoded-word, which the parser decodes even in a local part).
     maybe_non_ascii: frozenset[str]
+    #: The fields that go out, in order: all but Bcc and Resent-Bcc (RFC 5322 §3.6.3).
+    sent: list[tuple[str, Any]]
 
     def values(self, lower: str) -> list[object]:
         """``message.get_all(lower)``: each value as the policy returns it."""
@@ -66,9 +69,12 @@ def scan_headers(message: Message) -> HeaderScan:
     resent: dict[str, list[str]] = {}
     resent_done = False
     suspects: set[str] = set()
-    for name, value in message._headers:  # type: ignore[attr-defined]
-        check_field(name, value)
-        lower = name.lower()
+    sent: list[tuple[str, Any]] = []
+    for field in message._headers:  # type: ignore[attr-defined]
+        name, value = field
+        lower = check_field(name, value)
+        if lower not in _NOT_SENT:
+            sent.append(field)
         if lower in _KEPT:
             fields.setdefault(lower, []).append((name, value))
         if lower in _SENT_ADDRESS_HEADERS:
@@ -83,7 +89,7 @@ def scan_headers(message: Message) -> HeaderScan:
                 resent[lower] = [str(value)]
             elif resent:
                 resent_done = True
-    return HeaderScan(message, fields, resent or None, frozenset(suspects))
+    return HeaderScan(message, fields, resent or None, frozenset(suspects), sent)
 
 
 def _header_values(scan: HeaderScan, name: str, resent: bool) -> list[object]:

@@ -425,7 +425,7 @@ def _prepare_object(
         )
     date = None if scan.has("date") else format_date(_aware(now))
     # Nothing below changes the caller's message: the copy has its own header list.
-    top = outgoing_copy(message, message_id=new_id, date=date)
+    top = outgoing_copy(message, scan.sent, message_id=new_id, date=date)
 
     non_ascii = non_ascii_address_headers(scan)
     use_utf8 = bool(non_ascii) and utf8_allowed and isinstance(top.policy, EmailPolicy)
