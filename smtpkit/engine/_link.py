@@ -66,6 +66,9 @@ class LinkSettings:
         allow_unencrypted_auth: AUTH over plaintext to a peer that is not loopback.
         provider: a preset name or provider family, for hints.
         chunking: use BDAT (RFC 3030) when the server offers CHUNKING.
+        window: with PIPELINING and CHUNKING, keep up to this many whole transactions in
+            flight on one connection (:mod:`smtpkit.engine._window`); ``1`` sends the
+            next message's envelope only behind the previous one's content.
     """
 
     host: str
@@ -77,6 +80,7 @@ class LinkSettings:
     allow_unencrypted_auth: bool = False
     provider: str | None = None
     chunking: bool = True
+    window: int = 1
 
     @property
     def server_hostname(self) -> str:
@@ -167,12 +171,18 @@ class Link:
             for command in commands:
                 yield Log(LogLevel.WIRE, f"C: {command.redacted}")
 
-    def send_bytes(self, data: bytes) -> Steps[None]:
-        """Write ``data``; a failure kills the link (its protocol state is mid-command)."""
+    def send_bytes(self, data: bytes, *, keep: bool = False) -> Steps[None]:
+        """Write ``data``; a failure kills the link (its protocol state is mid-command).
+
+        With ``keep`` a failed write leaves the link as it is, so that the replies already
+        due can still be read (the BDAT window: a ``421`` may be waiting); the caller must
+        write nothing more and mark the link dead once it has read them.
+        """
         try:
             yield Write(data, self.settings.timeouts.command)
         except TransportError as error:
-            self.mark_dead()
+            if not keep:
+                self.mark_dead()
             error.attach_transcript(self.transcript)
             raise
 

@@ -56,6 +56,7 @@ from smtpkit.engine._flight import (
     result_of,
 )
 from smtpkit.engine._link import Link
+from smtpkit.engine._window import Window
 from smtpkit.errors import (
     ConnectionStale,
     DeliveryUnknown,
@@ -91,6 +92,8 @@ class Transactions(Generic[J]):
         extensions = link.extensions
         self.pipelining = extensions.pipelining
         self.chunking = extensions.chunking and link.settings.chunking
+        #: Whole transactions in flight at once (BDAT only: DATA waits for its 354).
+        self.window = link.settings.window if self.chunking and self.pipelining else 1
         #: Flights taken whose outcome is not reported yet, oldest first.
         self.open: list[Flight[J]] = []
         # A failure before a message could be accepted is "stale" (resend for free) when
@@ -201,6 +204,9 @@ class Transactions(Generic[J]):
 
     def steps(self) -> Steps[None]:
         """The run: every job taken gets one ``Report``."""
+        if self.window > 1:
+            yield from Window(self, self.window).steps()
+            return
         link = self.link
         flight = yield from self._take()
         sent_ahead = False  # the flight's envelope went out with the previous write

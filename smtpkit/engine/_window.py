@@ -1,0 +1,418 @@
+"""The BDAT window: up to ``window`` whole transactions in flight on one connection.
+
+With PIPELINING (RFC 2920) and CHUNKING (RFC 3030) nothing in a transaction waits for the
+server: ``BDAT n LAST`` is not a synchronisation point (RFC 2920 §3.1 lists DATA, not BDAT),
+so the next MAIL may follow the content at once. A run keeps up to ``window`` transactions
+written and unanswered, and reads the replies as they come, oldest first::
+
+    C: MAIL FROM:<a> / RCPT TO:<b>             the run's first envelope goes alone: a link
+    S: 250 / 250                                the server dropped fails here, stale
+    C: BDAT 1093 LAST <content 1>  MAIL FROM:<a> RCPT TO:<c> BDAT 1102 LAST <content 2>
+       MAIL FROM:<a> RCPT TO:<d> BDAT 1088 LAST <content 3>    ... up to ``window``
+    S: 250 queued (1) / 250 / 250 / 250 queued (2) / 250 / ...
+    C: MAIL ... BDAT n LAST <content 4>         one more written for each one answered
+
+Each message's replies are matched to its own commands (RSET?, MAIL, RCPT..., BDAT...), and
+its outcome is exactly the one :class:`~smtpkit.engine.Transactions` gives with
+``window=1``: accepted with its queue id, refused recipients listed, refused, or rate
+limited.
+
+Accounting when something fails (the rules every outcome follows):
+
+* a message whose ``BDAT LAST`` was written and whose final reply never came is
+  ``DeliveryUnknown``: the server may have queued it. Only messages in the window can be
+  in that state, so **one connection loss leaves at most ``window`` messages unknown**;
+* a message not written yet (taken and held back, or to be written again) is
+  ``ConnectionStale``: resent on another connection like any stale message;
+* a message whose MAIL or every RCPT was refused gets that refusal, whatever happened
+  after: the server cannot have accepted its content (RFC 3030 §3: BDAT without a
+  transaction is refused with ``503`` and its octets are read and dropped);
+* after a ``421`` (RFC 5321 §3.8) the server reads nothing more: the message it answered
+  gets the ``421`` and every message behind it is stale;
+* one failed message does not disturb the next: every MAIL written while an earlier
+  message's ``BDAT LAST`` is unanswered has an ``RSET`` in front of it (RFC 2920 §3.1 allows
+  RSET anywhere in a group). A refused ``BDAT`` leaves the server's transaction state
+  indeterminate (RFC 3030 §2: "a RSET command must be issued"), and a server that keeps a
+  transaction open after it would otherwise add the next message's recipients to it and
+  answer its MAIL ``503`` (nested MAIL). The reply to that RSET costs no round trip. After a
+  refusal read with nothing in flight, RSET goes in front of the next MAIL as with
+  ``window=1``;
+* a server that breaks those rules (refuses RSET, or accepts content whose MAIL it
+  refused) ends the connection: what it answered is not trusted, the messages in the
+  window are classified as for a lost connection.
+
+Flow control: a run writes a message only while fewer than ``window`` are unanswered, their
+content is at most :data:`WINDOW_BYTES` octets and their replies at most
+:data:`MAX_REPLIES` (so the server never blocks on replies nobody reads while the client
+blocks writing: no deadlock, RFC 2920 §3.5). A message of more than one chunk
+(:data:`CHUNK`) closes the window: it is written alone, chunk by chunk, and nothing goes
+behind it until it is answered. Writes are the driver's, and block (threads) or wait for the
+transport to drain (asyncio) when the server reads slowly: memory stays bounded by the
+window, never by the number of messages queued.
+
+Invariants:
+    * Every message taken ends with exactly one ``Report`` (or is in ``run.open`` for
+      :meth:`~smtpkit.engine.Transactions.abandoned` when the driver stops the run).
+    * Content is written only after the run's first envelope was accepted on this link.
+    * Nothing is written after a failed write (the stream may hold half a command); the
+      replies already due are still read, then the link is dead.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from smtpkit.engine._effects import Log, LogLevel, Report, Steps
+from smtpkit.engine._flight import Flight, Submission, envelope_error, lookahead, result_of
+from smtpkit.engine._link import Link
+from smtpkit.errors import (
+    OperationTimeout,
+    RemoteProtocolError,
+    SMTPError,
+    TransportError,
+)
+from smtpkit.protocol import Command
+from smtpkit.replies import Phase, Reply
+
+if TYPE_CHECKING:
+    from smtpkit.engine._transactions import Transactions
+
+__all__ = ["CHUNK", "MAX_REPLIES", "WINDOW_BYTES", "Window"]
+
+J = TypeVar("J", bound=Submission)
+
+#: Octets per BDAT chunk (``PreparedMessage.iter_content``'s default): a larger message is
+#: sent in several chunks, alone in the window.
+CHUNK = 1 << 20
+#: Content octets written and not answered yet, at most (one message may exceed it alone).
+WINDOW_BYTES = 1 << 20
+#: Replies due at most. Each is well under 100 octets, so what the server must hold for a
+#: client that is busy writing stays far below any socket buffer (RFC 2920 §3.5).
+MAX_REPLIES = 512
+_RSET = Command.rset()
+
+
+class _Kind(enum.Enum):
+    """What a reply due answers."""
+
+    RSET = "RSET"
+    MAIL = "MAIL"
+    RCPT = "RCPT"
+    CHUNK = "BDAT"  # a chunk before the last
+    LAST = "BDAT LAST"
+
+
+@dataclass(eq=False)
+class _Slot(Generic[J]):
+    """A message written and not (fully) answered, with the replies it is due."""
+
+    flight: Flight[J]
+    due: list[_Kind]
+    octets: int
+    read: int = 0
+    #: Nothing may be written behind it until it is answered (several chunks).
+    closes: bool = False
+    #: The first refused chunk, and the phase it is reported in.
+    chunk_refusal: tuple[Reply, Phase] | None = None
+    final: Reply | None = None
+
+
+@dataclass(eq=False)
+class Window(Generic[J]):
+    """The run of :class:`~smtpkit.engine.Transactions` when ``window`` > 1 (BDAT only)."""
+
+    run: Transactions[J]
+    size: int
+    #: Written, not fully answered, oldest first.
+    slots: deque[_Slot[J]] = field(default_factory=deque)
+    #: Taken but not written: the window had no room in octets or replies.
+    held: Flight[J] | None = None
+    #: The first message, its envelope accepted alone: its content goes first.
+    opened: Flight[J] | None = None
+    #: A refusal was read: RSET before the next MAIL written.
+    reset_due: bool = False
+    octets: int = 0
+    replies_due: int = 0
+    #: A write failed: nothing more is written on this link.
+    broken: SMTPError | None = None
+
+    @property
+    def link(self) -> Link:
+        return self.run.link
+
+    # -- the run -------------------------------------------------------------------------
+
+    def steps(self) -> Steps[None]:
+        """Take, write and read until nothing is ready and nothing is unanswered."""
+        run, link = self.run, self.link
+        first = yield from run._take()
+        if first is None:
+            return
+        yield from self._first_envelope(first)
+        while True:
+            if self.broken is None and link.alive:
+                yield from self._fill()
+            if not self.slots:
+                break
+            yield from self._read_oldest()
+        if self.broken is not None:
+            link.mark_dead()  # the stream may end in the middle of a command
+            why = f"a write failed before this message was sent ({self.broken})"
+        else:
+            why = "the connection failed before this message was sent"
+        yield from self._stale_rest(why)
+        if link.alive and self.reset_due:
+            yield from run._reset_now()
+
+    def _first_envelope(self, flight: Flight[J]) -> Steps[None]:
+        """MAIL and RCPT of the run's first message alone, as with ``window=1``.
+
+        A link the server closed while idle fails here, before anything is committed: the
+        message is stale and resent for free. Its content goes at the head of the window.
+        """
+        run, link = self.run, self.link
+        stale_ok = run._stale_ok
+        try:
+            yield from link.write(flight.envelope())
+            for _ in flight.envelope():
+                flight.replies.append((yield from link.read_reply()))
+                if not link.alive:
+                    break  # 421: nothing more comes (RFC 5321 §3.8)
+        except TransportError as error:
+            yield from run._report(flight, run._before_accept(error))
+            return
+        run._stale_ok = True
+        refusal = envelope_error(link, flight, stale_ok=stale_ok)
+        if refusal is not None:
+            yield from run._report(flight, refusal)
+            # A MAIL accepted with every RCPT refused leaves a transaction open.
+            self.reset_due = link.alive
+            return
+        self.opened = flight
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _fill(self) -> Steps[None]:
+        """Write messages while the window has room; never waits for a job."""
+        while len(self.slots) < self.size and self.broken is None:
+            if self.slots and self.slots[-1].closes:
+                return
+            envelope = self.opened is None
+            flight = yield from self._next()
+            if flight is None:
+                return
+            if self.slots and not self._fits(flight):
+                self.held = flight
+                return
+            yield from self._write(flight, envelope=envelope)
+
+    def _next(self) -> Steps[Flight[J] | None]:
+        if self.opened is not None:
+            flight, self.opened = self.opened, None
+            return flight
+        if self.held is not None:
+            flight, self.held = self.held, None
+            return flight
+        return (yield from self.run._take())
+
+    def _fits(self, flight: Flight[J]) -> bool:
+        octets = flight.prepared.size
+        return (
+            octets <= CHUNK
+            and self.octets + octets <= WINDOW_BYTES
+            and self.replies_due + len(flight.rcpts) + 3 <= MAX_REPLIES
+        )
+
+    def _write(self, flight: Flight[J], *, envelope: bool) -> Steps[None]:
+        """RSET if needed, the envelope, and the content as BDAT chunks (one write each)."""
+        link = self.link
+        conn = link.conn
+        commands: list[Command] = []
+        due: list[_Kind] = []
+        if envelope and (self.reset_due or self.slots):
+            # An earlier BDAT is unanswered (or was refused): this MAIL starts fresh.
+            commands.append(_RSET)
+            due.append(_Kind.RSET)
+            self.reset_due = False
+        if envelope:
+            commands += flight.envelope()
+            due += [_Kind.MAIL] + [_Kind.RCPT] * len(flight.rcpts)
+        octets = flight.prepared.size
+        slot = _Slot(flight, due, octets, closes=octets > CHUNK)
+        self.slots.append(slot)
+        self.octets += octets
+        head = link.encode(commands) if commands else b""
+        try:
+            for chunk, last in lookahead(flight.prepared.iter_content(CHUNK)):
+                piece = conn.send_chunk(chunk, last=last)
+                due.append(_Kind.LAST if last else _Kind.CHUNK)
+                if last:
+                    # From here a lost connection leaves the outcome unknown.
+                    flight.committed = True
+                yield from link.send_bytes(head + piece, keep=True)
+                head = b""
+        except TransportError as error:
+            # Half a command may have left: write nothing more, but read the replies due
+            # (a 421 or a queue id may be waiting). A write that timed out means the server
+            # reads nothing: its replies would not come either.
+            self.broken = error
+            if isinstance(error, OperationTimeout):
+                link.mark_dead()
+        finally:
+            self.replies_due += len(due)
+        if link.trace:
+            for command in commands:
+                yield Log(LogLevel.WIRE, f"C: {command.redacted}")
+            yield Log(LogLevel.WIRE, f"C: <{octets} octets of message content in BDAT>")
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _read_oldest(self) -> Steps[None]:
+        """Read every reply the oldest message is due, then report it."""
+        link = self.link
+        slot = self.slots[0]
+        final_timeout = link.settings.timeouts.final_reply
+        if not link.alive:
+            yield from self._lost(self.broken or self.run._stale("the connection is closed"))
+            return
+        try:
+            while slot.read < len(slot.due):
+                kind = slot.due[slot.read]
+                chunk = kind in (_Kind.CHUNK, _Kind.LAST)
+                reply = yield from link.read_reply(final_timeout if chunk else None)
+                slot.read += 1
+                if not link.alive:  # a 421: the server closes (RFC 5321 §3.8)
+                    yield from self._closed(kind, reply)
+                    return
+                self._note(slot, kind, reply)
+        except TransportError as error:
+            yield from self._lost(error)
+            return
+        self._pop()
+        yield from self._judge(slot)
+
+    def _pop(self) -> None:
+        slot = self.slots.popleft()
+        self.octets -= slot.octets
+        self.replies_due -= len(slot.due)
+
+    def _note(self, slot: _Slot[J], kind: _Kind, reply: Reply) -> None:
+        """Record one reply.
+
+        Raises:
+            RemoteProtocolError: RSET was refused (RFC 5321 §4.1.1.5: it must get 250);
+                the server's state is unknown, the link is dead.
+        """
+        if kind is _Kind.MAIL or kind is _Kind.RCPT:
+            slot.flight.replies.append(reply)
+        elif kind is _Kind.RSET:
+            if not reply.is_positive:
+                raise self.link.unexpected(reply, "RSET")
+        else:
+            if kind is _Kind.LAST:
+                slot.final = reply
+            if not reply.is_positive and slot.chunk_refusal is None:
+                phase = Phase.MESSAGE if kind is _Kind.LAST else Phase.DATA
+                slot.chunk_refusal = (reply, phase)
+
+    def _judge(self, slot: _Slot[J]) -> Steps[None]:
+        """The outcome of a message whose replies all came."""
+        run, link = self.run, self.link
+        flight = slot.flight
+        final = slot.final
+        assert final is not None  # every reply came, the last chunk's too
+        link.last_used = link.clock()
+        refused = envelope_error(link, flight, stale_ok=run._stale_ok)
+        if refused is not None and final.is_positive:
+            # RFC 3030 §3 says 503: the content went somewhere, with an envelope nobody
+            # knows. Nothing this server says can be trusted any more.
+            link.mark_dead()
+            why = f"the server answered {final} to content whose envelope it had refused"
+            yield from run._report(flight, run._unknown(flight, why))
+            yield from self._lost(RemoteProtocolError(why, transcript=link.transcript))
+            return
+        if refused is not None or slot.chunk_refusal is not None:
+            if refused is None:
+                assert slot.chunk_refusal is not None
+                reply, phase = slot.chunk_refusal
+                refused = link.error(reply, phase, command="BDAT")
+            # RFC 3030 §2: after a refused BDAT the state is indeterminate. A message
+            # written behind this one had an RSET in front of its MAIL already.
+            self.reset_due = not self.slots
+            yield from run._report(flight, refused)
+            return
+        link.messages_sent += 1
+        run.open.remove(flight)  # (_report, inlined on the path every message takes)
+        yield Report(flight.job, result_of(flight, final))
+
+    # -- endings -------------------------------------------------------------------------
+
+    def _definite(self, slot: _Slot[J]) -> SMTPError | None:
+        """A refusal that holds although not every reply came (the content cannot have been
+        accepted: RFC 3030 §3), else ``None``."""
+        flight = slot.flight
+        replies = flight.replies
+        link = self.link
+        if not replies:
+            return None
+        rcpts = replies[1:]
+        every_rcpt_refused = len(rcpts) == len(flight.rcpts) and not any(
+            reply.is_positive for reply in rcpts
+        )
+        if not replies[0].is_positive or every_rcpt_refused:
+            return envelope_error(link, flight, stale_ok=self.run._stale_ok)
+        if slot.chunk_refusal is not None:
+            reply, phase = slot.chunk_refusal
+            return link.error(reply, phase, command="BDAT")
+        return None
+
+    def _closed(self, kind: _Kind, reply: Reply) -> Steps[None]:
+        """The server answered ``kind`` of the oldest message with 421 and closes."""
+        run, link = self.run, self.link
+        slot = self.slots.popleft()
+        flight = slot.flight
+        outcome: SMTPError | None
+        if kind is _Kind.RSET:
+            outcome = run._stale(f"the server closed the connection ({reply})")
+        elif kind is _Kind.MAIL or kind is _Kind.RCPT:
+            flight.replies.append(reply)
+            outcome = envelope_error(link, flight, stale_ok=run._stale_ok)
+            outcome = outcome or run._stale(f"the server closed the connection ({reply})")
+        else:
+            outcome = self._definite(slot)
+            if outcome is None:
+                phase = Phase.MESSAGE if kind is _Kind.LAST else Phase.DATA
+                outcome = link.error(reply, phase, command="BDAT")
+        yield from run._report(flight, outcome)
+        # RFC 5321 §3.8: the server reads nothing after its 421; none of the rest arrived.
+        why = f"the server closed the connection ({reply}) before reading this message"
+        for rest in self.slots:
+            yield from run._report(rest.flight, run._stale(why))
+        self.slots.clear()
+        yield from self._stale_rest(why)
+
+    def _lost(self, error: SMTPError) -> Steps[None]:
+        """The connection failed: classify every message open on it."""
+        run = self.run
+        why = str(error)
+        for slot in self.slots:
+            flight = slot.flight
+            outcome = self._definite(slot)
+            if outcome is None:
+                outcome = (
+                    run._unknown(flight, why) if flight.committed else run._before_accept(error)
+                )
+            yield from run._report(flight, outcome)
+        self.slots.clear()
+        yield from self._stale_rest(why)
+
+    def _stale_rest(self, why: str) -> Steps[None]:
+        """Messages taken and not on the wire: not accepted, safe to send again."""
+        rest = [self.held, self.opened]
+        self.held = self.opened = None
+        for flight in rest:
+            if flight is not None:
+                yield from self.run._report(flight, self.run._stale(why))
