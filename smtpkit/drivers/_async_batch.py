@@ -65,7 +65,7 @@ class AsyncBatch:
         self._on_result = on_result
         self._read_ahead = read_ahead
         self._changed = asyncio.Event()
-        self._reports: asyncio.Queue[tuple[Job, Outcome] | None] = asyncio.Queue()
+        self._reports: asyncio.Queue[tuple[int, Outcome] | None] = asyncio.Queue()
         self._source: AsyncIterator[Item] | None = None
         if isinstance(messages, AsyncIterable):
             self._source = aiter(messages)
@@ -74,9 +74,9 @@ class AsyncBatch:
             state.read_from(iter(messages), len(messages) if isinstance(messages, Sized) else None)
         self.callback_error: Exception | None = None
 
-    def report(self, job: Job, outcome: Outcome) -> None:
+    def report(self, index: int, outcome: Outcome) -> None:
         """The state's ``report``: hand a final outcome to the reporter task."""
-        self._reports.put_nowait((job, outcome))
+        self._reports.put_nowait((index, outcome))
         self._changed.set()
 
     async def run(self, workers: int) -> None:
@@ -121,12 +121,12 @@ class AsyncBatch:
 
     async def _report(self) -> None:
         while (item := await self._reports.get()) is not None:
-            job, outcome = item
-            self._tracker.finished(job.index, outcome)  # the INFO line and the hooks
+            index, outcome = item
+            self._tracker.finished(index, outcome)  # the INFO line and the hooks
             if self._on_result is None or self.callback_error is not None:
                 continue
             try:
-                await maybe_await(self._on_result(job.index, outcome))
+                await maybe_await(self._on_result(index, outcome))
             except Exception as error:
                 self.callback_error = error
                 self.state.stop()
@@ -171,9 +171,7 @@ class AsyncBatch:
         link = conn.link
         assert link is not None
         self._start(job, conn)
-        take = state.lookahead(
-            link, self._pool.state.policy.left(link), lambda j: self._start(j, conn)
-        )
+        take = state.lookahead(link, self._pool.state.policy.left(link), self._start)
 
         def settle(done: Job, outcome: Outcome) -> None:
             state.settle(done, outcome)

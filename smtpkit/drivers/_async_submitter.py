@@ -31,7 +31,7 @@ from smtpkit.drivers._async_io import AsyncConnection, AsyncDriver
 from smtpkit.drivers._async_pool import AsyncPool
 from smtpkit.drivers._client import SubmitterBase
 from smtpkit.drivers._common import Job, Outcome, Outgoing, check_batch_options
-from smtpkit.engine import Attempts, Pacing
+from smtpkit.engine import Pacing
 from smtpkit.errors import SMTPError
 from smtpkit.transports import Transport
 from smtpkit.transports._asyncio import AsyncTransport, async_transport
@@ -130,8 +130,8 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
         tracker = self._tracker(None, per_message=False)
         start = tracker.prepare(_no_prepare)
         outcomes: list[Outcome] = []
-        state = self._batch(lambda _job, outcome: outcomes.append(outcome))
-        state.add_job(Job(0, message, sender, envelope, Attempts(self._retry)))
+        state = self._batch(lambda _index, outcome: outcomes.append(outcome))
+        state.add_job(Job(0, message, sender, envelope, self._retry))
         while (got := state.next_job()) is not None:  # one job: a try at a time
             job, wait = got
             if wait > 0:
@@ -194,7 +194,7 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
         )
         batch: AsyncBatch | None = None
         state = self._batch(
-            lambda job, outcome: batch.report(job, outcome) if batch else None,
+            lambda index, outcome: batch.report(index, outcome) if batch else None,
             pacing=Pacing(max_per_second) if max_per_second else None,
             per_connection=max_per_connection,
         )

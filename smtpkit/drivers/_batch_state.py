@@ -49,7 +49,7 @@ class BatchState:
         retry: the ``Retry`` policy each job starts with.
         pacing: the rate limit (shared with other calls of the same submitter).
         clock: monotonic seconds.
-        report: called with each job's final outcome (must not block).
+        report: ``report(index, outcome)`` with each job's final outcome (must not block).
         preset: the provider preset, for the recipients-per-message cap.
         per_connection: ``send_many``'s ``max_per_connection``.
         cancelled: the batch must start nothing more once this says so (``on_result``
@@ -62,7 +62,7 @@ class BatchState:
         retry: Retry,
         pacing: Pacing,
         clock: Callable[[], float],
-        report: Callable[[Job, Outcome], None],
+        report: Callable[[int, Outcome], None],
         preset: Preset | None = None,
         per_connection: int | None = None,
         cancelled: Callable[[], bool] | None = None,
@@ -77,6 +77,7 @@ class BatchState:
         self._source: Iterator[Item] | None = None
         self._ready: deque[Job] = deque()  # a job to try again goes first
         self._last_errors: dict[int, SMTPError] = {}
+        self._paced = pacing.limited
         self._used: dict[Link, int] = {}  # jobs this batch gave each connection
         self.created = 0
         #: How many messages the caller passed, when it says: for the unsent count.
@@ -101,7 +102,8 @@ class BatchState:
 
     def add(self, item: Item) -> Job:
         """Queue a job for ``item`` (a driver reading an async source ahead)."""
-        job = self._job(item)
+        job = Job.of(self.created, item, self._retry)
+        self.created += 1
         self._ready.append(job)
         return job
 
@@ -114,11 +116,6 @@ class BatchState:
     def queued(self) -> int:
         """Jobs waiting in the ready queue (not counting the source or retries)."""
         return len(self._ready)
-
-    def _job(self, item: Item) -> Job:
-        job = Job.of(self.created, item, self._retry)
-        self.created += 1
-        return job
 
     def _pull(self) -> Job | None:
         if self._source is None:
@@ -134,7 +131,9 @@ class BatchState:
             self.exhausted = True
             self.fail(error)
             return None
-        return self._job(item)
+        job = Job.of(self.created, item, self._retry)
+        self.created += 1
+        return job
 
     def _pop(self) -> Job | None:
         """The next job that passes the pre-connection checks (others end here)."""
@@ -143,7 +142,7 @@ class BatchState:
             if job is None:
                 return None
             self.in_flight += 1
-            if job.started:
+            if job.started or self._preset is None:
                 return job
             refusal = recipient_cap_error(job, self._preset)
             if refusal is None:
@@ -179,7 +178,7 @@ class BatchState:
             if job.started:
                 wait, job.wait = job.wait, 0.0
             else:
-                wait = self._pacing.reserve(self._clock())
+                wait = self._pacing.reserve(self._clock()) if self._paced else 0.0
                 job.started = True
             return job, wait
         return None
@@ -190,12 +189,14 @@ class BatchState:
         self.in_flight -= 1
         self._ready.appendleft(job)
 
-    def lookahead(self, link: Link, left: int | None, start: Callable[[Job], None]) -> TakeNow:
+    def lookahead(
+        self, link: Link, left: int | None, start: Callable[[Job, object], object]
+    ) -> TakeNow:
         """The engine's ``TakeNext`` for one run on ``link`` after its first job.
 
         Args:
             left: messages the pool's policy still allows on ``link`` (``None``: no cap).
-            start: called with each job handed out (the start hooks).
+            start: ``start(job, None)`` for each job handed out (the start hooks).
         """
         per = self._per_connection
         cap = left
@@ -206,7 +207,8 @@ class BatchState:
 
     def take_now(self) -> Job | None:
         """A job that may start *now*, or ``None``; never waits."""
-        if self.stopped or self.login_failure is not None:
+        cancelled = self._cancelled
+        if self._stopped or self.login_failure is not None or (cancelled and cancelled()):
             return None
         if self._ready and self._ready[0].wait > 0:
             return None  # a backoff is due first, waited with no transaction open
@@ -214,7 +216,7 @@ class BatchState:
         if job is None:
             return None
         if not job.started:
-            if not self._pacing.admit(self._clock()):
+            if self._paced and not self._pacing.admit(self._clock()):
                 self.in_flight -= 1
                 self._ready.appendleft(job)  # not yet: it starts the next transaction
                 return None
@@ -230,7 +232,7 @@ class BatchState:
 
     def settle(self, job: Job, outcome: Outcome) -> None:
         """Record ``job``'s outcome, or queue it for another try (never waits)."""
-        delay = None if isinstance(outcome, SendResult) else job.attempts.next_try(outcome)
+        delay = None if isinstance(outcome, SendResult) else job.next_try(outcome)
         if delay is None:
             self.finish(job, outcome)
             return
@@ -247,8 +249,9 @@ class BatchState:
         """Record ``job``'s final outcome and report it."""
         self.in_flight -= 1
         self.outcomes[job.index] = outcome
-        self._last_errors.pop(job.index, None)
-        self._report(job, outcome)
+        if job.last_error is not None:
+            del self._last_errors[job.index]
+        self._report(job.index, outcome)
 
     def opening_failed(self, job: Job, error: SMTPError) -> None:
         """Opening a connection for ``job`` failed: a refused login ends it and every
@@ -306,7 +309,9 @@ class TakeNow:
 
     __slots__ = ("_cap", "_start", "_state", "taken")
 
-    def __init__(self, state: BatchState, cap: int | None, start: Callable[[Job], None]) -> None:
+    def __init__(
+        self, state: BatchState, cap: int | None, start: Callable[[Job, object], object]
+    ) -> None:
         self._state = state
         self._cap = cap
         self._start = start
@@ -318,7 +323,7 @@ class TakeNow:
         job = self._state.take_now()
         if job is not None:
             self.taken += 1
-            self._start(job)
+            self._start(job, None)
         return job
 
 

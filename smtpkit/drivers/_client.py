@@ -36,7 +36,6 @@ from smtpkit.config import Endpoint, Security, Timeouts
 from smtpkit.drivers._batch_state import BatchState
 from smtpkit.drivers._common import (
     TOKEN_EXPIRY_MARGIN,
-    Job,
     Outcome,
     PoolLimits,
     default_local_hostname,
@@ -178,13 +177,13 @@ class SubmitterBase(Generic[T]):
 
     def _batch(
         self,
-        report: Callable[[Job, Outcome], None],
+        report: Callable[[int, Outcome], None],
         *,
         pacing: Pacing | None = None,
         per_connection: int | None = None,
         cancelled: Callable[[], bool] | None = None,
     ) -> BatchState:
-        """The bookkeeping of one call; ``report`` gets each final outcome."""
+        """The bookkeeping of one call; ``report(index, outcome)`` gets each final one."""
         return BatchState(
             retry=self._retry,
             pacing=pacing or self._pacing,

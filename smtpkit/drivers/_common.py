@@ -20,7 +20,7 @@ import logging
 import math
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import Message
 
 from smtpkit._checks import check_count, check_pool_limits
@@ -126,35 +126,68 @@ Outcome = SendResult | SMTPError
 Item = Message | Outgoing
 
 
-@dataclass(eq=False)
 class Job:
     """One message to send, with its tries (identity-compared: each job is one message).
 
     Attributes:
         index: the message's position in the batch (0 for ``send``).
-        attempts: the free resend after ``ConnectionStale``, then the ``Retry`` policy.
+        message, sender, recipients: what to send (the engine's ``Submission``).
+        retry: the ``Retry`` policy its tries follow (after the free resend on
+            ``ConnectionStale``; :meth:`next_try`).
         started: it took its rate-limit slot (on the first try; retries need none).
         last_error: the error of its last try, while it waits to be tried again.
         wait: seconds to wait before its next try (a ``Retry`` backoff), with no
             connection held.
     """
 
-    index: int
-    message: Message | bytes
-    sender: str | None = None
-    recipients: tuple[str, ...] | None = None
-    attempts: Attempts = field(default_factory=Attempts)
-    started: bool = False
-    last_error: SMTPError | None = None
-    wait: float = 0.0
+    __slots__ = (
+        "_attempts",
+        "index",
+        "last_error",
+        "message",
+        "recipients",
+        "retry",
+        "sender",
+        "started",
+        "wait",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        message: Message | bytes,
+        sender: str | None = None,
+        recipients: tuple[str, ...] | None = None,
+        retry: Retry | None = None,
+    ) -> None:
+        self.index = index
+        self.message = message
+        self.sender = sender
+        self.recipients = recipients
+        self.retry = retry
+        self.started = False
+        self.last_error: SMTPError | None = None
+        self.wait = 0.0
+        self._attempts: Attempts | None = None  # made at the first failure: most never fail
 
     @classmethod
     def of(cls, index: int, item: Item, retry: Retry) -> Job:
         """The job for a ``send_many`` item (a message, or an :class:`Outgoing`)."""
         if isinstance(item, Outgoing):
             recipients = None if item.recipients is None else tuple(item.recipients)
-            return cls(index, item.message, item.sender, recipients, Attempts(retry))
-        return cls(index, item, attempts=Attempts(retry))
+            return cls(index, item.message, item.sender, recipients, retry)
+        return cls(index, item, None, None, retry)
+
+    def next_try(self, error: SMTPError) -> float | None:
+        """Seconds to wait before trying again after ``error``, or ``None`` if it is final
+        (the engine's :class:`~smtpkit.engine.Attempts`)."""
+        attempts = self._attempts
+        if attempts is None:
+            attempts = self._attempts = Attempts(self.retry or Retry.never())
+        return attempts.next_try(error)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.index}>"
 
 
 def check_batch_options(

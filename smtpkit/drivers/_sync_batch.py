@@ -8,9 +8,10 @@ one-job, one-worker case on the calling thread, so there is a single send path.
 Invariants:
     * A worker never holds a connection while it waits; a connection given back is never
       mid-transaction (a run that stops aborts its connection).
-    * Every state change happens under the batch's lock and wakes the waiting workers; no
-      user code runs under it (the hooks and ``on_result`` run on the tracker's reporting
-      thread, or, for ``send``, after the run).
+    * With several workers every state change happens under the batch's lock and wakes the
+      waiting workers; one worker (``send``, ``concurrency=1``) is the only thread that
+      touches the state, and takes no lock. No user code runs under the lock (the hooks and
+      ``on_result`` run on the tracker's reporting thread, or, for ``send``, after the run).
     * An unexpected exception in a worker stops the batch: the others start nothing more,
       and :func:`run_batch` raises it after every worker has ended.
 """
@@ -57,7 +58,7 @@ def run_batch(
     workers: int,
     pool: SyncPool,
     driver: SyncDriver,
-    start: Callable[[Job, SyncConnection], None],
+    start: Callable[[Job, object], object],
     sleep: Callable[[float], None],
 ) -> None:
     """Send every job of ``state`` with ``workers`` threads (1: on the calling thread).
@@ -65,7 +66,7 @@ def run_batch(
     Raises:
         BaseException: what a worker raised unexpectedly (a bug, or the caller's iterator).
     """
-    batch = _Workers(state, pool, driver, start, sleep)
+    batch = _Workers(state, pool, driver, start, sleep, shared=workers > 1)
     if workers <= 1:
         batch.work()
     else:
@@ -89,15 +90,19 @@ class _Workers:
         state: BatchState,
         pool: SyncPool,
         driver: SyncDriver,
-        start: Callable[[Job, SyncConnection], None],
+        start: Callable[[Job, object], object],
         sleep: Callable[[float], None],
+        *,
+        shared: bool,
     ) -> None:
         self._state = state
         self._pool = pool
         self._driver = driver
         self._start = start
         self._sleep = sleep
-        self._lock = threading.Condition()
+        self._shared = shared
+        self._lock = threading.Condition(threading.Lock())
+        self._waiting = 0  # workers waiting for a job (notified only when there are some)
 
     def work(self) -> None:
         """One worker: take a job, wait (holding no connection) until it may start, take a
@@ -117,44 +122,53 @@ class _Workers:
                 except SMTPError as error:
                     with self._lock:
                         state.opening_failed(job, error)
-                        self._lock.notify_all()
+                        self._wake()
                     continue
                 self._run_on(conn, job)
         except BaseException as error:  # re-raised by run_batch() after every worker ended
             with self._lock:
                 state.fail(error)
-                self._lock.notify_all()
+                self._wake()
+
+    def _wake(self) -> None:
+        """After a change of the state (under the lock): wake the workers waiting for one."""
+        if self._waiting:
+            self._lock.notify_all()
 
     def _next(self) -> tuple[Job, float] | None:
         state = self._state
         with self._lock:
             while (got := state.next_job()) is None:  # bounded: each pass ends or waits
                 if state.done:
-                    self._lock.notify_all()  # the others may be done too
+                    self._wake()  # the others may be done too
                     return None
-                self._lock.wait(_POLL)
+                self._waiting += 1
+                try:
+                    self._lock.wait(_POLL)
+                finally:
+                    self._waiting -= 1
             return got
 
     def _run_on(self, conn: SyncConnection, first: Job) -> None:
         state, lock = self._state, self._lock
         link = conn.link
         assert link is not None
-
-        def start(job: Job) -> None:
-            self._start(job, conn)
-
-        def take() -> Job | None:
-            with lock:
-                return take_now()
-
-        def report(job: Job, outcome: Outcome) -> None:
-            with lock:
-                state.settle(job, outcome)
-                lock.notify_all()
-
         with lock:
-            take_now = state.lookahead(link, self._pool.state.policy.left(link), start)
-        start(first)
+            take_now = state.lookahead(link, self._pool.state.policy.left(link), self._start)
+        take: Callable[[], Job | None] = take_now
+        report: Callable[[Job, Outcome], None] = state.settle
+        if self._shared:
+
+            def take() -> Job | None:
+                with lock:
+                    return take_now()
+
+            def report(job: Job, outcome: Outcome) -> None:
+                with lock:
+                    state.settle(job, outcome)
+                    self._wake()
+
+        self._start(first, None)
         self._driver.transact(conn, first, take, report)
         with lock:
             spent = state.used(link, take_now.taken)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from smtpkit.auth import AccessToken
 from smtpkit.drivers._driving import AnyReporter, Connection, DriverBase, Reporter, Taker
-from smtpkit.engine import Connected, Steps, Submission
+from smtpkit.engine import Connected, Report, Steps, Submission
 from smtpkit.errors import LocalProtocolError, SMTPError
 from smtpkit.transports import Stream, Transport, peer_address
 
@@ -62,16 +62,20 @@ class SyncDriver(DriverBase[Transport]):
         report: AnyReporter | None = None,
     ) -> R:
         """Drive ``steps`` to its end on ``conn``; its result, or what it raised."""
-        send, throw, handlers, local = steps.send, steps.throw, self._handlers, self.local
+        send, throw, handlers = steps.send, steps.throw, self._handlers
         try:
             effect = send(None)
             while True:
-                handler = handlers.get(type(effect))
+                kind = type(effect)
+                handler = handlers.get(kind)
                 try:
-                    if handler is None:
-                        answer = local(effect, take, report)
-                    else:
+                    if handler is not None:
                         answer = handler(effect, conn)
+                    elif kind is Report and report is not None:  # every message: inline
+                        report(effect.job, effect.result)  # type: ignore[union-attr]
+                        answer = None
+                    else:
+                        answer = self.local(effect, take, report)
                 except SMTPError as error:
                     effect = throw(error)
                 else:
@@ -84,15 +88,21 @@ class SyncDriver(DriverBase[Transport]):
     # -- the effects that do I/O ---------------------------------------------------------
 
     def write(self, effect: Write, conn: SyncConnection) -> None:
-        stream = conn.open_stream()
+        stream = conn.stream
+        if stream is None:
+            stream = conn.open_stream()  # raises: the engine never asks without a stream
         if conn.timeout != effect.timeout:
             stream.set_timeout(effect.timeout)
             conn.timeout = effect.timeout
         stream.send(effect.data)
 
     def receive(self, effect: Receive, conn: SyncConnection) -> bytes:
-        stream = conn.open_stream()
-        left = self.left(effect.deadline)
+        stream = conn.stream
+        if stream is None:
+            stream = conn.open_stream()  # raises: the engine never asks without a stream
+        left = effect.deadline - self.clock()
+        if left <= 0:
+            left = self.left(effect.deadline)  # raises OperationTimeout
         if conn.timeout is None or abs(conn.timeout - left) > _SLACK:
             stream.set_timeout(left)
             conn.timeout = left

@@ -34,7 +34,6 @@ from smtpkit.drivers._common import Job, Outcome, Outgoing, check_batch_options
 from smtpkit.drivers._sync_batch import SharedPacing, run_batch
 from smtpkit.drivers._sync_io import SyncConnection, SyncDriver
 from smtpkit.drivers._sync_pool import SyncPool
-from smtpkit.engine import Attempts
 from smtpkit.errors import SMTPError
 from smtpkit.hooks import SendTracker
 from smtpkit.transports import SocketTransport, Transport
@@ -191,10 +190,10 @@ class Submitter(SubmitterBase[Transport]):
         """
         # `is not None`: an empty list means "no recipients" (an error), never "use the headers".
         envelope = None if recipients is None else tuple(recipients)
-        job = Job(0, message, sender, envelope, Attempts(self._retry))
+        job = Job(0, message, sender, envelope, self._retry)
         tracker = self._tracker(None, per_message=False)
         outcomes: list[Outcome] = []
-        state = self._batch(lambda _job, outcome: outcomes.append(outcome))
+        state = self._batch(lambda _index, outcome: outcomes.append(outcome))
         state.add_job(job)
         self._run(state, tracker, workers=1)
         # The hooks run once the run is over: after the RSET that follows a refusal.
@@ -258,10 +257,10 @@ class Submitter(SubmitterBase[Transport]):
             return []
         tracker = self._tracker(on_result, background=True)
         state = self._batch(
-            lambda job, outcome: tracker.finished(job.index, outcome),
+            tracker.finished,
             pacing=SharedPacing(max_per_second) if max_per_second else None,
             per_connection=max_per_connection,
-            cancelled=lambda: tracker.failed,
+            cancelled=lambda: tracker.error is not None,
         )
         state.read_from(iter(items), len(items))
         try:

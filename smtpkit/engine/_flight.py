@@ -29,7 +29,7 @@ from smtpkit.errors import (
     error_for_reply,
 )
 from smtpkit.message import BodyType, PreparedMessage
-from smtpkit.protocol import Command
+from smtpkit.protocol import Command, Extensions
 from smtpkit.replies import Phase, Reply
 
 __all__ = ["Flight", "Submission", "envelope_error", "lookahead", "mail_params", "result_of"]
@@ -67,19 +67,23 @@ class Flight(Generic[J]):
     committed: bool = False
     #: The envelope went out behind a refused BDAT: drop its answers, RSET, send it again.
     redo: bool = False
-    _envelope: list[Command] | None = field(default=None, repr=False)
+    #: MAIL, every RCPT, and DATA unless the content goes by BDAT (built once).
+    commands: list[Command] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        commands = [self.mail, *self.rcpts]
+        if self.with_data:
+            commands.append(_DATA)
+        self.commands = commands
 
     def envelope(self) -> list[Command]:
         """MAIL, every RCPT, and DATA unless the content goes by BDAT."""
-        if self._envelope is None:
-            commands = [self.mail, *self.rcpts]
-            if self.with_data:
-                commands.append(_DATA)
-            self._envelope = commands
-        return self._envelope
+        return self.commands
 
 
-def mail_params(link: Link, prepared: PreparedMessage) -> list[str]:
+def mail_params(
+    link: Link, prepared: PreparedMessage, extensions: Extensions | None = None
+) -> list[str]:
     """ESMTP parameters for MAIL FROM; checks SIZE, 8BITMIME and SMTPUTF8 first.
 
     Raises:
@@ -87,7 +91,8 @@ def mail_params(link: Link, prepared: PreparedMessage) -> list[str]:
         MessageError: the message needs SMTPUTF8/8BITMIME and the server lacks it, or it
             has more recipients than the provider preset allows per message.
     """
-    extensions = link.extensions
+    if extensions is None:
+        extensions = link.extensions
     params: list[str] = []
     preset = link.preset
     count = len(prepared.envelope.recipients)

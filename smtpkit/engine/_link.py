@@ -42,7 +42,14 @@ from smtpkit.errors import (
     TransportError,
     error_for_reply,
 )
-from smtpkit.protocol import NEED_DATA, ClientConnection, Command, ConnectionClosed, Extensions
+from smtpkit.protocol import (
+    NEED_DATA,
+    ClientConnection,
+    Command,
+    ConnectionClosed,
+    Extensions,
+    ReplyReceived,
+)
 from smtpkit.replies import Phase, Reply
 
 __all__ = ["DEADLINE_PASSED", "Link", "LinkSettings"]
@@ -217,6 +224,33 @@ class Link:
                 self.mark_dead()
                 error.attach_transcript(self.transcript)
                 raise
+        reply = self._reply_of(event)
+        if self.trace:
+            shown = reply.to_bytes().decode("utf-8", "replace")
+            for line in shown.splitlines():
+                yield Log(LogLevel.WIRE, f"S: {line}")
+        return reply
+
+    def poll_reply(self) -> Reply | None:
+        """The next reply if it has already arrived whole, else ``None`` (nothing is read).
+
+        The cheap path for pipelined replies, which mostly arrive in one read: no step and
+        no effect. With ``trace`` on it answers ``None``, so :meth:`read_reply` logs it.
+        """
+        if self.trace:
+            return None
+        try:
+            event = self.conn.next_event()
+        except TransportError as error:
+            self.mark_dead()
+            error.attach_transcript(self.transcript)
+            raise
+        if event is NEED_DATA:
+            return None
+        return self._reply_of(event)
+
+    def _reply_of(self, event: ReplyReceived | ConnectionClosed) -> Reply:
+        """The reply an event carries; a closed connection raises, a ``421`` kills the link."""
         if isinstance(event, ConnectionClosed):
             self.mark_dead()
             waiting = event.unanswered[0].redacted if event.unanswered else "the greeting"
@@ -230,10 +264,6 @@ class Link:
         if reply.code == 421:
             # RFC 5321 §3.8: the server is closing the channel; nothing more will come.
             self.mark_dead()
-        if self.trace:
-            shown = reply.to_bytes().decode("utf-8", "replace")
-            for line in shown.splitlines():
-                yield Log(LogLevel.WIRE, f"S: {line}")
         return reply
 
     def _late(self, timeout: float, late: OperationTimeout) -> OperationTimeout:

@@ -89,7 +89,7 @@ class Transactions(Generic[J]):
     def __init__(self, link: Link, first: J) -> None:
         self.link = link
         self._first: J | None = first
-        extensions = link.extensions
+        self.extensions = extensions = link.extensions
         self.pipelining = extensions.pipelining
         self.chunking = extensions.chunking and link.settings.chunking
         #: Whole transactions in flight at once (BDAT only: DATA waits for its 354).
@@ -166,7 +166,7 @@ class Transactions(Generic[J]):
     def _prepare(self, job: J) -> Steps[Flight[J] | None]:
         """A flight for ``job``, or ``None`` after reporting why it cannot be sent."""
         link = self.link
-        extensions = link.extensions
+        extensions = self.extensions
         try:
             prepared = prepare_message(
                 job.message,
@@ -176,7 +176,7 @@ class Transactions(Generic[J]):
                 utf8_allowed=extensions.smtputf8,
                 eight_bit_allowed=extensions.eight_bit_mime,
             )
-            params = mail_params(link, prepared)
+            params = mail_params(link, prepared, extensions)
             mail = Command.mail(prepared.envelope.sender, params)
             rcpts = [Command.rcpt(address) for address in prepared.envelope.recipients]
         except SMTPError as error:
@@ -213,7 +213,7 @@ class Transactions(Generic[J]):
         while flight is not None and link.alive:
             try:
                 if not sent_ahead and self.pipelining:
-                    yield from link.write(flight.envelope())
+                    yield from link.write(flight.commands)
                 refusal = yield from self._read_envelope(flight)
             except TransportError as error:
                 yield from self._report(flight, self._before_accept(error))
@@ -251,8 +251,12 @@ class Transactions(Generic[J]):
                 flight.redo = False
                 yield from link.write([_RSET, *flight.envelope()])
                 yield from link.read_reply()
-            for _ in flight.envelope():
-                replies.append((yield from link.read_reply()))
+            for _ in flight.commands:
+                # Pipelined replies mostly arrive in one read: the later ones are there.
+                reply = link.poll_reply()
+                if reply is None:
+                    reply = yield from link.read_reply()
+                replies.append(reply)
                 if not link.alive:
                     # 421 (RFC 5321 §3.8): the commands after it get no reply.
                     break
@@ -340,7 +344,7 @@ class Transactions(Generic[J]):
         # round trip more is small).
         ahead = following is not None and self.pipelining and not several_chunks
         if following is not None and ahead:
-            tail += link.encode(following.envelope())
+            tail += link.encode(following.commands)
         flight.committed = True
         try:
             yield from link.send_bytes(tail)
@@ -359,7 +363,8 @@ class Transactions(Generic[J]):
                     yield from self._reset_now()
             return ahead
         link.messages_sent += 1
-        yield from self._report(flight, result_of(flight, final))
+        self.open.remove(flight)  # (_report, inlined on the path every message takes)
+        yield Report(flight.job, result_of(flight, final))
         return ahead
 
     def _final_reply(self) -> Steps[tuple[Reply, Phase]]:
