@@ -103,6 +103,20 @@ def check_count(name: str, value: object, *, example: int = 4, optional: bool = 
         )
 
 
+#: The largest BDAT window accepted: each message in it may end unknown on a connection loss.
+MAX_WINDOW = 256
+
+
+def check_window(value: object) -> None:
+    """The BDAT window: an ``int`` from 1 to :data:`MAX_WINDOW`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WINDOW:
+        raise ConfigurationError(
+            f"window must be an integer from 1 to {MAX_WINDOW}, got {value!r}",
+            hint="e.g. window=16; window=1 sends one transaction at a time (up to that many "
+            "messages may end DeliveryUnknown when a connection is lost)",
+        )
+
+
 def check_seconds(name: str, value: object, *, example: float = 30) -> None:
     """A finite number of seconds greater than 0."""
     if not _positive_number(value):
@@ -164,6 +178,7 @@ def check_submitter_options(
     idle_timeout: object,
     rate_limit: object,
     use_chunking: object,
+    window: object,
     clock: object,
     wall_clock: object,
 ) -> None:
@@ -217,5 +232,6 @@ def check_submitter_options(
             hint="e.g. rate_limit=0.5 for 30 messages a minute; None for no limit",
         )
     _check_flag("use_chunking", use_chunking)
+    check_window(window)
     _check_callable("clock", clock)
     _check_callable("wall_clock", wall_clock, optional=True)

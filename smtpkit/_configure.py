@@ -32,6 +32,9 @@ URL query options (everything else is refused, naming the unknown option):
                             (``socks5h://user:pw@host:1080``, percent-encoded as a query
                             value), or ``proxy=env`` for ``ALL_PROXY``/``HTTPS_PROXY``
                             (:class:`smtpkit.Proxy`); TLS still runs end to end
+``window=16``               whole BDAT transactions in flight per connection when the
+                            server offers PIPELINING and CHUNKING (1 to 256; ``1``: one
+                            at a time)
 ==========================  ====================================================================
 
 Invariants:
@@ -58,6 +61,7 @@ from datetime import datetime
 from typing import TypedDict, Unpack
 
 from smtpkit import providers
+from smtpkit._checks import MAX_WINDOW, check_window
 from smtpkit._proxy import Proxy, proxy_option
 from smtpkit._url import ServerURL, parse_url, redact_url
 from smtpkit.auth import (
@@ -101,6 +105,7 @@ URL_OPTIONS = frozenset(
         "allow_plaintext",
         "cafile",
         "proxy",
+        "window",
     }
 )
 _AUTH_CHOICES = ("password", "plain", "login", "app_password", "xoauth2", "oauthbearer")
@@ -131,6 +136,7 @@ class SubmitterOptions(TypedDict, total=False):
     idle_timeout: float
     rate_limit: float | None
     use_chunking: bool
+    window: int
     clock: Callable[[], float]
     wall_clock: Callable[[], datetime] | None
 
@@ -241,6 +247,25 @@ def _timeout(value: str, shown: str) -> float:
             f"timeout={value!r} in {shown} must be a number of seconds greater than 0"
         )
     return seconds
+
+
+def _url_window(query: Mapping[str, str], shown: str) -> SubmitterOptions:
+    """``{"window": N}`` for the URL's ``window=`` option."""
+    if "window" not in query:
+        return {}
+    value = query["window"]
+    try:
+        window = int(value.strip())
+    except ValueError:
+        window = 0
+    try:
+        check_window(window)
+    except ConfigurationError as error:
+        raise ConfigurationError(
+            f"window={value!r} in {shown} must be an integer from 1 to {MAX_WINDOW}",
+            hint=error.hint,
+        ) from None
+    return {"window": window}
 
 
 def ca_context(path: str, *, what: str = "the CA file") -> ssl.SSLContext:
@@ -425,6 +450,7 @@ def options_from_url(
         "host": server.host,
         "port": server.port,
         "security": server.security,
+        **_url_window(query, shown),
     }
     plaintext_ok = _flag("allow_plaintext", query.get("allow_plaintext", "false"), shown)
     if "allow_plaintext" in query and server.security is not Security.NONE:

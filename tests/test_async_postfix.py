@@ -102,6 +102,7 @@ def test_send_many_pipelines_bdat_and_resets_after_a_refusal(postfix: PostfixSer
             timeout=10,
             transport=transport,
             max_connections=1,
+            window=1,  # one transaction at a time: the exchange asserted below
         ) as submitter:
             return await submitter.send_many(messages)
 

@@ -76,7 +76,9 @@ def test_bdat_pipelined_with_a_refusal_and_a_multi_chunk_message(
     messages.insert(2, mail(5, to=REFUSED, tag=tag))
     messages.append(big)
     before = len(postfix.sessions())
-    client = driver.client(postfix.host, postfix.port, security=Security.NONE, timeout=10.0)
+    client = driver.client(
+        postfix.host, postfix.port, security=Security.NONE, timeout=10.0, window=1
+    )
 
     outcomes = client.send_many(messages, concurrency=1)
     client.close()

@@ -404,7 +404,10 @@ def test_fault_injection_soak(seed: int, concurrency: int, caps: FakeCapabilitie
     chaos = ChaosTransport(fake, seed, rate=0.06)
     sleeps: list[float] = []
     sender = fake_submitter(
-        chaos, retry=Retry(attempts=5, backoff=0, sleep=sleeps.append), max_connections=4
+        chaos,
+        retry=Retry(attempts=5, backoff=0, sleep=sleeps.append),
+        max_connections=4,
+        window=1,  # the BDAT window has its own fault run (tests/test_window_faults.py)
     )
     started = time.monotonic()
     outcomes = sender.send_many([message(i) for i in range(count)], concurrency=concurrency)

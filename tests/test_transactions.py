@@ -344,7 +344,7 @@ def test_large_content_goes_in_several_bdat_chunks(pipelining: bool) -> None:
 
 
 def test_bdat_last_travels_with_the_next_envelope() -> None:
-    fake, recording, submitter = make(FakeCapabilities(chunking=True))
+    fake, recording, submitter = make(FakeCapabilities(chunking=True), window=1)
     submitter.send_many([message(i) for i in range(3)], concurrency=1)
     flights = recording.flights()
     assert len(flights) == 4
@@ -359,7 +359,7 @@ def test_bdat_last_travels_with_the_next_envelope() -> None:
 
 
 def test_bdat_refused_sender_sends_no_chunk_and_the_next_message_goes_through() -> None:
-    fake, recording, submitter = make(FakeCapabilities(chunking=True))
+    fake, recording, submitter = make(FakeCapabilities(chunking=True), window=1)
     fake.reply("mail", "550 5.7.1 Sender rejected")
     first, second = submitter.send_many([message(0), message(1)], concurrency=1)
 
@@ -377,7 +377,7 @@ def test_bdat_refused_sender_sends_no_chunk_and_the_next_message_goes_through() 
 
 
 def test_bdat_all_recipients_refused() -> None:
-    fake, recording, submitter = make(FakeCapabilities(chunking=True))
+    fake, recording, submitter = make(FakeCapabilities(chunking=True), window=1)
     fake.reply("rcpt", "550 5.1.1 No such user", recipient="a@example.test")
     fake.reply("rcpt", "550 5.1.1 No such user", recipient="b@example.test")
     first, second = submitter.send_many(

@@ -49,7 +49,11 @@ from smtpkit.hooks import SendTracker
 from smtpkit.retry import Retry
 from smtpkit.transports import Transport
 
-__all__ = ["SubmitterBase"]
+__all__ = ["DEFAULT_WINDOW", "SubmitterBase"]
+
+#: Whole BDAT transactions in flight per connection when the server offers PIPELINING and
+#: CHUNKING (see docs/performance.md, "The BDAT window", for the measurement behind it).
+DEFAULT_WINDOW = 16
 
 C = TypeVar("C", bound=Pooled)
 T = TypeVar("T")  # the transports a driver accepts besides a synchronous Transport
@@ -80,6 +84,7 @@ class SubmitterBase(Generic[T]):
         idle_timeout: float = 60.0,
         rate_limit: float | None = None,
         use_chunking: bool = True,
+        window: int = DEFAULT_WINDOW,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -102,6 +107,7 @@ class SubmitterBase(Generic[T]):
             idle_timeout=idle_timeout,
             rate_limit=rate_limit,
             use_chunking=use_chunking,
+            window=window,
             clock=clock,
             wall_clock=wall_clock,
         )
@@ -117,6 +123,7 @@ class SubmitterBase(Generic[T]):
             allow_unencrypted_auth=allow_unencrypted_auth,
             provider=provider,
             chunking=use_chunking,
+            window=window,
         )
         self._endpoint = Endpoint(host.strip(), port, security, tls_context, timeouts.connect)
         self._tls_context = tls_context
@@ -282,6 +289,11 @@ class SubmitterBase(Generic[T]):
     def pool_limits(self) -> PoolLimits:
         """The connection pool's limits."""
         return self._limits
+
+    @property
+    def window(self) -> int:
+        """Whole BDAT transactions kept in flight per connection (PIPELINING and CHUNKING)."""
+        return self._settings.window
 
     @property
     def rate_limit(self) -> float | None:

@@ -95,6 +95,9 @@ class Submitter(SubmitterBase[Transport]):
             (seconds; checked whenever the Submitter is used).
         rate_limit: at most this many messages per second (all threads together).
         use_chunking: send with BDAT (RFC 3030) when the server offers CHUNKING.
+        window: with PIPELINING and CHUNKING, keep up to this many whole transactions in
+            flight on one connection (``1``: one at a time). A lost connection can leave
+            up to ``window`` messages ``DeliveryUnknown``; see docs/performance.md.
         clock, wall_clock: monotonic and UTC clocks, injectable for tests.
     """
 
