@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 from smtpkit._proxy import Proxy, ProxyKind
 from smtpkit._result import BatchInterrupted, SendResult
 from smtpkit.config import Security, Timeouts
+from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers import Outgoing, Submitter
+from smtpkit.dsn import DSN, ESMTPParams, IfUnsupported, Notify, RecipientDSN, Ret
 from smtpkit.errors import (
     AppPasswordRequired,
     AuthenticationError,
@@ -80,6 +82,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "DSN",
     "AppPasswordRequired",
     "AsyncFailover",
     "AsyncSubmitter",
@@ -94,12 +97,15 @@ __all__ = [
     "ConnectionRejected",
     "ConnectionStale",
     "CredentialKind",
+    "DKIMSigner",
     "DeliveryUnknown",
+    "ESMTPParams",
     "EncryptionRequired",
     "EnhancedStatus",
     "Failover",
     "FailoverResult",
     "FailoverStrategy",
+    "IfUnsupported",
     "InsecureAuthRefused",
     "InvalidCredentials",
     "LocalProtocolError",
@@ -107,6 +113,7 @@ __all__ = [
     "MessageError",
     "MessageRejected",
     "MessageTooLarge",
+    "Notify",
     "OperationTimeout",
     "Outgoing",
     "Phase",
@@ -118,10 +125,12 @@ __all__ = [
     "QuotaExceeded",
     "QuotaStoreUnavailable",
     "RateLimited",
+    "RecipientDSN",
     "RecipientRejected",
     "RemoteProtocolError",
     "Reply",
     "ReplyError",
+    "Ret",
     "Retry",
     "SMTPError",
     "Security",

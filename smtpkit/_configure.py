@@ -74,6 +74,7 @@ from smtpkit.auth import (
     XOAuth2Auth,
 )
 from smtpkit.config import Security, Timeouts, check_ehlo_name, is_loopback
+from smtpkit.dkim import DKIMSigner
 from smtpkit.errors import ConfigurationError
 from smtpkit.retry import Retry
 from smtpkit.transports import LoopbackOnlyTransport, SocketTransport, Transport
@@ -128,6 +129,7 @@ class SubmitterOptions(TypedDict, total=False):
     local_hostname: str | None
     transport: Transport | None
     proxy: Proxy | str | None
+    dkim: DKIMSigner | None
     allow_unencrypted_auth: bool
     provider: str | None
     retry: Retry | None

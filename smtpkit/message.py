@@ -39,6 +39,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -200,6 +201,38 @@ class PreparedMessage:
         this builds a full copy on every access: send with :meth:`iter_content` instead.
         """
         return self._wire.tobytes()
+
+    def with_field(self, field: bytes, *, final_crlf: bool = False) -> PreparedMessage:
+        """A copy whose content starts with ``field``; the rest is shared, not copied.
+
+        For a field computed from the prepared content, such as ``DKIM-Signature`` (RFC
+        6376 §5.6 puts it before the fields it signs).
+
+        Args:
+            field: one complete header field in wire form: ASCII, CRLF line endings
+                (folded lines included), ending with CRLF, no line over 998 octets.
+            final_crlf: also end the content with CRLF (for a content whose last line has
+                none: what a signature covered must be what is sent).
+
+        Raises:
+            MessageError: ``field`` is not such a field.
+        """
+        lines = field.split(b"\r\n")
+        if (
+            not field.isascii()
+            or lines[-1] != b""
+            or b"\r" in field.replace(b"\r\n", b"")
+            or b"\n" in field.replace(b"\r\n", b"")
+            or any(len(line) > MAX_LINE_OCTETS for line in lines)
+            or any(line[:1] not in (b" ", b"\t") for line in lines[1:-1])
+        ):
+            raise MessageError(
+                "a field added to a prepared message must be one ASCII header field with "
+                "CRLF line endings, ending with CRLF"
+            )
+        tail = (b"\r\n",) if final_crlf else ()
+        wire = WireContent((field, *self._wire.parts, *tail))
+        return dataclasses.replace(self, _wire=wire)
 
 
 def prepare_message(

@@ -24,6 +24,7 @@ from smtpkit.engine import (
     Log,
     Receive,
     Report,
+    SendOptions,
     StartTLS,
     Steps,
     TakeNext,
@@ -63,6 +64,7 @@ class Job:
     sender: str | None = None
     recipients: Sequence[str] | None = None
     name: str = ""
+    options: SendOptions | None = None
 
 
 def message(number: int, to: str = "bob@example.test", body: str = "Hello.\n") -> Job:

@@ -26,12 +26,14 @@ from email.message import Message
 from types import TracebackType
 
 from smtpkit._result import SendResult
+from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers._async_batch import AsyncBatch, OnResult
 from smtpkit.drivers._async_io import AsyncConnection, AsyncDriver
 from smtpkit.drivers._async_pool import AsyncPool
 from smtpkit.drivers._client import SubmitterBase
 from smtpkit.drivers._common import Job, Outcome, Outgoing, check_batch_options
-from smtpkit.engine import Pacing
+from smtpkit.dsn import DSN, ESMTPParams
+from smtpkit.engine import Pacing, SendOptions
 from smtpkit.errors import SMTPError
 from smtpkit.transports import Transport
 from smtpkit.transports._asyncio import AsyncTransport, async_transport
@@ -115,6 +117,9 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
         *,
         sender: str | None = None,
         recipients: Sequence[str] | None = None,
+        dsn: DSN | None = None,
+        params: ESMTPParams | None = None,
+        dkim: DKIMSigner | None = None,
     ) -> SendResult:
         """Send one message and return what the server said.
 
@@ -131,7 +136,8 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
         start = tracker.prepare(_no_prepare)
         outcomes: list[Outcome] = []
         state = self._batch(lambda _index, outcome: outcomes.append(outcome))
-        state.add_job(Job(0, message, sender, envelope, self._retry))
+        options = SendOptions.of(dsn, params, dkim)
+        state.add_job(Job(0, message, sender, envelope, self._retry, options=options))
         while (got := state.next_job()) is not None:  # one job: a try at a time
             job, wait = got
             if wait > 0:

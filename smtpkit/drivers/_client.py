@@ -33,6 +33,7 @@ from smtpkit._configure import (
 from smtpkit._proxy import Proxy, with_proxy
 from smtpkit.auth import AuthStrategy
 from smtpkit.config import Endpoint, Security, Timeouts
+from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers._batch_state import BatchState
 from smtpkit.drivers._common import (
     TOKEN_EXPIRY_MARGIN,
@@ -43,7 +44,7 @@ from smtpkit.drivers._common import (
     log_sent,
 )
 from smtpkit.drivers._pool_state import Pooled, PoolState
-from smtpkit.engine import LinkSettings, Pacing, ReusePolicy
+from smtpkit.engine import LinkSettings, Pacing, ReusePolicy, SendOptions
 from smtpkit.errors import ConfigurationError
 from smtpkit.hooks import SendTracker
 from smtpkit.retry import Retry
@@ -76,6 +77,7 @@ class SubmitterBase(Generic[T]):
         local_hostname: str | None = None,
         transport: Transport | T | None = None,
         proxy: Proxy | str | None = None,
+        dkim: DKIMSigner | None = None,
         allow_unencrypted_auth: bool = False,
         provider: str | None = None,
         retry: Retry | None = None,
@@ -111,6 +113,7 @@ class SubmitterBase(Generic[T]):
             clock=clock,
             wall_clock=wall_clock,
         )
+        SendOptions.of(dkim=dkim)  # a wrong type is a ConfigurationError now
         port = security.default_port if port is None else port
         timeouts = Timeouts.coerce(timeout)
         self._settings = LinkSettings(
@@ -122,6 +125,7 @@ class SubmitterBase(Generic[T]):
             auth=auth,
             allow_unencrypted_auth=allow_unencrypted_auth,
             provider=provider,
+            dkim=dkim,
             chunking=use_chunking,
             window=window,
         )
@@ -284,6 +288,11 @@ class SubmitterBase(Generic[T]):
     def provider(self) -> str | None:
         """The provider preset name, if known."""
         return self._settings.provider
+
+    @property
+    def dkim(self) -> DKIMSigner | None:
+        """The DKIM signer every message is signed with (``None``: not signed)."""
+        return self._settings.dkim
 
     @property
     def pool_limits(self) -> PoolLimits:

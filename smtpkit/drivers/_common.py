@@ -25,7 +25,9 @@ from email.message import Message
 
 from smtpkit._checks import check_count, check_pool_limits
 from smtpkit._result import SendResult
-from smtpkit.engine import Attempts
+from smtpkit.dkim import DKIMSigner
+from smtpkit.dsn import DSN, ESMTPParams
+from smtpkit.engine import Attempts, SendOptions
 from smtpkit.errors import AuthenticationError, ConfigurationError, ReplyError, SMTPError
 from smtpkit.replies import Phase
 from smtpkit.retry import Retry
@@ -63,15 +65,27 @@ def default_local_hostname() -> str:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message for ``send_many`` with an explicit envelope.
+    """A message for ``send_many`` with an explicit envelope or options of its own.
 
     Plain ``EmailMessage`` objects can be passed to ``send_many`` directly; wrap a message
-    in ``Outgoing`` to give its envelope (required for raw bytes).
+    in ``Outgoing`` to give its envelope (required for raw bytes), or the options ``send``
+    takes: ``dsn`` (:class:`~smtpkit.dsn.DSN`), ``params``
+    (:class:`~smtpkit.dsn.ESMTPParams`) and ``dkim`` (:class:`~smtpkit.dkim.DKIMSigner`,
+    instead of the submitter's). See docs/dsn.md and docs/dkim.md.
+
+    Raises:
+        ConfigurationError: ``dsn``, ``params`` or ``dkim`` of the wrong type.
     """
 
     message: Message | bytes
     sender: str | None = None
     recipients: Sequence[str] | None = None
+    dsn: DSN | None = None
+    params: ESMTPParams | None = None
+    dkim: DKIMSigner | None = None
+
+    def __post_init__(self) -> None:
+        SendOptions.of(self.dsn, self.params, self.dkim)  # wrong types fail here, not later
 
 
 @dataclass(frozen=True)
@@ -132,6 +146,7 @@ class Job:
     Attributes:
         index: the message's position in the batch (0 for ``send``).
         message, sender, recipients: what to send (the engine's ``Submission``).
+        options: its DSN, ESMTP parameters and DKIM signer, or ``None``.
         retry: the ``Retry`` policy its tries follow (after the free resend on
             ``ConnectionStale``; :meth:`next_try`).
         started: it took its rate-limit slot (on the first try; retries need none).
@@ -145,6 +160,7 @@ class Job:
         "index",
         "last_error",
         "message",
+        "options",
         "recipients",
         "retry",
         "sender",
@@ -159,11 +175,14 @@ class Job:
         sender: str | None = None,
         recipients: tuple[str, ...] | None = None,
         retry: Retry | None = None,
+        *,
+        options: SendOptions | None = None,
     ) -> None:
         self.index = index
         self.message = message
         self.sender = sender
         self.recipients = recipients
+        self.options = options
         self.retry = retry
         self.started = False
         self.last_error: SMTPError | None = None
@@ -175,7 +194,8 @@ class Job:
         """The job for a ``send_many`` item (a message, or an :class:`Outgoing`)."""
         if isinstance(item, Outgoing):
             recipients = None if item.recipients is None else tuple(item.recipients)
-            return cls(index, item.message, item.sender, recipients, retry)
+            options = SendOptions.of(item.dsn, item.params, item.dkim)
+            return cls(index, item.message, item.sender, recipients, retry, options=options)
         return cls(index, item, None, None, retry)
 
     def next_try(self, error: SMTPError) -> float | None:

@@ -28,12 +28,15 @@ from email.message import Message
 from types import TracebackType
 
 from smtpkit._result import SendResult
+from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers._batch_state import BatchState
 from smtpkit.drivers._client import SubmitterBase
 from smtpkit.drivers._common import Job, Outcome, Outgoing, check_batch_options
 from smtpkit.drivers._sync_batch import SharedPacing, run_batch
 from smtpkit.drivers._sync_io import SyncConnection, SyncDriver
 from smtpkit.drivers._sync_pool import SyncPool
+from smtpkit.dsn import DSN, ESMTPParams
+from smtpkit.engine import SendOptions
 from smtpkit.errors import SMTPError
 from smtpkit.hooks import SendTracker
 from smtpkit.transports import SocketTransport, Transport
@@ -95,6 +98,8 @@ class Submitter(SubmitterBase[Transport]):
             (seconds; checked whenever the Submitter is used).
         rate_limit: at most this many messages per second (all threads together).
         use_chunking: send with BDAT (RFC 3030) when the server offers CHUNKING.
+        dkim: a :class:`~smtpkit.dkim.DKIMSigner` that signs every message after smtpkit's
+            own header changes (docs/dkim.md); ``send(..., dkim=)`` overrides it.
         window: with PIPELINING and CHUNKING, keep up to this many whole transactions in
             flight on one connection (``1``: one at a time). A lost connection can leave
             up to ``window`` messages ``DeliveryUnknown``; see docs/performance.md.
@@ -172,6 +177,9 @@ class Submitter(SubmitterBase[Transport]):
         *,
         sender: str | None = None,
         recipients: Sequence[str] | None = None,
+        dsn: DSN | None = None,
+        params: ESMTPParams | None = None,
+        dkim: DKIMSigner | None = None,
     ) -> SendResult:
         """Send one message and return what the server said.
 
@@ -181,6 +189,13 @@ class Submitter(SubmitterBase[Transport]):
             sender: the envelope sender; default: the Sender or From header.
             recipients: the envelope recipients; default: To, Cc and Bcc (Bcc is never
                 transmitted in the headers).
+            dsn: delivery status notifications to ask for (:class:`~smtpkit.dsn.DSN`, RFC
+                3461; docs/dsn.md). A server without DSN: ``MessageError`` before MAIL,
+                unless the DSN says ``if_unsupported="send_without"``.
+            params: other ``MAIL FROM``/``RCPT TO`` parameters
+                (:class:`~smtpkit.dsn.ESMTPParams`).
+            dkim: sign this message with this :class:`~smtpkit.dkim.DKIMSigner` instead of
+                the submitter's ``dkim`` (docs/dkim.md).
 
         Returns:
             A :class:`~smtpkit.SendResult`. Recipients the server refused while others were
@@ -193,7 +208,8 @@ class Submitter(SubmitterBase[Transport]):
         """
         # `is not None`: an empty list means "no recipients" (an error), never "use the headers".
         envelope = None if recipients is None else tuple(recipients)
-        job = Job(0, message, sender, envelope, self._retry)
+        options = SendOptions.of(dsn, params, dkim)  # wrong types: ConfigurationError
+        job = Job(0, message, sender, envelope, self._retry, options=options)
         tracker = self._tracker(None, per_message=False)
         outcomes: list[Outcome] = []
         state = self._batch(lambda _index, outcome: outcomes.append(outcome))

@@ -39,6 +39,7 @@ from smtpkit.engine._effects import (
 from smtpkit.engine._flight import Submission
 from smtpkit.engine._link import DEADLINE_PASSED, Link, LinkSettings
 from smtpkit.engine._negotiate import close_link, open_link, probe_link
+from smtpkit.engine._options import SendOptions
 from smtpkit.engine._policy import Attempts, Pacing, Reuse, ReusePolicy
 from smtpkit.engine._transactions import Transactions
 
@@ -61,6 +62,7 @@ __all__ = [
     "Report",
     "Reuse",
     "ReusePolicy",
+    "SendOptions",
     "StartTLS",
     "Steps",
     "Submission",

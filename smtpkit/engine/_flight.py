@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from types import MappingProxyType
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from smtpkit._result import SendResult
 from smtpkit.engine._link import Link
@@ -32,13 +32,17 @@ from smtpkit.message import BodyType, PreparedMessage
 from smtpkit.protocol import Command, Extensions
 from smtpkit.replies import Phase, Reply
 
+if TYPE_CHECKING:
+    from smtpkit.engine._options import SendOptions
+
 __all__ = ["Flight", "Submission", "envelope_error", "lookahead", "mail_params", "result_of"]
 
 _DATA = Command.data()  # immutable: one instance serves every message
 
 
 class Submission(Protocol):
-    """What the engine needs from a driver's job: the message and its optional envelope."""
+    """What the engine needs from a driver's job: the message, its optional envelope, and
+    its :class:`~smtpkit.engine._options.SendOptions` (DSN, parameters, DKIM) or ``None``."""
 
     @property
     def message(self) -> Message | bytes: ...
@@ -48,6 +52,9 @@ class Submission(Protocol):
 
     @property
     def recipients(self) -> Sequence[str] | None: ...
+
+    @property
+    def options(self) -> SendOptions | None: ...
 
 
 J = TypeVar("J", bound=Submission)

@@ -27,7 +27,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from smtpkit import providers
 from smtpkit.auth import AuthStrategy
@@ -52,6 +52,9 @@ from smtpkit.protocol import (
 )
 from smtpkit.replies import Phase, Reply
 
+if TYPE_CHECKING:
+    from smtpkit.dkim import DKIMSigner
+
 __all__ = ["DEADLINE_PASSED", "Link", "LinkSettings"]
 
 E = TypeVar("E", bound=SMTPError)
@@ -72,6 +75,7 @@ class LinkSettings:
         auth: the authentication strategy, or ``None``.
         allow_unencrypted_auth: AUTH over plaintext to a peer that is not loopback.
         provider: a preset name or provider family, for hints.
+        dkim: the submitter's DKIM signer for every message (a message's own wins).
         chunking: use BDAT (RFC 3030) when the server offers CHUNKING.
         window: with PIPELINING and CHUNKING, keep up to this many whole transactions in
             flight on one connection (:mod:`smtpkit.engine._window`); ``1`` sends the
@@ -86,6 +90,7 @@ class LinkSettings:
     auth: AuthStrategy | None = None
     allow_unencrypted_auth: bool = False
     provider: str | None = None
+    dkim: DKIMSigner | None = None
     chunking: bool = True
     window: int = 1
 

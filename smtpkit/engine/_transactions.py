@@ -52,10 +52,10 @@ from smtpkit.engine._flight import (
     Submission,
     envelope_error,
     lookahead,
-    mail_params,
     result_of,
 )
 from smtpkit.engine._link import Link
+from smtpkit.engine._options import prepare_envelope
 from smtpkit.engine._window import Window
 from smtpkit.errors import (
     ConnectionStale,
@@ -64,7 +64,6 @@ from smtpkit.errors import (
     SMTPError,
     TransportError,
 )
-from smtpkit.message import prepare_message
 from smtpkit.protocol import Command
 from smtpkit.replies import Phase, Reply
 
@@ -168,17 +167,8 @@ class Transactions(Generic[J]):
         link = self.link
         extensions = self.extensions
         try:
-            prepared = prepare_message(
-                job.message,
-                sender=job.sender,
-                recipients=job.recipients,
-                local_hostname=link.settings.local_hostname,
-                utf8_allowed=extensions.smtputf8,
-                eight_bit_allowed=extensions.eight_bit_mime,
-            )
-            params = mail_params(link, prepared, extensions)
-            mail = Command.mail(prepared.envelope.sender, params)
-            rcpts = [Command.rcpt(address) for address in prepared.envelope.recipients]
+            # Prepared, DKIM-signed, with its parameters (SIZE, DSN...): engine/_options.py
+            prepared, mail, rcpts = prepare_envelope(job, link, extensions)
         except SMTPError as error:
             yield Report(job, error)
             return None
