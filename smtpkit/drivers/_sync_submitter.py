@@ -21,9 +21,10 @@ Invariants:
 
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from email.message import Message
 from types import TracebackType
 
@@ -42,6 +43,8 @@ from smtpkit.hooks import SendTracker
 from smtpkit.transports import SocketTransport, Transport
 
 __all__ = ["Submitter"]
+
+_NONE = object()  # what next() gives for an empty input
 
 
 def _no_prepare(job: object, conn: object) -> None:
@@ -271,9 +274,13 @@ class Submitter(SubmitterBase[Transport]):
         workers = check_batch_options(
             concurrency, max_per_second, max_per_connection, on_result, limit
         )
-        items = list(messages)
-        if not items:
+        # Read lazily (a generator of 10,000 messages is never held whole): the first one
+        # now, to return [] for none; the count only when the caller's collection has one.
+        source = iter(messages)
+        first = next(source, _NONE)
+        if first is _NONE:
             return []
+        total = len(messages) if isinstance(messages, Sized) else None
         tracker = self._tracker(on_result, background=True)
         state = self._batch(
             tracker.finished,
@@ -281,9 +288,9 @@ class Submitter(SubmitterBase[Transport]):
             per_connection=max_per_connection,
             cancelled=lambda: tracker.error is not None,
         )
-        state.read_from(iter(items), len(items))
+        state.read_from(itertools.chain((first,), source), total)  # type: ignore[arg-type]
         try:
-            self._run(state, tracker, workers=min(workers, len(items)))
+            self._run(state, tracker, workers=min(workers, total or workers))
         finally:
             tracker.close()
         return state.results(tracker.error)

@@ -281,8 +281,11 @@ class Window(Generic[J]):
         try:
             while slot.read < len(slot.due):
                 kind = slot.due[slot.read]
-                chunk = kind in (_Kind.CHUNK, _Kind.LAST)
-                reply = yield from link.read_reply(final_timeout if chunk else None)
+                # Pipelined replies mostly arrive together: take one already here first.
+                reply = link.poll_reply()
+                if reply is None:
+                    chunk = kind is _Kind.LAST or kind is _Kind.CHUNK
+                    reply = yield from link.read_reply(final_timeout if chunk else None)
                 slot.read += 1
                 if not link.alive:  # a 421: the server closes (RFC 5321 §3.8)
                     yield from self._closed(kind, reply)
