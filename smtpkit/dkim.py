@@ -27,16 +27,14 @@ Invariants:
 from __future__ import annotations
 
 import base64
-import binascii
 import enum
-import importlib
 import os
 import time
 from collections.abc import Callable, Sequence
-from types import ModuleType
 from typing import TYPE_CHECKING, NoReturn
 
 from smtpkit._dkim_body import ContentHasher
+from smtpkit._dkim_key import dkimpy, dns_record, parse_key, read_key
 from smtpkit.auth import Secret
 from smtpkit.errors import ConfigurationError, MessageError
 
@@ -45,18 +43,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Canonicalization", "DKIMSigner"]
 
-#: RFC 8301 §3.2: signers MUST use RSA keys of at least 1024 bits (2048 recommended).
-MIN_KEY_BITS = 1024
 #: Content is hashed this many octets at a time: the only part of the body held at once.
 SIGN_CHUNK = 256 * 1024
 # RFC 6376 §5.4.1 / dkimpy's SHOULD_NOT list: signing these breaks on normal transit.
 _NEVER_SIGN = frozenset(
     {"return-path", "received", "comments", "keywords", "bcc", "resent-bcc", "dkim-signature"}
-)
-_INSTALL_HINT = "install the extra: pip install 'smtpkit[dkim]' (it brings dkimpy)"
-_KEY_HINT = (
-    "pass an unencrypted RSA private key in PEM form (PKCS#1 or PKCS#8), as bytes or a "
-    "file path; make one with: openssl genrsa -out dkim.pem 2048"
 )
 
 
@@ -94,93 +85,6 @@ def _canonicalization(value: object) -> tuple[Canonicalization, Canonicalization
             hint='e.g. canonicalization="relaxed/relaxed" (the default)',
         ) from None
     return header, body
-
-
-def _dkimpy() -> ModuleType:
-    """dkimpy (the [dkim] extra), imported when first needed: it imports dnspython."""
-    try:
-        return importlib.import_module("dkim")
-    except ImportError:
-        raise ConfigurationError("DKIM signing needs dkimpy", hint=_INSTALL_HINT) from None
-
-
-def _read_key(private_key: object) -> str:
-    """The PEM text of ``private_key`` (bytes, PEM text, a Secret, or a file path)."""
-    if isinstance(private_key, Secret):
-        pem: object = private_key.reveal()
-    elif isinstance(private_key, bytes | bytearray):
-        pem = bytes(private_key)
-    elif isinstance(private_key, str) and "-----BEGIN" in private_key:
-        pem = private_key
-    elif isinstance(private_key, str | os.PathLike):
-        try:
-            with open(private_key, "rb") as file:  # any PathLike
-                pem = file.read()
-        except OSError as error:
-            # The path is configuration, not a secret; the file's content never shows.
-            raise ConfigurationError(
-                f"cannot read the DKIM private key file {os.fspath(private_key)!r}: "
-                f"{error.strerror or error}",
-                hint=_KEY_HINT,
-            ) from None
-    else:
-        raise ConfigurationError(
-            f"private_key must be PEM bytes, PEM text, a Secret or a file path, got "
-            f"{type(private_key).__name__}",
-            hint=_KEY_HINT,
-        )
-    if isinstance(pem, bytes):
-        try:
-            pem = pem.decode("ascii")
-        except UnicodeDecodeError:
-            raise ConfigurationError(
-                "the DKIM private key is not PEM text (it holds non-ASCII octets: DER?)",
-                hint=_KEY_HINT,
-            ) from None
-    assert isinstance(pem, str)
-    # dkimpy finds the base64 between "--\n" and "\n--": CRLF files would not match.
-    return pem.replace("\r\n", "\n").strip() + "\n"
-
-
-def _parse_key(dkim: ModuleType, pem: str) -> dict[str, int]:
-    """The RSA key's numbers, or ``ConfigurationError`` (never showing the key)."""
-    if "ENCRYPTED" in pem.split("\n", 1)[0]:
-        raise ConfigurationError(
-            "the DKIM private key is encrypted",
-            hint="decrypt it for the signer: openssl pkey -in key.pem -out dkim.pem",
-        )
-    crypto = dkim.crypto
-    try:
-        key: dict[str, int] = crypto.parse_pem_private_key(pem.encode("ascii"))
-    except (crypto.UnparsableKeyError, binascii.Error, ValueError, IndexError, TypeError):
-        # The parser's message may quote key octets: it is not passed on.
-        raise ConfigurationError(
-            "the DKIM private key is not an RSA private key in PEM form", hint=_KEY_HINT
-        ) from None
-    bits = key["modulus"].bit_length()
-    if bits < MIN_KEY_BITS:
-        raise ConfigurationError(
-            f"the DKIM key has {bits} bits; RFC 8301 §3.2 requires at least {MIN_KEY_BITS} "
-            "(receivers ignore shorter ones)",
-            hint="make a 2048-bit key: openssl genrsa -out dkim.pem 2048",
-        )
-    return key
-
-
-def _der(tag: int, body: bytes) -> bytes:
-    size = len(body)
-    if size < 0x80:
-        return bytes((tag, size)) + body
-    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(octets))) + octets + body
-
-
-def _der_int(value: int) -> bytes:
-    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-
-
-# rsaEncryption (1.2.840.113549.1.1.1) with NULL parameters, for a SubjectPublicKeyInfo.
-_RSA_ALGORITHM = _der(0x30, _der(0x06, bytes.fromhex("2a864886f70d010101")) + b"\x05\x00")
 
 
 class DKIMSigner:
@@ -261,8 +165,8 @@ class DKIMSigner:
         if not callable(clock):
             raise ConfigurationError(f"clock must be a function, got {clock!r}")
         self._clock = clock
-        pem = _read_key(private_key)
-        _parse_key(_dkimpy(), pem)  # refuse a bad key now, not at the first send
+        pem = read_key(private_key)
+        parse_key(dkimpy(), pem)  # refuse a bad key now, not at the first send
         self._key = Secret(pem)
 
     @property
@@ -306,10 +210,7 @@ class DKIMSigner:
         ``v=DKIM1; k=rsa; p=<base64 SubjectPublicKeyInfo>``. Long records are split into
         strings of at most 255 octets in the zone file; DNS joins them again.
         """
-        key = _parse_key(_dkimpy(), self._key.reveal())
-        public = _der(0x30, _der_int(key["modulus"]) + _der_int(key["publicExponent"]))
-        info = _der(0x30, _RSA_ALGORITHM + _der(0x03, b"\x00" + public))
-        return "v=DKIM1; k=rsa; p=" + base64.b64encode(info).decode("ascii")
+        return dns_record(parse_key(dkimpy(), self._key.reveal()))
 
     # -- signing ---------------------------------------------------------------------
 
@@ -338,7 +239,7 @@ class DKIMSigner:
             head: the header block, CRLF line endings, ending with the empty line.
             body_hash: the sha256 of the canonical body (RFC 6376 §3.7).
         """
-        dkim = _dkimpy()
+        dkim = dkimpy()
         signer = dkim.DKIM(head, signature_algorithm=b"rsa-sha256")
         if self._headers is not None:
             include = list(self._headers)
@@ -366,7 +267,7 @@ class DKIMSigner:
             (b"b", b"0" * 60),
         ]
         signer.hasher = dkim.HASH_ALGORITHMS[b"rsa-sha256"]
-        key = _parse_key(dkim, self._key.reveal())
+        key = parse_key(dkim, self._key.reveal())
         value: bytes = signer.gen_header(tags, include, policy, b"DKIM-Signature", key)
         return b"DKIM-Signature: " + value
 

@@ -104,3 +104,19 @@ def in_a_test() -> list[str]:
     Submitter("smtp.example.com", transport=fake).send(build_message())
     sent: list[ReceivedMessage] = fake.assert_sent(to="you@example.com", count=1)
     return [message.sender for message in sent]
+
+
+def notifications_and_signing(pem: bytes) -> list[str]:
+    signer = smtpkit.DKIMSigner("s2026", "example.com", pem, canonicalization="relaxed/simple")
+    submitter = Submitter("mail.example.com", dkim=signer)
+    dsn = smtpkit.DSN(
+        notify=("failure", smtpkit.Notify.DELAY),
+        ret=smtpkit.Ret.HEADERS,
+        envid="order-42",
+        recipients={"b@example.com": smtpkit.RecipientDSN(notify=("never",))},
+        if_unsupported=smtpkit.IfUnsupported.SEND_WITHOUT,
+    )
+    params = smtpkit.ESMTPParams(mail={"MT-PRIORITY": "3", "X-FLAG": None})
+    result: SendResult = submitter.send(build_message(), dsn=dsn, params=params)
+    submitter.send_many([Outgoing(build_message(), dsn=dsn, dkim=signer)])
+    return [result.message_id or "", signer.dns_record()]
