@@ -252,6 +252,11 @@ class DSN:
         fallback = _enum(IfUnsupported, if_unsupported, "DSN.if_unsupported", {})
         set_(self, "if_unsupported", IfUnsupported(fallback))
 
+    def __hash__(self) -> int:
+        # The generated hash would hash the mapping proxy, which cannot be hashed.
+        recipients = tuple(sorted(self.recipients.items(), key=lambda item: item[0]))
+        return hash((self.notify, self.ret, self.envid, self.orcpt, recipients))
+
     def mail_params(self) -> list[str]:
         """``RET`` and ``ENVID`` for ``MAIL FROM`` (RFC 3461 §4.3, §4.4)."""
         params = []
@@ -357,6 +362,11 @@ class ESMTPParams:
             for address, params in self.per_recipient.items()
         }
         set_(self, "per_recipient", MappingProxyType(checked))
+
+    def __hash__(self) -> int:
+        # The generated hash would hash the mapping proxies, which cannot be hashed.
+        per_recipient = tuple((a, tuple(p.items())) for a, p in self.per_recipient.items())
+        return hash((tuple(self.mail.items()), tuple(self.rcpt.items()), per_recipient))
 
     def mail_params(self) -> list[str]:
         """The ``MAIL FROM`` parameters as they go on the wire."""

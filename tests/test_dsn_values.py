@@ -98,6 +98,16 @@ def test_an_orcpt_over_500_characters_is_refused() -> None:
         RecipientDSN(orcpt="+" * 200 + "@example.test")  # 600+ characters as xtext
 
 
+def test_values_are_hashable_and_equal_by_content() -> None:
+    one = DSN(notify=("failure",), recipients={"b@x.test": RecipientDSN(orcpt="c@x.test")})
+    two = DSN(notify=[Notify.FAILURE], recipients={"b@x.test": RecipientDSN(orcpt="c@x.test")})
+    assert one == two
+    assert len({one, two, DSN()}) == 2
+    params = ESMTPParams(mail={"x-a": "1"}, per_recipient={"b@x.test": {"X-B": None}})
+    assert params == ESMTPParams(mail={"X-A": "1"}, per_recipient={"b@x.test": {"x-b": None}})
+    assert len({params, ESMTPParams()}) == 2
+
+
 def test_dsn_values_are_frozen() -> None:
     dsn = DSN()
     with pytest.raises(AttributeError):
