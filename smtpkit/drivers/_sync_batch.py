@@ -19,6 +19,7 @@ Invariants:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from smtpkit.drivers._batch_state import BatchState
@@ -60,13 +61,16 @@ def run_batch(
     driver: SyncDriver,
     start: Callable[[Job, object], object],
     sleep: Callable[[float], None],
+    lookahead: bool = True,
 ) -> None:
     """Send every job of ``state`` with ``workers`` threads (1: on the calling thread).
+
+    ``lookahead=False`` (``send``: one job) asks the state for no job inside a transaction.
 
     Raises:
         BaseException: what a worker raised unexpectedly (a bug, or the caller's iterator).
     """
-    batch = _Workers(state, pool, driver, start, sleep, shared=workers > 1)
+    batch = _Workers(state, pool, driver, start, sleep, shared=workers > 1, lookahead=lookahead)
     if workers <= 1:
         batch.work()
     else:
@@ -94,6 +98,7 @@ class _Workers:
         sleep: Callable[[float], None],
         *,
         shared: bool,
+        lookahead: bool,
     ) -> None:
         self._state = state
         self._pool = pool
@@ -101,7 +106,10 @@ class _Workers:
         self._start = start
         self._sleep = sleep
         self._shared = shared
-        self._lock = threading.Condition(threading.Lock())
+        self._lookahead = lookahead
+        self._lock: threading.Condition | _Alone = (
+            threading.Condition(threading.Lock()) if shared else _ALONE
+        )
         self._waiting = 0  # workers waiting for a job (notified only when there are some)
 
     def work(self) -> None:
@@ -153,11 +161,13 @@ class _Workers:
         state, lock = self._state, self._lock
         link = conn.link
         assert link is not None
-        with lock:
-            take_now = state.lookahead(link, self._pool.state.policy.left(link), self._start)
-        take: Callable[[], Job | None] = take_now
+        take_now = None
+        if self._lookahead:
+            with lock:
+                take_now = state.lookahead(link, self._pool.state.policy.left(link), self._start)
+        take: Callable[[], Job | None] | None = take_now
         report: Callable[[Job, Outcome], None] = state.settle
-        if self._shared:
+        if self._shared and take_now is not None:
 
             def take() -> Job | None:
                 with lock:
@@ -171,5 +181,28 @@ class _Workers:
         self._start(first, None)
         self._driver.transact(conn, first, take, report)
         with lock:
-            spent = state.used(link, take_now.taken)
+            spent = state.used(link, 1 if take_now is None else take_now.taken)
         self._pool.release(conn, keep=not spent)
+
+
+class _Alone:
+    """The lock of a batch with one worker: there is no other thread to keep out (the
+    hooks and ``on_result`` run elsewhere and never touch the state)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def notify_all(self) -> None:
+        return None
+
+    def wait(self, timeout: float) -> bool:
+        time.sleep(timeout)  # never reached: a lone worker finds a job or is done
+        return False
+
+
+_ALONE = _Alone()

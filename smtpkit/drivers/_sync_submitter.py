@@ -217,7 +217,7 @@ class Submitter(SubmitterBase[Transport]):
         outcomes: list[Outcome] = []
         state = self._batch(lambda _index, outcome: outcomes.append(outcome))
         state.add_job(job)
-        self._run(state, tracker, workers=1)
+        self._run(state, tracker, workers=1, lookahead=False)
         # The hooks run once the run is over: after the RSET that follows a refusal.
         [outcome] = outcomes
         tracker.finished(0, outcome)
@@ -295,7 +295,9 @@ class Submitter(SubmitterBase[Transport]):
             tracker.close()
         return state.results(tracker.error)
 
-    def _run(self, state: BatchState, tracker: SendTracker, *, workers: int) -> None:
+    def _run(
+        self, state: BatchState, tracker: SendTracker, *, workers: int, lookahead: bool = True
+    ) -> None:
         run_batch(
             state,
             workers=workers,
@@ -303,4 +305,5 @@ class Submitter(SubmitterBase[Transport]):
             driver=self._driver,
             start=tracker.prepare(_no_prepare),
             sleep=self._retry.sleep,
+            lookahead=lookahead,
         )
