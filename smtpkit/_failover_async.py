@@ -26,9 +26,11 @@ from types import TracebackType
 from typing import Any, TypeAlias
 
 from smtpkit import BatchInterrupted, Outgoing, SendResult
-from smtpkit._failover_board import FailoverStrategy, is_server_failure
+from smtpkit._failover_board import FailoverStrategy, may_move
 from smtpkit._failover_core import DEFAULT_COOLDOWN, BatchBook, FailoverBase, FailoverResult
+from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers import AsyncSubmitter
+from smtpkit.dsn import DSN, ESMTPParams
 from smtpkit.errors import ConfigurationError, SMTPError
 
 __all__ = ["AsyncFailover"]
@@ -86,8 +88,12 @@ class AsyncFailover(FailoverBase[AsyncSubmitter]):
         *,
         sender: str | None = None,
         recipients: Sequence[str] | None = None,
+        dsn: DSN | None = None,
+        params: ESMTPParams | None = None,
+        dkim: DKIMSigner | None = None,
     ) -> FailoverResult:
-        """Send one message through the first server that takes it; see ``Failover.send``."""
+        """Send one message through the first server that takes it; see ``Failover.send``
+        (``dsn``, ``params`` and ``dkim`` as for :meth:`smtpkit.AsyncSubmitter.send`)."""
         [order] = self._board.orders(1)
         tried: list[int] = []
         failure: SMTPError | None = None
@@ -95,11 +101,16 @@ class AsyncFailover(FailoverBase[AsyncSubmitter]):
             tried.append(server)
             try:
                 result = await self._submitters[server].send(
-                    message, sender=sender, recipients=recipients
+                    message,
+                    sender=sender,
+                    recipients=recipients,
+                    dsn=dsn,
+                    params=params,
+                    dkim=dkim,
                 )
             except SMTPError as error:
                 failure = self._judge(server, error, tried)
-                if not is_server_failure(error):
+                if not may_move(error):
                     break
                 continue
             return self._routed(result, tried)

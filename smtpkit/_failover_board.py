@@ -13,6 +13,10 @@ Invariants:
       message) about the account, not the message.
     * A 5xx refusal of the sender, a recipient or the message is the message's own
       outcome: another server would refuse it too (and a second refusal teaches nothing).
+    * A message that asked for DSN with ``IfUnsupported.REFUSE`` and met a server that
+      does not offer DSN moves too (:func:`lacks_dsn`): the refusal comes before ``MAIL``,
+      so nothing was sent, and another server may offer DSN. That server is not cooled
+      down: it still takes messages that do not ask for DSN.
     * A message is tried on each server at most once.
     * A server that failed is skipped until its cool-down ends. When every server is
       cooling down, a message's *first* try goes to the server whose cool-down ends first
@@ -35,6 +39,7 @@ from smtpkit.errors import (
     ConfigurationError,
     DeliveryUnknown,
     InsecureAuthRefused,
+    MessageError,
     NoCommonMechanism,
     RateLimited,
     RecipientRejected,
@@ -44,7 +49,20 @@ from smtpkit.errors import (
 )
 from smtpkit.replies import Phase
 
-__all__ = ["Board", "FailoverStrategy", "check_cooldown", "is_server_failure"]
+__all__ = [
+    "Board",
+    "FailoverStrategy",
+    "check_cooldown",
+    "is_server_failure",
+    "lacks_dsn",
+    "may_move",
+]
+
+#: How the engine words its refusal of a DSN request to a server without DSN
+#: (smtpkit/engine/_options.py, ``_dsn_if_offered``): a plain ``MessageError`` raised
+#: before ``MAIL``. Matched on its text until it has an error class of its own;
+#: tests/test_failover_dsn.py pins the wording on a real LocalServer.
+_NO_DSN = "the server does not offer DSN"
 
 #: Phases before any transaction: a failure there is about the server or the login, never
 #: about a message (RFC 5321 §3.1-3.2, RFC 3207, RFC 4954). RSET and NOOP run between
@@ -124,6 +142,25 @@ def is_server_failure(error: BaseException) -> bool:
     if isinstance(error, RecipientRejected) and error.rejected:
         return all(reply.is_transient for reply in error.rejected.values())
     return error.is_transient
+
+
+def lacks_dsn(error: BaseException) -> bool:
+    """Whether ``error`` is the refusal of a DSN request by a server that does not offer DSN.
+
+    Raised before ``MAIL`` (RFC 3461 §3 forbids DSN parameters to such a server), so
+    nothing was sent; another server may offer DSN.
+    """
+    return isinstance(error, MessageError) and error.message.startswith(_NO_DSN)
+
+
+def may_move(error: BaseException) -> bool:
+    """Whether a message that ended with ``error`` may go on to another server.
+
+    True for a server failure (:func:`is_server_failure`, which also cools the server
+    down) and for a DSN request the server cannot take (:func:`lacks_dsn`, which does not:
+    the server is fine for messages without DSN).
+    """
+    return is_server_failure(error) or lacks_dsn(error)
 
 
 def check_cooldown(cooldown: object) -> float:

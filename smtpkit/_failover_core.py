@@ -25,7 +25,13 @@ from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from smtpkit import BatchInterrupted, SendResult
-from smtpkit._failover_board import Board, FailoverStrategy, check_cooldown, is_server_failure
+from smtpkit._failover_board import (
+    Board,
+    FailoverStrategy,
+    check_cooldown,
+    is_server_failure,
+    may_move,
+)
 from smtpkit.errors import ConfigurationError, DeliveryUnknown, SMTPError
 
 __all__ = [
@@ -266,7 +272,7 @@ class BatchBook:
             final: Outcome | None = failover._routed(outcome, tried)
         else:
             final = failover._judge(server, outcome, tried)
-            if is_server_failure(outcome):
+            if may_move(outcome):
                 if self.stopped:
                     final = None  # accepted nowhere: it may be sent again
                 else:

@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from smtpkit import BatchInterrupted, Outgoing, SendResult, Submitter
-from smtpkit._failover_board import FailoverStrategy, is_server_failure
+from smtpkit._failover_board import FailoverStrategy, is_server_failure, may_move
 from smtpkit._failover_core import (
     DEFAULT_COOLDOWN,
     BatchBook,
@@ -49,6 +49,8 @@ from smtpkit._failover_core import (
     handled_by,
     server_labels,
 )
+from smtpkit.dkim import DKIMSigner
+from smtpkit.dsn import DSN, ESMTPParams
 from smtpkit.errors import ConfigurationError, SMTPError
 
 if TYPE_CHECKING:
@@ -87,6 +89,8 @@ class Failover(FailoverBase[Submitter]):
     the message is the message's own outcome and is not tried elsewhere, and
     ``DeliveryUnknown`` (the connection failed after the final ``.``) is returned or raised
     as it is: the message may have been delivered, and a resend could deliver it twice.
+    A DSN request refused before ``MAIL`` because the server does not offer DSN moves on
+    as well (nothing was sent; another server may offer it), without a cool-down.
 
     A server that failed that way (or lost a connection after the content) is skipped for
     ``cooldown`` seconds. When every server is cooling down, a message is still tried
@@ -153,11 +157,17 @@ class Failover(FailoverBase[Submitter]):
         *,
         sender: str | None = None,
         recipients: Sequence[str] | None = None,
+        dsn: DSN | None = None,
+        params: ESMTPParams | None = None,
+        dkim: DKIMSigner | None = None,
     ) -> FailoverResult:
         """Send one message through the first server that takes it.
 
         Args:
-            message, sender, recipients: as for :meth:`smtpkit.Submitter.send`.
+            message, sender, recipients, dsn, params, dkim: as for
+                :meth:`smtpkit.Submitter.send`, handed to each server tried. A DSN request
+                a server cannot take (it does not offer DSN) moves on to the next server
+                without cooling that one down (:func:`~smtpkit._failover_board.may_move`).
 
         Returns:
             A :class:`FailoverResult`: the server's ``SendResult`` and which server it was.
@@ -175,11 +185,16 @@ class Failover(FailoverBase[Submitter]):
             tried.append(server)
             try:
                 result = self._submitters[server].send(
-                    message, sender=sender, recipients=recipients
+                    message,
+                    sender=sender,
+                    recipients=recipients,
+                    dsn=dsn,
+                    params=params,
+                    dkim=dkim,
                 )
             except SMTPError as error:
                 failure = self._judge(server, error, tried)
-                if not is_server_failure(error):
+                if not may_move(error):
                     break
                 continue
             return self._routed(result, tried)
