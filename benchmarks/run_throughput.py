@@ -40,8 +40,8 @@ from benchmarks.sink import Sink
 
 RESULTS = REPO / "benchmarks" / "results"
 #: Clients compared over one connection, and those that also get a many-connection row.
-SINGLE = ("smtplib", "aiosmtplib", "nodemailer", "smtpkit")
-MULTI = ("aiosmtplib", "nodemailer", "smtpkit")
+SINGLE = ("smtplib", "aiosmtplib", "nodemailer", "smtpkit", "smtpkit-async")
+MULTI = ("aiosmtplib", "nodemailer", "smtpkit", "smtpkit-async")
 
 
 @dataclass
@@ -205,8 +205,8 @@ def _fmt(value: float | None) -> str:
 def to_markdown(rows: list[Row], rtts: dict[str, float]) -> str:
     lines = [
         "| input | round trip | rcpts | client | msgs | msg/s | x smtplib | x aiosmtplib "
-        "| CPU us/msg | CPU x smtplib |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| CPU us/msg | CPU x smtplib | CPU x aiosmtplib |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         rtt = f"{rtts.get(f'{row.delay_ms:g}', 0):.1f} ms" if row.delay_ms else "loopback"
@@ -214,7 +214,7 @@ def to_markdown(rows: list[Row], rtts: dict[str, float]) -> str:
         if best is None:
             lines.append(
                 f"| {row.input} | {rtt} | {row.recipients} | {row.label} | - | - | - | - | "
-                f"skipped: {row.skipped or 'no data'} | - |"
+                f"skipped: {row.skipped or 'no data'} | - | - |"
             )
             continue
         smtplib_row = peer(rows, row, "smtplib")
@@ -223,7 +223,7 @@ def to_markdown(rows: list[Row], rtts: dict[str, float]) -> str:
             f"| {row.input} | {rtt} | {row.recipients} | {row.label} | {best.messages} | "
             f"{best.rate:.1f} | {_fmt(rate_ratio(row, smtplib_row))} | "
             f"{_fmt(rate_ratio(row, aiosmtplib_row))} | {cpu_median(row):.0f} | "
-            f"{_fmt(cpu_ratio(row, smtplib_row))} |"
+            f"{_fmt(cpu_ratio(row, smtplib_row))} | {_fmt(cpu_ratio(row, aiosmtplib_row))} |"
         )
     return "\n".join(lines)
 
@@ -249,6 +249,9 @@ def to_json(rows: list[Row], rtts: dict[str, float], args: argparse.Namespace) -
                 ),
                 "cpu_us_per_message_median": cpu_median(row) if row.samples else None,
                 "cpu_ratio_to_smtplib": cpu_ratio(row, peer(rows, row, "smtplib")),
+                "cpu_ratio_to_aiosmtplib": cpu_ratio(
+                    row, peer(rows, row, "aiosmtplib", same_connections=True)
+                ),
                 "samples": [sample.as_dict() for sample in row.samples],
             }
         )

@@ -22,6 +22,7 @@ CLIENTS = {
     "aiosmtplib": "aiosmtplib_client",
     "nodemailer": "nodemailer_client",
     "smtpkit": "smtpkit_client",
+    "smtpkit-async": "smtpkit_async_client",
 }
 
 
