@@ -99,8 +99,12 @@ def instrument(
 
     Each message's outcome becomes a span ``smtp send`` (kind ``CLIENT``), started when
     the message started (its ``elapsed`` before the outcome) and ended at the outcome. For
-    ``send()`` it is a child of the span current in the caller; ``send_many`` reports
-    from a thread of its own, so its spans are roots. Attributes:
+    ``send()`` it is a child of the span current in the caller. ``Submitter.send_many``
+    reports from a thread of its own, so its spans are roots; ``AsyncSubmitter.send_many``
+    reports from a task asyncio starts with a copy of the caller's context, so its spans
+    are children of the span current when it was called. Under asyncio the spans end on
+    the event loop's thread: give the tracer provider a ``BatchSpanProcessor`` (a
+    ``SimpleSpanProcessor`` exports right there, stalling the loop). Attributes:
 
     * ``server.address``, ``server.port``: the server;
     * ``smtpkit.provider``: the provider preset, when known (``gmail``...);
