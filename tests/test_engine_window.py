@@ -101,14 +101,20 @@ def test_three_messages_go_out_before_the_first_is_answered() -> None:
     first, second, third, fourth = batch
     assert script.writes == [
         envelope(),
-        bdat(first),
-        lines("RSET") + envelope() + bdat(second),
-        lines("RSET") + envelope() + bdat(third),
+        # Message 1's content and two whole transactions in one write: the server reads
+        # them as one group and answers in one flush.
+        bdat(first)
+        + lines("RSET")
+        + envelope()
+        + bdat(second)
+        + lines("RSET")
+        + envelope()
+        + bdat(third),
         lines("RSET") + envelope() + bdat(fourth),
     ]
-    # The first envelope alone (W rr), then message 1's content and two whole transactions
-    # before any reply; each reply read frees a place for the next message.
-    assert trace(script) == "WrrWtWtW" + "rpt" + "W" + "rrrrpt" * 3
+    # The first envelope alone (W rr), then three messages before any reply; each reply
+    # read frees a place for the next message.
+    assert trace(script) == "Wrr" + "ttW" + "rpt" + "W" + "rrrrpt" * 3
     outcomes = script.outcomes()
     assert [outcomes[f"m{n}"].reply.text for n in (1, 2, 3, 4)] == [  # type: ignore[union-attr]
         f"Ok: queued as Q{n}" for n in (1, 2, 3, 4)
@@ -156,7 +162,7 @@ def test_the_window_is_bounded_in_octets() -> None:
     ]
     # Two do not fit in WINDOW_BYTES together: each is held (taken, not written) until the
     # one before is answered.
-    assert trace(script) == "WrrWtrp" + "Wtrrrp" + "Wtrrrpt"
+    assert trace(script) == "WrrtW" + "rptW" + "rrrptW" + "rrrpt"
     assert all(isinstance(o, SendResult) for o in script.outcomes().values())
 
 
@@ -174,7 +180,7 @@ def test_a_message_of_several_chunks_is_sent_alone() -> None:
     # written alone, chunk by chunk; message 3 waits for its final reply.
     assert script.writes[2] == envelope() + b"BDAT %d\r\n" % chunk + content[:chunk]
     assert script.writes[3] == b"BDAT %d LAST\r\n" % (len(content) - chunk) + content[chunk:]
-    assert trace(script) == "WrrWtrp" + "WWrrrrp" + "tWtrrrpt"
+    assert trace(script) == "WrrtW" + "rp" + "WW" + "rrrrp" + "ttW" + "rrrpt"
     assert all(isinstance(o, SendResult) for o in script.outcomes().values())
 
 
@@ -188,11 +194,11 @@ def test_the_window_is_bounded_in_replies_due(monkeypatch: pytest.MonkeyPatch) -
     script.serve(MAIL_OK, *[RCPT_OK] * 3, queued(1))
     script.serve(*replies_of(2, rcpts=3), *replies_of(3, rcpts=3)[1:])
     send(script, link, batch)
-    assert script.writes[2] == lines("RSET") + envelope(rcpts) + bdat(batch[1])
-    assert script.writes[3] == envelope(rcpts) + bdat(batch[2])
+    assert script.writes[1] == bdat(batch[0]) + lines("RSET") + envelope(rcpts) + bdat(batch[1])
+    assert script.writes[2] == envelope(rcpts) + bdat(batch[2])
     # 1 reply due for message 1 + 6 for message 2 fit in 9; message 3 (6 more) is held
     # until message 2 is answered too.
-    assert trace(script) == "WrrrrWtWtrp" + "rrrrrrp" + "Wtrrrrrpt"
+    assert trace(script) == "WrrrrttW" + "rp" + "rrrrrrptW" + "rrrrrpt"
 
 
 # -- one message fails; the others are untouched ---------------------------------------------
@@ -416,28 +422,32 @@ class FailingWrites(Script):
 def test_a_421_waiting_behind_a_failed_write_is_still_read() -> None:
     script = FailingWrites()
     link = start(3, script)
-    script.fail_at = 3  # the envelope, content 1, message 2: message 3's write fails
+    script.fail_at = 2  # the envelope, messages 1-3: the write of message 4 fails
     script.serve(*replies_of(1, first=True), CLOSING)
-    send(script, link, jobs(4))
+    send(script, link, jobs(5))
     outcomes = script.outcomes()
     assert isinstance(outcomes["m1"], SendResult)
-    assert isinstance(outcomes["m2"], ConnectionStale)  # the 421 answered its RSET
+    # The 421 answered message 2's RSET: nothing from there on was read by the server.
+    assert isinstance(outcomes["m2"], ConnectionStale)
     assert isinstance(outcomes["m3"], ConnectionStale)
-    assert "m4" not in outcomes  # never taken: nothing is written after a failed write
+    assert isinstance(outcomes["m4"], ConnectionStale)
+    assert "m5" not in outcomes  # never taken: nothing is written after a failed write
     assert not link.alive
 
 
 def test_after_a_failed_write_the_replies_due_decide_then_the_link_is_dead() -> None:
     script = FailingWrites()
     link = start(3, script)
-    script.fail_at = 3
+    script.fail_at = 2
     script.serve(*replies_of(1, first=True), *replies_of(2), EOF)
-    send(script, link, jobs(4))
+    send(script, link, jobs(5))
     outcomes = script.outcomes()
     assert isinstance(outcomes["m1"], SendResult)
     assert isinstance(outcomes["m2"], SendResult)
-    assert isinstance(outcomes["m3"], DeliveryUnknown)  # part of it may have left
-    assert len(script.writes) == 3
+    assert isinstance(outcomes["m3"], DeliveryUnknown)  # written, never answered
+    assert isinstance(outcomes["m4"], DeliveryUnknown)  # part of it may have left
+    assert "m5" not in outcomes
+    assert len(script.writes) == 2
     assert not link.alive
 
 

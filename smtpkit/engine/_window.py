@@ -158,6 +158,10 @@ class Window(Generic[J]):
             if not self.slots:
                 break
             yield from self._read_oldest()
+            # Whatever else has arrived is read too, so that the refill goes out in one
+            # write (the server then answers it in one flush).
+            while self.slots and (yield from self._read_oldest(wait=False)):
+                pass
         if self.broken is not None:
             link.mark_dead()  # the stream may end in the middle of a command
             why = f"a write failed before this message was sent ({self.broken})"
@@ -196,18 +200,37 @@ class Window(Generic[J]):
     # -- writing -------------------------------------------------------------------------
 
     def _fill(self) -> Steps[None]:
-        """Write messages while the window has room; never waits for a job."""
+        """Write messages while the window has room; never waits for a job.
+
+        The messages of one fill go out in one write: the server reads them as one group
+        and answers them in one flush. (Written one by one, each answer would be a small
+        segment of its own, and a server with Nagle's algorithm on sends the next one only
+        after the client acknowledged the last: one round trip each.)
+        """
+        staged: list[tuple[Flight[J], bytes]] = []
         while len(self.slots) < self.size and self.broken is None:
             if self.slots and self.slots[-1].closes:
-                return
+                break
             envelope = self.opened is None
             flight = yield from self._next()
             if flight is None:
-                return
+                break
             if self.slots and not self._fits(flight):
                 self.held = flight
-                return
-            yield from self._write(flight, envelope=envelope)
+                break
+            slot, head = self._begin(flight, envelope=envelope)
+            if slot.closes:
+                yield from self._send(staged)
+                staged = []
+                yield from self._chunks(slot, head)
+                break
+            [(content, _)] = lookahead(flight.prepared.iter_content(CHUNK))
+            slot.due.append(_Kind.LAST)
+            self.replies_due += len(slot.due)
+            staged.append((flight, head + self.link.conn.send_chunk(content, last=True)))
+            if self.link.trace:
+                yield from self._trace(slot)
+        yield from self._send(staged)
 
     def _next(self) -> Steps[Flight[J] | None]:
         if self.opened is not None:
@@ -226,10 +249,8 @@ class Window(Generic[J]):
             and self.replies_due + len(flight.rcpts) + 3 <= MAX_REPLIES
         )
 
-    def _write(self, flight: Flight[J], *, envelope: bool) -> Steps[None]:
-        """RSET if needed, the envelope, and the content as BDAT chunks (one write each)."""
-        link = self.link
-        conn = link.conn
+    def _begin(self, flight: Flight[J], *, envelope: bool) -> tuple[_Slot[J], bytes]:
+        """A slot for ``flight`` and the bytes of its RSET (if needed) and envelope."""
         commands: list[Command] = []
         due: list[_Kind] = []
         if envelope and (self.reset_due or self.slots):
@@ -244,58 +265,90 @@ class Window(Generic[J]):
         slot = _Slot(flight, due, octets, closes=octets > CHUNK)
         self.slots.append(slot)
         self.octets += octets
-        head = link.encode(commands) if commands else b""
+        return slot, self.link.encode(commands) if commands else b""
+
+    def _send(self, staged: list[tuple[Flight[J], bytes]]) -> Steps[None]:
+        """Write whole messages at once; from here a lost connection leaves them unknown."""
+        if not staged:
+            return
+        for flight, _ in staged:
+            flight.committed = True
+        try:
+            yield from self.link.send_bytes(b"".join([data for _, data in staged]), keep=True)
+        except TransportError as error:
+            self._broke(error)
+
+    def _chunks(self, slot: _Slot[J], head: bytes) -> Steps[None]:
+        """A message of several chunks: one write per chunk (memory: one chunk)."""
+        link, flight = self.link, slot.flight
+        self.replies_due += len(slot.due)
         try:
             for chunk, last in lookahead(flight.prepared.iter_content(CHUNK)):
-                piece = conn.send_chunk(chunk, last=last)
-                due.append(_Kind.LAST if last else _Kind.CHUNK)
+                piece = link.conn.send_chunk(chunk, last=last)
+                slot.due.append(_Kind.LAST if last else _Kind.CHUNK)
+                self.replies_due += 1
                 if last:
-                    # From here a lost connection leaves the outcome unknown.
                     flight.committed = True
                 yield from link.send_bytes(head + piece, keep=True)
                 head = b""
         except TransportError as error:
-            # Half a command may have left: write nothing more, but read the replies due
-            # (a 421 or a queue id may be waiting). A write that timed out means the server
-            # reads nothing: its replies would not come either.
-            self.broken = error
-            if isinstance(error, OperationTimeout):
-                link.mark_dead()
-        finally:
-            self.replies_due += len(due)
+            self._broke(error)
         if link.trace:
-            for command in commands:
+            yield from self._trace(slot)
+
+    def _broke(self, error: TransportError) -> None:
+        """Half a command may have left: write nothing more, but read the replies due (a
+        421 or a queue id may be waiting). A write that timed out means the server reads
+        nothing: its replies would not come either."""
+        self.broken = error
+        if isinstance(error, OperationTimeout):
+            self.link.mark_dead()
+
+    def _trace(self, slot: _Slot[J]) -> Steps[None]:
+        """``Log(WIRE)`` lines for what was written for ``slot`` (when that logger is on)."""
+        flight = slot.flight
+        if slot.due[0] is _Kind.RSET:
+            yield Log(LogLevel.WIRE, "C: RSET")
+        if _Kind.MAIL in slot.due:
+            for command in flight.envelope():
                 yield Log(LogLevel.WIRE, f"C: {command.redacted}")
-            yield Log(LogLevel.WIRE, f"C: <{octets} octets of message content in BDAT>")
+        yield Log(LogLevel.WIRE, f"C: <{flight.prepared.size} octets of message content in BDAT>")
 
     # -- reading -------------------------------------------------------------------------
 
-    def _read_oldest(self) -> Steps[None]:
-        """Read every reply the oldest message is due, then report it."""
+    def _read_oldest(self, *, wait: bool = True) -> Steps[bool]:
+        """Read every reply the oldest message is due, then report it.
+
+        Without ``wait`` only replies already received are taken: ``False`` when one is
+        missing (what was read is kept for the next call).
+        """
         link = self.link
         slot = self.slots[0]
         final_timeout = link.settings.timeouts.final_reply
         if not link.alive:
             yield from self._lost(self.broken or self.run._stale("the connection is closed"))
-            return
+            return True
         try:
             while slot.read < len(slot.due):
                 kind = slot.due[slot.read]
                 # Pipelined replies mostly arrive together: take one already here first.
                 reply = link.poll_reply()
                 if reply is None:
+                    if not wait:
+                        return False
                     chunk = kind is _Kind.LAST or kind is _Kind.CHUNK
                     reply = yield from link.read_reply(final_timeout if chunk else None)
                 slot.read += 1
                 if not link.alive:  # a 421: the server closes (RFC 5321 §3.8)
                     yield from self._closed(kind, reply)
-                    return
+                    return True
                 self._note(slot, kind, reply)
         except TransportError as error:
             yield from self._lost(error)
-            return
+            return True
         self._pop()
         yield from self._judge(slot)
+        return True
 
     def _pop(self) -> None:
         slot = self.slots.popleft()
