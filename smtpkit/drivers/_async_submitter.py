@@ -151,9 +151,16 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
             await self._transact(conn, job, None, state.settle)
             await self._pool.release(conn)
         [outcome] = outcomes
+        outcomes.clear()  # nothing else holds the outcome: no cycle through its traceback
+        state.outcomes.clear()
         tracker.finished(0, outcome)
         if isinstance(outcome, SMTPError):
-            raise outcome
+            try:
+                raise outcome
+            finally:
+                # Its traceback holds this frame: without the name, no cycle keeps the
+                # frame (and the submitter, whose connections then stay open) alive.
+                del outcome
         return outcome
 
     async def send_many(

@@ -220,9 +220,16 @@ class Submitter(SubmitterBase[Transport]):
         self._run(state, tracker, workers=1, lookahead=False)
         # The hooks run once the run is over: after the RSET that follows a refusal.
         [outcome] = outcomes
+        outcomes.clear()  # nothing else holds the outcome: no cycle through its traceback
+        state.outcomes.clear()
         tracker.finished(0, outcome)
         if isinstance(outcome, SMTPError):
-            raise outcome
+            try:
+                raise outcome
+            finally:
+                # Its traceback holds this frame: without the name, no cycle keeps the
+                # frame (and the submitter, whose connections then stay open) alive.
+                del outcome
         return outcome
 
     def send_many(
