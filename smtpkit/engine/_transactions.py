@@ -13,7 +13,9 @@ each: the end of one message's content travels with the next message's envelope:
     C: DATA
     S: 250 queued (message 1) / 250 / 250 / 354 (message 2)
 
-With CHUNKING (RFC 3030) ``BDAT n LAST`` replaces ``DATA``, ``354`` and dot-stuffing.
+With CHUNKING (RFC 3030) ``BDAT n LAST`` replaces ``DATA``, ``354`` and dot-stuffing, and
+with ``LinkSettings.window`` > 1 the run keeps several whole transactions in flight
+(:mod:`smtpkit.engine._window`); this module's loop is then ``window=1``.
 
 The next message is taken (``TakeNext``) only when its envelope can ride along *now*; the
 driver answers at once, so nothing ever waits inside an open transaction.
