@@ -60,7 +60,6 @@ Invariants:
 
 from __future__ import annotations
 
-import enum
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -68,6 +67,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from smtpkit.engine._effects import Log, LogLevel, Report, Steps
 from smtpkit.engine._flight import Flight, Submission, envelope_error, lookahead, result_of
 from smtpkit.engine._link import Link
+from smtpkit.engine._window_slot import Kind, Slot
 from smtpkit.errors import (
     OperationTimeout,
     RemoteProtocolError,
@@ -95,31 +95,6 @@ MAX_REPLIES = 512
 _RSET = Command.rset()
 
 
-class _Kind(enum.Enum):
-    """What a reply due answers."""
-
-    RSET = "RSET"
-    MAIL = "MAIL"
-    RCPT = "RCPT"
-    CHUNK = "BDAT"  # a chunk before the last
-    LAST = "BDAT LAST"
-
-
-@dataclass(eq=False)
-class _Slot(Generic[J]):
-    """A message written and not (fully) answered, with the replies it is due."""
-
-    flight: Flight[J]
-    due: list[_Kind]
-    octets: int
-    read: int = 0
-    #: Nothing may be written behind it until it is answered (several chunks).
-    closes: bool = False
-    #: The first refused chunk, and the phase it is reported in.
-    chunk_refusal: tuple[Reply, Phase] | None = None
-    final: Reply | None = None
-
-
 @dataclass(eq=False)
 class Window(Generic[J]):
     """The run of :class:`~smtpkit.engine.Transactions` when ``window`` > 1 (BDAT only)."""
@@ -127,7 +102,7 @@ class Window(Generic[J]):
     run: Transactions[J]
     size: int
     #: Written, not fully answered, oldest first.
-    slots: deque[_Slot[J]] = field(default_factory=deque)
+    slots: deque[Slot[J]] = field(default_factory=deque)
     #: Taken but not written: the window had no room in octets or replies.
     held: Flight[J] | None = None
     #: The first message, its envelope accepted alone: its content goes first.
@@ -225,7 +200,7 @@ class Window(Generic[J]):
                 yield from self._chunks(slot, head)
                 break
             [(content, _)] = lookahead(flight.prepared.iter_content(CHUNK))
-            slot.due.append(_Kind.LAST)
+            slot.due.append(Kind.LAST)
             self.replies_due += len(slot.due)
             staged.append((flight, head + self.link.conn.send_chunk(content, last=True)))
             if self.link.trace:
@@ -249,20 +224,20 @@ class Window(Generic[J]):
             and self.replies_due + len(flight.rcpts) + 3 <= MAX_REPLIES
         )
 
-    def _begin(self, flight: Flight[J], *, envelope: bool) -> tuple[_Slot[J], bytes]:
+    def _begin(self, flight: Flight[J], *, envelope: bool) -> tuple[Slot[J], bytes]:
         """A slot for ``flight`` and the bytes of its RSET (if needed) and envelope."""
         commands: list[Command] = []
-        due: list[_Kind] = []
+        due: list[Kind] = []
         if envelope and (self.reset_due or self.slots):
             # An earlier BDAT is unanswered (or was refused): this MAIL starts fresh.
             commands.append(_RSET)
-            due.append(_Kind.RSET)
+            due.append(Kind.RSET)
             self.reset_due = False
         if envelope:
             commands += flight.envelope()
-            due += [_Kind.MAIL] + [_Kind.RCPT] * len(flight.rcpts)
+            due += [Kind.MAIL] + [Kind.RCPT] * len(flight.rcpts)
         octets = flight.prepared.size
-        slot = _Slot(flight, due, octets, closes=octets > CHUNK)
+        slot = Slot(flight, due, octets, closes=octets > CHUNK)
         self.slots.append(slot)
         self.octets += octets
         return slot, self.link.encode(commands) if commands else b""
@@ -278,14 +253,14 @@ class Window(Generic[J]):
         except TransportError as error:
             self._broke(error)
 
-    def _chunks(self, slot: _Slot[J], head: bytes) -> Steps[None]:
+    def _chunks(self, slot: Slot[J], head: bytes) -> Steps[None]:
         """A message of several chunks: one write per chunk (memory: one chunk)."""
         link, flight = self.link, slot.flight
         self.replies_due += len(slot.due)
         try:
             for chunk, last in lookahead(flight.prepared.iter_content(CHUNK)):
                 piece = link.conn.send_chunk(chunk, last=last)
-                slot.due.append(_Kind.LAST if last else _Kind.CHUNK)
+                slot.due.append(Kind.LAST if last else Kind.CHUNK)
                 self.replies_due += 1
                 if last:
                     flight.committed = True
@@ -304,12 +279,12 @@ class Window(Generic[J]):
         if isinstance(error, OperationTimeout):
             self.link.mark_dead()
 
-    def _trace(self, slot: _Slot[J]) -> Steps[None]:
+    def _trace(self, slot: Slot[J]) -> Steps[None]:
         """``Log(WIRE)`` lines for what was written for ``slot`` (when that logger is on)."""
         flight = slot.flight
-        if slot.due[0] is _Kind.RSET:
+        if slot.due[0] is Kind.RSET:
             yield Log(LogLevel.WIRE, "C: RSET")
-        if _Kind.MAIL in slot.due:
+        if Kind.MAIL in slot.due:
             for command in flight.envelope():
                 yield Log(LogLevel.WIRE, f"C: {command.redacted}")
         yield Log(LogLevel.WIRE, f"C: <{flight.prepared.size} octets of message content in BDAT>")
@@ -336,13 +311,13 @@ class Window(Generic[J]):
                 if reply is None:
                     if not wait:
                         return False
-                    chunk = kind is _Kind.LAST or kind is _Kind.CHUNK
+                    chunk = kind is Kind.LAST or kind is Kind.CHUNK
                     reply = yield from link.read_reply(final_timeout if chunk else None)
                 slot.read += 1
                 if not link.alive:  # a 421: the server closes (RFC 5321 §3.8)
                     yield from self._closed(kind, reply)
                     return True
-                self._note(slot, kind, reply)
+                slot.note(kind, reply, link)
         except TransportError as error:
             yield from self._lost(error)
             return True
@@ -355,26 +330,7 @@ class Window(Generic[J]):
         self.octets -= slot.octets
         self.replies_due -= len(slot.due)
 
-    def _note(self, slot: _Slot[J], kind: _Kind, reply: Reply) -> None:
-        """Record one reply.
-
-        Raises:
-            RemoteProtocolError: RSET was refused (RFC 5321 §4.1.1.5: it must get 250);
-                the server's state is unknown, the link is dead.
-        """
-        if kind is _Kind.MAIL or kind is _Kind.RCPT:
-            slot.flight.replies.append(reply)
-        elif kind is _Kind.RSET:
-            if not reply.is_positive:
-                raise self.link.unexpected(reply, "RSET")
-        else:
-            if kind is _Kind.LAST:
-                slot.final = reply
-            if not reply.is_positive and slot.chunk_refusal is None:
-                phase = Phase.MESSAGE if kind is _Kind.LAST else Phase.DATA
-                slot.chunk_refusal = (reply, phase)
-
-    def _judge(self, slot: _Slot[J]) -> Steps[None]:
+    def _judge(self, slot: Slot[J]) -> Steps[None]:
         """The outcome of a message whose replies all came."""
         run, link = self.run, self.link
         flight = slot.flight
@@ -391,10 +347,8 @@ class Window(Generic[J]):
             yield from self._lost(RemoteProtocolError(why, transcript=link.transcript))
             return
         if refused is not None or slot.chunk_refusal is not None:
-            if refused is None:
-                assert slot.chunk_refusal is not None
-                reply, phase = slot.chunk_refusal
-                refused = link.error(reply, phase, command="BDAT")
+            refused = refused or slot.chunk_error(link)
+            assert refused is not None
             # RFC 3030 §2: after a refused BDAT the state is indeterminate. A message
             # written behind this one had an RSET in front of its MAIL already.
             self.reset_due = not self.slots
@@ -406,41 +360,22 @@ class Window(Generic[J]):
 
     # -- endings -------------------------------------------------------------------------
 
-    def _definite(self, slot: _Slot[J]) -> SMTPError | None:
-        """A refusal that holds although not every reply came (the content cannot have been
-        accepted: RFC 3030 §3), else ``None``."""
-        flight = slot.flight
-        replies = flight.replies
-        link = self.link
-        if not replies:
-            return None
-        rcpts = replies[1:]
-        every_rcpt_refused = len(rcpts) == len(flight.rcpts) and not any(
-            reply.is_positive for reply in rcpts
-        )
-        if not replies[0].is_positive or every_rcpt_refused:
-            return envelope_error(link, flight, stale_ok=self.run._stale_ok)
-        if slot.chunk_refusal is not None:
-            reply, phase = slot.chunk_refusal
-            return link.error(reply, phase, command="BDAT")
-        return None
-
-    def _closed(self, kind: _Kind, reply: Reply) -> Steps[None]:
+    def _closed(self, kind: Kind, reply: Reply) -> Steps[None]:
         """The server answered ``kind`` of the oldest message with 421 and closes."""
         run, link = self.run, self.link
         slot = self.slots.popleft()
         flight = slot.flight
         outcome: SMTPError | None
-        if kind is _Kind.RSET:
+        if kind is Kind.RSET:
             outcome = run._stale(f"the server closed the connection ({reply})")
-        elif kind is _Kind.MAIL or kind is _Kind.RCPT:
+        elif kind is Kind.MAIL or kind is Kind.RCPT:
             flight.replies.append(reply)
             outcome = envelope_error(link, flight, stale_ok=run._stale_ok)
             outcome = outcome or run._stale(f"the server closed the connection ({reply})")
         else:
-            outcome = self._definite(slot)
+            outcome = slot.definite(link, stale_ok=run._stale_ok)
             if outcome is None:
-                phase = Phase.MESSAGE if kind is _Kind.LAST else Phase.DATA
+                phase = Phase.MESSAGE if kind is Kind.LAST else Phase.DATA
                 outcome = link.error(reply, phase, command="BDAT")
         yield from run._report(flight, outcome)
         # RFC 5321 §3.8: the server reads nothing after its 421; none of the rest arrived.
@@ -452,11 +387,11 @@ class Window(Generic[J]):
 
     def _lost(self, error: SMTPError) -> Steps[None]:
         """The connection failed: classify every message open on it."""
-        run = self.run
+        run, link = self.run, self.link
         why = str(error)
         for slot in self.slots:
             flight = slot.flight
-            outcome = self._definite(slot)
+            outcome = slot.definite(link, stale_ok=run._stale_ok)
             if outcome is None:
                 outcome = (
                     run._unknown(flight, why) if flight.committed else run._before_accept(error)
