@@ -273,6 +273,32 @@ def test_a_refused_message_at_any_position_leaves_the_others_accepted(
         assert bdat(batch[0]) not in wire  # a refused first envelope sends no content
 
 
+@pytest.mark.parametrize("position", [1, 2, 3, 4])
+def test_some_recipients_refused_at_any_position_are_listed_and_the_message_sent(
+    position: int,
+) -> None:
+    script = Script()
+    link = start(3, script)
+    two = "bob@example.test, nobody@example.test"
+    batch = [message(n, to=two if n == position else "bob@example.test") for n in (1, 2, 3, 4)]
+    for number in (1, 2, 3, 4):
+        head = [] if number == 1 else [RSET_OK]
+        if number == position:
+            script.serve(*head, MAIL_OK, RCPT_OK, UNKNOWN_USER, queued(number))
+        else:
+            script.serve(*replies_of(number, first=number == 1))
+    send(script, link, batch)
+    outcomes = script.outcomes()
+    assert all(isinstance(o, SendResult) for o in outcomes.values()), outcomes
+    partial = outcomes[f"m{position}"]
+    assert isinstance(partial, SendResult)
+    assert partial.accepted == ("bob@example.test",)
+    assert partial.rejected["nobody@example.test"].code == 550
+    assert partial.reply.text.endswith(f"Q{position}")
+    assert link.messages_sent == 4
+    assert not script.wire.endswith(b"RSET\r\n")  # nothing refused: no RSET at the end
+
+
 def test_some_recipients_refused_are_listed_on_the_result() -> None:
     script = Script()
     link = start(3, script)
