@@ -6,6 +6,7 @@
     smtpkit check 'smtp+starttls://you%40example.com@mail.example.com:587' --login
     smtpkit check ses:eu-west-1 --json              # a preset by name
     SMTPKIT_URL=smtps://... smtpkit check           # the configured server
+    smtpkit check you@gmail.com --quota-store redis://127.0.0.1:6379/0   # + quota used/left
 
 Exit status: 0 when sending would work (no step failed), 1 when a step failed, 2 when the
 target cannot be understood. The password comes from the URL or ``SMTPKIT_PASSWORD``; it is
@@ -52,6 +53,12 @@ def add_check_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.Ar
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per step")
     parser.add_argument("--cafile", help="trust this PEM CA bundle instead of the system's")
+    parser.add_argument(
+        "--quota-store",
+        metavar="URL",
+        help="also show the account's sending quota, used and left, from this store "
+        "(redis://host:6379/0, sqlite:///path/quota.db; default $SMTPKIT_QUOTA_STORE)",
+    )
     return parser
 
 
@@ -84,6 +91,7 @@ def run_check(
             cafile=args.cafile or _url_cafile(target),
             timeout=args.timeout,
             environ=env,
+            quota_store=args.quota_store,
         )
     except ConfigurationError as error:
         print(f"smtpkit check: {error.message}", file=err)

@@ -58,7 +58,7 @@ import os
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TypedDict, Unpack
+from typing import Literal, TypedDict, Unpack
 
 from smtpkit import providers
 from smtpkit._checks import MAX_WINDOW, check_window
@@ -76,6 +76,7 @@ from smtpkit.auth import (
 from smtpkit.config import Security, Timeouts, check_ehlo_name, is_loopback
 from smtpkit.dkim import DKIMSigner
 from smtpkit.errors import ConfigurationError
+from smtpkit.quotas import Quota
 from smtpkit.retry import Retry
 from smtpkit.transports import LoopbackOnlyTransport, SocketTransport, Transport
 
@@ -141,6 +142,7 @@ class SubmitterOptions(TypedDict, total=False):
     window: int
     clock: Callable[[], float]
     wall_clock: Callable[[], datetime] | None
+    quota: Quota | Literal[False] | None
 
 
 #: Every key :class:`SubmitterOptions` allows, for checking overrides at run time.

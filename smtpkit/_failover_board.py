@@ -11,6 +11,8 @@ Invariants:
       a quota or rate limit (``RateLimited``), which is a definite refusal (RFC 5321
       §4.1.1.4: a failure reply to the final ``.`` means the server did not take the
       message) about the account, not the message.
+    * A quota refusal (``QuotaExceeded``, ``QuotaStoreUnavailable``) moves: nothing was
+      sent, and it is about the account of that server, not the message.
     * A 5xx refusal of the sender, a recipient or the message is the message's own
       outcome: another server would refuse it too (and a second refusal teaches nothing).
     * A message that asked for DSN with ``IfUnsupported.REFUSE`` and met a server that
@@ -41,6 +43,8 @@ from smtpkit.errors import (
     InsecureAuthRefused,
     MessageError,
     NoCommonMechanism,
+    QuotaExceeded,
+    QuotaStoreUnavailable,
     RateLimited,
     RecipientRejected,
     ReplyError,
@@ -117,7 +121,8 @@ def is_server_failure(error: BaseException) -> bool:
     every ``AuthenticationError``), an OAuth2 token that could not be had, no common AUTH
     mechanism or a link that may not carry credentials, a ``4xx`` to MAIL, RCPT or DATA
     (for refused recipients: when every refusal is a ``4xx``), ``530`` "authentication
-    required" to MAIL, and ``RateLimited`` at any step.
+    required" to MAIL, ``RateLimited`` at any step, and a refusal of the Submitter's own
+    quota (``QuotaExceeded``, ``QuotaStoreUnavailable``: nothing was sent).
 
     False for ``DeliveryUnknown``, for every other reply after the content, for ``5xx``
     refusals of the sender, recipients or message, for a message that cannot be sent as
@@ -127,6 +132,8 @@ def is_server_failure(error: BaseException) -> bool:
         return False
     if isinstance(error, TransportError | TokenRefreshError | NoCommonMechanism):
         return True
+    if isinstance(error, QuotaExceeded | QuotaStoreUnavailable):
+        return True  # refused before anything was sent: that account's quota, not the message
     if isinstance(error, InsecureAuthRefused):
         return True
     if not isinstance(error, ReplyError):

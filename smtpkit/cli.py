@@ -37,6 +37,7 @@ from smtpkit._cli_check import add_check_parser, run_check
 from smtpkit._cli_hints import cli_hint
 from smtpkit._cli_oauth import add_oauth_parser, run_oauth
 from smtpkit._cli_progress import Progress
+from smtpkit._cli_quota import add_quota_parser, run_quota
 from smtpkit._cli_serve import add_serve_parser, run_serve
 from smtpkit._configure import ENV_PASSWORD, ENV_URL, SubmitterOptions, ca_context, options_from_url
 from smtpkit._message_headers import LINE_BREAK_CHARACTERS
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_check_parser(sub)
     add_oauth_parser(sub)
     add_serve_parser(sub)
+    add_quota_parser(sub)
     return parser
 
 
@@ -187,6 +189,8 @@ def _run(argv: Sequence[str] | None) -> int:
         return run_oauth(args, sys.stdout, sys.stderr)
     if args.command == "serve":
         return run_serve(args, sys.stdout, sys.stderr)
+    if args.command == "quota":
+        return run_quota(args, sys.stdout, sys.stderr)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -14,6 +14,11 @@ Invariants:
       policy's backoff, jitter and cap. A :class:`~smtpkit.errors.DeliveryUnknown` (the
       connection failed after the content was sent) is never retried unless the task was
       made with ``retry_unknown=True``.
+    * ``QuotaExceeded`` (the account's sending quota, counted before anything was sent) is
+      retried when the quota frees up (``retry_after``, plus up to 10% so a fleet's tasks
+      do not all come back at once), as often as it takes: a wait, not a failure, so it
+      uses none of the policy's tries. ``QuotaStoreUnavailable`` (nothing was sent) is
+      retried like a transient failure.
     * Queuing a message never does a DNS lookup: a missing ``Message-ID`` is made by
       :func:`smtpkit.message.make_message_id`.
     * Each worker process builds its own Submitter (and so its own token provider and
@@ -34,6 +39,7 @@ import dataclasses
 import email.policy
 import logging
 import os
+import random
 import threading
 from collections.abc import Callable, Sequence
 from email import message_from_bytes
@@ -45,7 +51,13 @@ from celery import signals
 
 from smtpkit._result import SendResult
 from smtpkit.drivers import Submitter
-from smtpkit.errors import ConfigurationError, SMTPError, TokenRefreshError
+from smtpkit.errors import (
+    ConfigurationError,
+    QuotaExceeded,
+    QuotaStoreUnavailable,
+    SMTPError,
+    TokenRefreshError,
+)
 from smtpkit.message import make_message_id
 from smtpkit.retry import Retry
 
@@ -68,6 +80,8 @@ DEFAULT_RETRY = Retry(attempts=5, backoff=30.0, multiplier=2.0, max_backoff=600.
 DEFAULT_NAME = "default"
 #: Payload format version, so a worker can refuse a payload from a newer client.
 PAYLOAD_VERSION = 1
+#: A quota retry waits ``retry_after`` plus up to this share of it (spreads a fleet's tasks).
+QUOTA_JITTER = 0.1
 
 SubmitterFactory = Callable[[], Submitter]
 
@@ -353,9 +367,15 @@ def _should_retry(policy: Retry, error: SMTPError) -> bool:
     :class:`~smtpkit.errors.TokenRefreshError` (the token endpoint unreachable, another
     process holding the token store) failed before any SMTP command: nothing was sent.
     """
-    if policy.is_retryable(error):
-        return True
+    if policy.is_retryable(error) or isinstance(error, QuotaStoreUnavailable):
+        return True  # (the quota store could not be asked: nothing was sent)
     return isinstance(error, TokenRefreshError) and error.is_transient
+
+
+def _quota_countdown(error: QuotaExceeded, rng: random.Random | None = None) -> float:
+    """The wait before a retry for the quota: ``retry_after`` and a little jitter."""
+    wait = max(error.retry_after, 0.0)
+    return wait * (1 + QUOTA_JITTER * (rng or random).random())  # jitter, not cryptography
 
 
 def _countdown(policy: Retry, error: SMTPError, retries_done: int) -> float:
@@ -386,8 +406,11 @@ def make_send_task(
 
     The task returns :func:`summarize` of the result. A failure that is final raises the
     typed :class:`~smtpkit.errors.SMTPError` (the task fails); one the ``retry`` policy
-    retries (:meth:`~smtpkit.Retry.is_retryable`), or a transient token refresh failure, is
-    retried after ``retry.delay()`` seconds, at most ``retry.attempts`` tries in all.
+    retries (:meth:`~smtpkit.Retry.is_retryable`), a transient token refresh failure, or a
+    quota store that could not be asked, is retried after ``retry.delay()`` seconds, at
+    most ``retry.attempts`` tries in all. A :class:`~smtpkit.QuotaExceeded` (the Submitter's
+    quota: nothing was sent) is retried when the quota frees up (``retry_after``), without
+    using a try.
 
     Args:
         app: the Celery application.
@@ -439,6 +462,7 @@ def make_send_task(
         recipients: list[str] | None = None,
         submitter: str = DEFAULT_NAME,
         version: int = PAYLOAD_VERSION,
+        quota_waits: int = 0,
     ) -> dict[str, Any]:
         if version > PAYLOAD_VERSION:
             raise ConfigurationError(f"payload version {version} is newer than this worker")
@@ -446,8 +470,19 @@ def make_send_task(
         target = get_submitter(submitter)
         try:
             result = target.send(outgoing, sender=sender, recipients=recipients)
+        except QuotaExceeded as error:
+            # Not a failure: the account's quota is used up for now and nothing was sent.
+            # Counted apart (quota_waits) so it uses none of the policy's tries.
+            countdown = _quota_countdown(error)
+            logger.info("sending quota reached (%s); retry in %.1fs", error.limit, countdown)
+            kwargs = {**(self.request.kwargs or {}), "quota_waits": quota_waits + 1}
+            # (max_retries: Celery's own count includes these waits; this one is always allowed)
+            allowed = int(self.request.retries or 0) + 1
+            raise self.retry(
+                exc=error, countdown=countdown, kwargs=kwargs, max_retries=allowed
+            ) from error
         except SMTPError as error:
-            retries_done = int(self.request.retries or 0)
+            retries_done = int(self.request.retries or 0) - quota_waits
             if not _should_retry(policy, error) or retries_done + 1 >= policy.attempts:
                 raise
             countdown = _countdown(policy, error, retries_done)
@@ -458,7 +493,9 @@ def make_send_task(
                 policy.attempts - 1,
                 countdown,
             )
-            raise self.retry(exc=error, countdown=countdown) from error
+            # Celery counts the quota's waits as retries too: its limit moves past them.
+            limit = None if self.max_retries is None else self.max_retries + quota_waits
+            raise self.retry(exc=error, countdown=countdown, max_retries=limit) from error
         return summarize(result)
 
     return send_message

@@ -12,7 +12,8 @@ walks each step of a submission session, reporting what it saw and what to do::
 Steps: ``dns``, ``tcp`` (or, through a proxy, ``proxy``: the proxy reached and its tunnel
 to the server open), ``tls`` and ``certificate`` (implicit TLS), ``greeting``, ``ehlo``,
 ``starttls``, ``tls``, ``certificate`` and ``ehlo-tls`` (STARTTLS), ``auth-mechanisms``,
-``login`` (only with ``login=True``: AUTH then QUIT, never MAIL) and ``size``. Known
+``login`` (only with ``login=True``: AUTH then QUIT, never MAIL), ``size`` and, with a
+quota store (``quota_store=``), ``quota``: the account's sending quota, used and left. Known
 mistakes get an exact fix: TLS spoken to a STARTTLS port (``WRONG_VERSION_NUMBER``),
 plaintext to an implicit-TLS port (no greeting), an untrusted certificate (named by subject
 and issuer), a certificate for other names (listing them) or expired (with the date), no
@@ -29,6 +30,7 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import urllib.parse
 from collections.abc import Mapping
@@ -44,11 +46,14 @@ from smtpkit._url import redact_url
 from smtpkit.auth import AppPasswordAuth, AuthStrategy, PasswordAuth
 from smtpkit.config import Security, Timeouts
 from smtpkit.doctor._probe import resolve
+from smtpkit.doctor._quota import ENV_QUOTA_STORE, account_quota, quota_finding, store_from_url
 from smtpkit.doctor._report import JSON_SCHEMA_VERSION, Finding, Report, Status
 from smtpkit.doctor._steps import Doctor, Resolver, steps_for
 from smtpkit.errors import ConfigurationError
+from smtpkit.quotas import QuotaStore
 
 __all__ = [
+    "ENV_QUOTA_STORE",
     "JSON_SCHEMA_VERSION",
     "Finding",
     "Report",
@@ -196,12 +201,17 @@ def check(
     timeout: float | None = None,
     environ: Mapping[str, str] | None = None,
     resolver: Resolver = resolve,
+    quota_store: str | QuotaStore | None = None,
 ) -> Report:
     """Check a URL, preset name or mailbox address (see :func:`options_for_target`).
 
     The password for an address (or a URL without one) comes from ``SMTPKIT_PASSWORD``
     in ``environ`` (default ``os.environ``); without ``login`` a URL naming a user needs
     none (no credential is sent).
+
+    With ``quota_store`` (a store, or its URL: ``redis://...``, ``sqlite:///path``; default
+    ``SMTPKIT_QUOTA_STORE`` in ``environ``) the report ends with a ``quota`` step: what the
+    account's quota has used and has left (:mod:`smtpkit.doctor._quota`).
 
     Raises:
         ConfigurationError: the target cannot be understood (nothing was contacted).
@@ -214,4 +224,14 @@ def check(
         password = _NOT_SENT
     options = options_for_target(target, provider=provider, password=password, timeout=timeout)
     shown = redact_url(target) if "://" in target else None
-    return diagnose(options, cafile=cafile, login=login, target=shown, resolver=resolver)
+    store = quota_store if quota_store is not None else env.get(ENV_QUOTA_STORE) or None
+    opened = store_from_url(store) if isinstance(store, str) else store  # before any I/O
+    report = diagnose(options, cafile=cafile, login=login, target=shown, resolver=resolver)
+    if opened is None:
+        return report
+    try:
+        finding = quota_finding(account_quota(options, opened))
+    finally:
+        if opened is not quota_store:
+            opened.close()
+    return dataclasses.replace(report, findings=(*report.findings, finding))

@@ -41,7 +41,7 @@ class Finding:
     Attributes:
         step: a stable machine name (``dns``, ``tcp``, ``proxy``, ``tls``, ``certificate``,
             ``greeting``, ``ehlo``, ``starttls``, ``ehlo-tls``, ``auth-mechanisms``,
-            ``login``, ``size``).
+            ``login``, ``size``, ``quota``).
         status: the :class:`Status`.
         observed: what the step saw, in one line.
         advice: what to do, or ``None`` when nothing needs doing.

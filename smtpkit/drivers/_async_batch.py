@@ -24,6 +24,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 
 from smtpkit.drivers._async_io import AsyncConnection, maybe_await
 from smtpkit.drivers._async_pool import AsyncPool
+from smtpkit.drivers._async_quota import admit
 from smtpkit.drivers._batch_state import BatchState
 from smtpkit.drivers._common import Item, Job, Outcome
 from smtpkit.errors import SMTPError
@@ -136,6 +137,8 @@ class AsyncBatch:
         state, pool = self.state, self._pool
         try:
             while (job := await self._next()) is not None:
+                if not await admit(state, job):
+                    continue  # refused by the quota (its outcome), or the batch stopped
                 try:
                     conn = await pool.acquire()
                 except SMTPError as error:

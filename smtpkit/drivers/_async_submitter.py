@@ -30,6 +30,7 @@ from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers._async_batch import AsyncBatch, OnResult
 from smtpkit.drivers._async_io import AsyncConnection, AsyncDriver
 from smtpkit.drivers._async_pool import AsyncPool
+from smtpkit.drivers._async_quota import admit, quota_settled
 from smtpkit.drivers._client import SubmitterBase
 from smtpkit.drivers._common import Job, Outcome, Outgoing, check_batch_options
 from smtpkit.dsn import DSN, ESMTPParams
@@ -60,8 +61,11 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
 
     The arguments are those of :class:`smtpkit.Submitter`; ``transport`` may also be an
     :class:`~smtpkit.transports.AsyncTransport`, and a synchronous in-memory transport
-    (``smtpkit.testing.FakeTransport``) works unchanged.
+    (``smtpkit.testing.FakeTransport``) works unchanged. A ``quota`` whose store does I/O
+    (SQLite, Redis) is asked in a worker thread, never on the event loop.
     """
+
+    _quota_threads = False  # asks ahead on its loop's executor: smtpkit.drivers._async_quota
 
     def _start(self, transport: Transport | AsyncTransport | None) -> None:
         self._pacing = Pacing(self._rate_limit)  # shared by every send(), as in Submitter
@@ -142,6 +146,8 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
             job, wait = got
             if wait > 0:
                 await asyncio.sleep(wait)  # a backoff or the rate limit, no connection held
+            if not await admit(state, job):
+                continue  # refused by the quota: that is its outcome
             try:
                 conn = await self._pool.acquire()
             except SMTPError as error:
@@ -150,6 +156,7 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
             start(job, conn)
             await self._transact(conn, job, None, state.settle)
             await self._pool.release(conn)
+        await quota_settled(state)
         [outcome] = outcomes
         outcomes.clear()  # nothing else holds the outcome: no cycle through its traceback
         state.outcomes.clear()
@@ -221,4 +228,5 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
             read_ahead=2 * workers,
         )
         await batch.run(workers)
+        await quota_settled(state)
         return state.results(batch.callback_error)

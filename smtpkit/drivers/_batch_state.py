@@ -10,7 +10,9 @@ from its tasks and waits on an event. What it decides:
 * :meth:`lookahead`: the engine's ``TakeNext`` for one connection - a job only if it may
   start *now* (no backoff pending, a rate slot free), within the connection's caps;
 * :meth:`settle`: an outcome is final, or the job goes back for another try (``Attempts``);
-* :meth:`opening_failed`: a refused login ends every remaining job with the same error.
+* :meth:`opening_failed`: a refused login ends every remaining job with the same error;
+* :meth:`admitted` and the lookahead: the quota's place for each try, asked for before a
+  connection is taken or the job is handed to the engine (:mod:`~smtpkit.drivers._quota_gate`).
 
 Invariants:
     * Every job handed out ends with exactly one outcome (reported through ``report``),
@@ -21,11 +23,16 @@ Invariants:
       connection again: each ends with that error, without a retry (logging in again only
       prolongs a provider's lockout).
     * A preset's recipients-per-message cap is checked before a job waits or connects.
+    * A quota refusal that no short wait cures (``QuotaExceeded`` beyond ``MAX_WAIT``,
+      ``QuotaStoreUnavailable``) ends its job, and every job whose place was not asked for
+      yet ends with the same error: the batch stops taking messages for an exhausted
+      account.
     * Nothing here waits: a driver may call every method with a transaction open.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
 from email.message import Message
@@ -33,8 +40,9 @@ from email.message import Message
 from smtpkit._message_headers import header_recipients, header_sender, topmost_resent_block
 from smtpkit._result import BatchInterrupted, SendResult
 from smtpkit.drivers._common import Item, Job, Outcome, ends_logins
+from smtpkit.drivers._quota_gate import QuotaGate, Verdict
 from smtpkit.engine import Link, Pacing
-from smtpkit.errors import MessageError, SMTPError
+from smtpkit.errors import MessageError, QuotaExceeded, QuotaStoreUnavailable, SMTPError
 from smtpkit.message import Envelope
 from smtpkit.providers import Preset
 from smtpkit.retry import Retry
@@ -54,6 +62,7 @@ class BatchState:
         per_connection: ``send_many``'s ``max_per_connection``.
         cancelled: the batch must start nothing more once this says so (``on_result``
             raised, in a reporter the state does not own).
+        quota: the quota's calls for this batch (``None``: no quota).
     """
 
     def __init__(
@@ -66,6 +75,7 @@ class BatchState:
         preset: Preset | None = None,
         per_connection: int | None = None,
         cancelled: Callable[[], bool] | None = None,
+        quota: QuotaGate | None = None,
     ) -> None:
         self._retry = retry
         self._pacing = pacing
@@ -91,6 +101,9 @@ class BatchState:
         #: What stopped the batch with an exception (a bug, or the caller's iterator).
         self.crash: BaseException | None = None
         self._stopped = False
+        self.quota = quota
+        #: The quota refusal every later job ends with (the account is out of quota).
+        self.quota_refusal: SMTPError | None = None
 
     # -- the source ----------------------------------------------------------------------
 
@@ -175,6 +188,9 @@ class BatchState:
             if self.login_failure is not None:
                 self.finish(job, self.login_failure)  # no login again, no retry
                 continue
+            if self.quota_refusal is not None and not self._asked(job):
+                self.finish(job, self.quota_refusal)  # reported, never skipped silently
+                continue
             if job.started:
                 wait, job.wait = job.wait, 0.0
             else:
@@ -221,7 +237,76 @@ class BatchState:
                 self._ready.appendleft(job)  # not yet: it starts the next transaction
                 return None
             job.started = True
+        if self.quota is not None and not self._take_place(job, self.quota):
+            return None
         return job
+
+    # -- the quota (smtpkit.drivers._quota_gate) -----------------------------------------
+
+    def admitted(self, job: Job, verdict: Verdict) -> float | None:
+        """After ``quota.ask(job)`` for a job :meth:`next_job` handed out (no connection held).
+
+        Returns:
+            ``0.0``: start it. A positive number: wait that long (a place frees up soon),
+            then ask again. ``None``: it does not start: its refusal is its outcome, or the
+            batch stopped while it waited (it stays unsent).
+        """
+        refusal = verdict.refusal
+        if refusal is None:
+            self._ask_ahead()
+            return 0.0
+        wait = QuotaGate.wait_for(refusal)
+        if wait is None:
+            self._refused(job, refusal)
+        elif not self.stopped:
+            return wait
+        else:
+            self.put_back(job)
+        return None
+
+    def _take_place(self, job: Job, gate: QuotaGate) -> bool:
+        """The quota's place for a job the lookahead is about to hand out; never waits."""
+        if self.quota_refusal is None or gate.asked(job):
+            verdict = gate.ask(job) if gate.inline else gate.peek_ready(job)
+            if verdict is None:
+                gate.ask_ahead(job)  # its answer is not back yet
+            elif verdict.refusal is None:
+                self._ask_ahead()
+                return True
+            elif gate.wait_for(verdict.refusal) is None:
+                self._refused(job, verdict.refusal)
+                return False
+        # Not now (a short wait, an answer not back, or the account refused): the next
+        # transaction takes it (next_job), with no transaction open.
+        self.in_flight -= 1
+        self._ready.appendleft(job)
+        return False
+
+    def _asked(self, job: Job) -> bool:
+        """Whether ``job`` holds a place, or its ask is out: its own verdict decides."""
+        return self.quota is not None and self.quota.asked(job)
+
+    def _refused(self, job: Job, refusal: SMTPError) -> None:
+        quota_error = isinstance(refusal, QuotaExceeded | QuotaStoreUnavailable)
+        if quota_error and self.quota_refusal is None:
+            # About the account: every job not yet asked for ends with it (one asked ahead
+            # keeps its own verdict: asks made at once may come back in any order).
+            self.quota_refusal = refusal
+        self.finish(job, refusal)
+
+    def _ask_ahead(self) -> None:
+        """A job is starting: ask for the places of the next ones (up to the gate's
+        depth) now, in worker threads, so the lookahead finds them ready (a store that
+        does I/O)."""
+        gate = self.quota
+        if gate is None or gate.spawn is None or self.quota_refusal is not None:
+            return
+        ready = self._ready
+        while len(ready) < gate.depth and (pulled := self._pull()) is not None:
+            ready.append(pulled)
+        for following in itertools.islice(ready, gate.depth):
+            if following.wait <= 0:  # a retry's backoff comes first: it asks when due
+                gate.ask_ahead(following)
 
     def used(self, link: Link, count: int) -> bool:
         """Record ``count`` jobs run on ``link``; whether it reached ``max_per_connection``."""
@@ -237,6 +322,8 @@ class BatchState:
             self.finish(job, outcome)
             return
         assert isinstance(outcome, SMTPError)
+        if self.quota is not None:
+            self.quota.settle(job, outcome)  # this try's place; the next try asks again
         # Not accepted and worth another try, first in line; once the batch stopped, it
         # stays unsent.
         self.in_flight -= 1
@@ -247,6 +334,8 @@ class BatchState:
 
     def finish(self, job: Job, outcome: Outcome) -> None:
         """Record ``job``'s final outcome and report it."""
+        if self.quota is not None:
+            self.quota.settle(job, outcome)
         self.in_flight -= 1
         self.outcomes[job.index] = outcome
         if job.last_error is not None:

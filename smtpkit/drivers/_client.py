@@ -20,7 +20,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Generic, Self, TypeVar, Unpack
+from typing import ClassVar, Generic, Literal, Self, TypeVar, Unpack
 
 from smtpkit import providers
 from smtpkit._checks import check_submitter_options
@@ -44,9 +44,11 @@ from smtpkit.drivers._common import (
     log_sent,
 )
 from smtpkit.drivers._pool_state import Pooled, PoolState
+from smtpkit.drivers._quota_gate import QuotaGate, submitter_quota
 from smtpkit.engine import LinkSettings, Pacing, ReusePolicy, SendOptions
 from smtpkit.errors import ConfigurationError
 from smtpkit.hooks import SendTracker
+from smtpkit.quotas import Quota
 from smtpkit.retry import Retry
 from smtpkit.transports import Transport
 
@@ -64,6 +66,9 @@ class SubmitterBase(Generic[T]):
     """The options of a submitter; see :class:`smtpkit.Submitter` for each argument."""
 
     _pacing: Pacing  # the rate limit shared by every call (a driver's _start sets it)
+    #: Whether a quota gate asks ahead in threads of its own (the threaded driver); the
+    #: asyncio driver uses its loop's executor (smtpkit.drivers._async_quota).
+    _quota_threads: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -89,6 +94,7 @@ class SubmitterBase(Generic[T]):
         window: int = DEFAULT_WINDOW,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] | None = None,
+        quota: Quota | Literal[False] | None = None,
     ) -> None:
         transport = with_proxy(transport, proxy, host=host)  # smtpkit._proxy
         # Every value checked before anything is built or connected (smtpkit._checks).
@@ -132,6 +138,9 @@ class SubmitterBase(Generic[T]):
         self._endpoint = Endpoint(host.strip(), port, security, tls_context, timeouts.connect)
         self._tls_context = tls_context
         self._preset = providers.find(provider)
+        self._quota = submitter_quota(
+            quota, self._preset, auth.username if auth is not None else None, host.strip()
+        )
         self._clock = clock
         self._wall_clock = wall_clock or (lambda: datetime.now(UTC))
         self._retry = retry or Retry.never()
@@ -203,7 +212,16 @@ class SubmitterBase(Generic[T]):
             preset=self._preset,
             per_connection=per_connection,
             cancelled=cancelled,
+            quota=None if self._quota is None else self._quota_gate(self._quota),
         )
+
+    def _quota_gate(self, quota: Quota) -> QuotaGate:
+        """The quota's calls for one ``send``/``send_many`` call."""
+        family = self._preset.family if self._preset is not None else None
+        fast = QuotaGate.fast(quota)
+        connections = self._limits.max_connections
+        threads = connections if self._quota_threads and not fast else 0
+        return QuotaGate(quota, provider=family, inline=fast, threads=threads, depth=connections)
 
     # -- other ways to build one ---------------------------------------------------------
 
@@ -298,6 +316,11 @@ class SubmitterBase(Generic[T]):
     def pool_limits(self) -> PoolLimits:
         """The connection pool's limits."""
         return self._limits
+
+    @property
+    def quota(self) -> Quota | None:
+        """The quota each message is counted in before it is sent (``None``: none)."""
+        return self._quota
 
     @property
     def window(self) -> int:

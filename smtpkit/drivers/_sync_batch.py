@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from smtpkit.drivers._batch_state import BatchState
 from smtpkit.drivers._common import Job, Outcome
+from smtpkit.drivers._quota_gate import QuotaGate
 from smtpkit.drivers._sync_io import SyncConnection, SyncDriver
 from smtpkit.drivers._sync_pool import SyncPool
 from smtpkit.engine import Pacing
@@ -82,6 +83,8 @@ def run_batch(
             thread.start()
         for thread in threads:
             thread.join()
+    if state.quota is not None:
+        state.quota.close()  # places asked ahead for messages that never started
     if state.crash is not None:
         raise state.crash
 
@@ -125,6 +128,8 @@ class _Workers:
                         with self._lock:
                             state.put_back(job)  # never started: it gets no outcome
                         return
+                if state.quota is not None and not self._admit(job, state.quota):
+                    continue  # refused by the quota (its outcome), or the batch stopped
                 try:
                     conn = self._pool.acquire()
                 except SMTPError as error:
@@ -137,6 +142,19 @@ class _Workers:
             with self._lock:
                 state.fail(error)
                 self._wake()
+
+    def _admit(self, job: Job, gate: QuotaGate) -> bool:
+        """Reserve ``job``'s place in the quota before taking a connection: the store call
+        with no lock held, then its verdict under the lock; a place that frees up soon is
+        waited for, holding no connection."""
+        while True:  # bounded: each pass waits for a place that frees up, or ends
+            verdict = gate.ask_now(job)  # an ask made ahead, else the store call here
+            with self._lock:
+                wait = self._state.admitted(job, verdict)
+                self._wake()
+            if wait is None or wait == 0:
+                return wait == 0
+            self._sleep(wait)
 
     def _wake(self) -> None:
         """After a change of the state (under the lock): wake the workers waiting for one."""

@@ -107,6 +107,14 @@ class Submitter(SubmitterBase[Transport]):
             flight on one connection (``1``: one at a time). A lost connection can leave
             up to ``window`` messages ``DeliveryUnknown``; see docs/performance.md.
         clock, wall_clock: monotonic and UTC clocks, injectable for tests.
+        quota: a :class:`smtpkit.quotas.Quota` each message is counted in before its
+            envelope is sent (shared by every worker of the account: see
+            docs/quotas.md); it gets the preset's limits and the account (user name and
+            host) where it has none. Default: with a preset that has daily limits, a
+            :class:`~smtpkit.quotas.MemoryQuotaStore` counting them for this Submitter;
+            ``False``: no quota. Over a limit, nothing is sent and the message ends with
+            :class:`~smtpkit.QuotaExceeded` (a place freeing up within a minute is waited
+            for, like the rate limit).
     """
 
     def _start(self, transport: Transport | None) -> None:

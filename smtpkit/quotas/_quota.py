@@ -155,7 +155,7 @@ class Quota:
         with quota.reserve(recipients=2):   # QuotaExceeded: nothing is sent
             submitter.send(message)         # kept if accepted, given back if refused
 
-    (The Submitter does not take ``quota=`` yet; it will fill in ``limits`` and ``key``.)
+    A Submitter's ``quota=`` fills in ``limits`` and ``key`` where they are not given.
     """
 
     def __init__(

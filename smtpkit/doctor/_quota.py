@@ -1,0 +1,162 @@
+"""The account's sending quota for ``smtpkit check`` and ``smtpkit quota``: used and left.
+
+A quota store is named by a URL (the command line's ``--quota-store``, or
+``SMTPKIT_QUOTA_STORE``)::
+
+    redis://[:password@]host:6379/0     RedisQuotaStore (rediss:// for TLS)
+    sqlite:///var/lib/app/quota.db      SQLiteQuotaStore (an absolute path; sqlite:////var/...
+                                        too, as SQLAlchemy writes it; sqlite:rel/path.db)
+
+The account and its limits are the ones a Submitter built from the same target would
+count (``Submitter(**options, quota=Quota(store)).quota``): the preset's limits, keyed by
+user name and host. Reading the counts takes one store call and sends nothing.
+
+Invariants:
+    * A store URL is never repeated in output or errors (it may hold a password); stores
+      describe themselves without credentials (``redis 127.0.0.1:6379/0``).
+    * Reading the usage reserves nothing and changes no count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from smtpkit._configure import SubmitterOptions
+from smtpkit.doctor._report import Finding, Status
+from smtpkit.drivers import Submitter
+from smtpkit.errors import ConfigurationError, QuotaStoreUnavailable
+from smtpkit.quotas import (
+    Quota,
+    QuotaStore,
+    QuotaUsage,
+    RedisQuotaStore,
+    SQLiteQuotaStore,
+)
+
+__all__ = [
+    "ENV_QUOTA_STORE",
+    "AccountQuota",
+    "account_quota",
+    "quota_finding",
+    "quota_lines",
+    "store_from_url",
+]
+
+#: The environment variable naming the quota store for ``smtpkit check`` and ``quota``.
+ENV_QUOTA_STORE = "SMTPKIT_QUOTA_STORE"
+
+_WINDOWS = {86_400.0: "rolling 24 hours", 60.0: "rolling minute", 1.0: "rolling second"}
+
+
+def store_from_url(url: str) -> QuotaStore:
+    """The quota store a URL names (``redis://``, ``rediss://``, ``sqlite:``).
+
+    Raises:
+        ConfigurationError: another scheme, or no path (the URL is not repeated).
+    """
+    text = url.strip()
+    scheme = text.partition(":")[0].lower()
+    if scheme in ("redis", "rediss"):
+        return RedisQuotaStore(text)
+    if scheme == "sqlite":
+        path = text[len("sqlite:") :]
+        if path.startswith("//"):
+            # sqlite:///abs/path, and SQLAlchemy's sqlite:////abs/path: both absolute.
+            path = "/" + path.lstrip("/")
+        if not path:
+            raise ConfigurationError(
+                "a sqlite: quota store URL needs a file path",
+                hint="e.g. sqlite:///var/lib/app/quota.db",
+            )
+        return SQLiteQuotaStore(path)
+    raise ConfigurationError(
+        "a quota store URL starts with redis://, rediss:// or sqlite: "
+        "(the URL is not repeated here: it may hold a password)",
+        hint="e.g. --quota-store redis://127.0.0.1:6379/0 or sqlite:///var/lib/app/quota.db",
+    )
+
+
+@dataclass(frozen=True)
+class AccountQuota:
+    """The quota a Submitter for the target would count, and where."""
+
+    quota: Quota
+    store: str  # the store, described without credentials
+
+
+def account_quota(options: SubmitterOptions, store: QuotaStore) -> AccountQuota | None:
+    """The quota for the account ``options`` describe, in ``store``; ``None`` when no
+    limit is known (no preset with limits: pass ``provider``). No I/O."""
+    with_quota: SubmitterOptions = {**options, "quota": Quota(store)}
+    try:
+        built = Submitter(**with_quota)
+    except ConfigurationError as error:
+        if "counts no limit" in error.message:
+            return None
+        raise
+    assert built.quota is not None
+    return AccountQuota(built.quota, repr(store))
+
+
+def _when(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def quota_lines(usage: QuotaUsage) -> list[str]:
+    """One line per counted limit (``messages_per_day: 312 of 500 used, 188 left``), and
+    the provider's exhaustion mark when there is one."""
+    lines = [
+        f"{limit.name}: {limit.used:,} of {limit.allowed:,} used, {limit.left:,} left "
+        f"({_WINDOWS.get(limit.window, f'{limit.window:g} s')})"
+        for limit in usage.limits
+    ]
+    if usage.exhausted_until is not None and usage.exhausted_until > usage.at:
+        lines.append(
+            f"exhausted until {_when(usage.exhausted_until)}: the provider refused a message "
+            "for its quota"
+        )
+    return lines
+
+
+def quota_finding(account: AccountQuota | None) -> Finding:
+    """The ``quota`` step of ``smtpkit check``: used and left, or why it cannot say."""
+    if account is None:
+        return Finding(
+            "quota",
+            Status.SKIP,
+            "no sending limits known for this server",
+            advice="name the provider (--provider gmail) to count its limits",
+        )
+    try:
+        usage = account.quota.usage()
+    except QuotaStoreUnavailable as error:
+        return Finding(
+            "quota",
+            Status.FAIL,
+            f"the quota store ({account.store}) cannot be asked: {error.message}",
+            advice="a Submitter with this quota refuses to send until it can be asked "
+            "(or counts nothing with on_store_error='send'); check the store",
+        )
+    lines = quota_lines(usage)
+    details: dict[str, object] = {
+        "key": usage.key,
+        "store": account.store,
+        "limits": [
+            {"name": u.name, "used": u.used, "allowed": u.allowed, "left": u.left}
+            for u in usage.limits
+        ],
+        "exhausted_until": usage.exhausted_until,
+    }
+    observed = f"{usage.key}: " + "; ".join(lines)
+    blocked = usage.exhausted_until is not None and usage.exhausted_until > usage.at
+    if blocked or any(limit.left == 0 for limit in usage.limits):
+        return Finding(
+            "quota",
+            Status.FAIL,
+            observed,
+            advice="the account is out of quota: messages are refused (QuotaExceeded) "
+            "until the window frees up; nothing more can be sent now",
+            details=details,
+        )
+    return Finding("quota", Status.OK, observed, details=details)
