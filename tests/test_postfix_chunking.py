@@ -258,7 +258,9 @@ def test_send_many_pipelines_50_messages_over_one_connection(
 ) -> None:
     messages = [make_message(f"bulk-{n:02d}", f"Message number {n}.\n") for n in range(50)]
     before = len(postfix.sessions())
-    with submitter(postfix, transport, max_connections=1) as client:
+    # window=1: one transaction at a time, the end of each riding with the next envelope
+    # (the BDAT window has its own tests: tests/test_window_postfix.py).
+    with submitter(postfix, transport, max_connections=1, window=1) as client:
         outcomes = client.send_many(messages, concurrency=1)
 
     assert all(isinstance(outcome, SendResult) for outcome in outcomes), outcomes
