@@ -83,7 +83,11 @@ class RedisServer:
 
     def start(self) -> None:
         persistence = (
-            ["--appendonly", "yes", "--appendfsync", "everysec"]
+            # always: Redis writes and fsyncs a command's AOF record before it replies.
+            # With everysec a busy disk (a background fsync still running) postpones the
+            # write for up to 2 s while replies go out, so a SIGKILL then loses counts the
+            # workers were already told about (seen as an over-grant after the restart).
+            ["--appendonly", "yes", "--appendfsync", "always"]
             if self.persistent
             else ["--appendonly", "no"]
         )
