@@ -40,8 +40,8 @@ from smtpkit.errors import (
     AuthenticationRequired,
     ConfigurationError,
     DeliveryUnknown,
+    DSNNotOffered,
     InsecureAuthRefused,
-    MessageError,
     NoCommonMechanism,
     QuotaExceeded,
     QuotaStoreUnavailable,
@@ -61,12 +61,6 @@ __all__ = [
     "lacks_dsn",
     "may_move",
 ]
-
-#: How the engine words its refusal of a DSN request to a server without DSN
-#: (smtpkit/engine/_options.py, ``_dsn_if_offered``): a plain ``MessageError`` raised
-#: before ``MAIL``. Matched on its text until it has an error class of its own;
-#: tests/test_failover_dsn.py pins the wording on a real LocalServer.
-_NO_DSN = "the server does not offer DSN"
 
 #: Phases before any transaction: a failure there is about the server or the login, never
 #: about a message (RFC 5321 §3.1-3.2, RFC 3207, RFC 4954). RSET and NOOP run between
@@ -157,7 +151,7 @@ def lacks_dsn(error: BaseException) -> bool:
     Raised before ``MAIL`` (RFC 3461 §3 forbids DSN parameters to such a server), so
     nothing was sent; another server may offer DSN.
     """
-    return isinstance(error, MessageError) and error.message.startswith(_NO_DSN)
+    return isinstance(error, DSNNotOffered)
 
 
 def may_move(error: BaseException) -> bool:

@@ -19,6 +19,7 @@ from drivers_kit import Client, DriverFactory, driver, mail
 from smtpkit import (
     DSN,
     ConfigurationError,
+    DSNNotOffered,
     ESMTPParams,
     IfUnsupported,
     MessageError,
@@ -127,9 +128,10 @@ def test_a_server_without_dsn_is_refused_before_mail(
     server = local_server(dsn=False)
     client = driver.for_server(server)
 
-    with pytest.raises(MessageError) as caught:
+    with pytest.raises(DSNNotOffered) as caught:
         send(client, mail(), dsn=DSN())
 
+    assert isinstance(caught.value, MessageError)
     assert "does not offer DSN" in str(caught.value)
     assert "send_without" in (caught.value.hint or "")
     assert server.messages == []

@@ -29,7 +29,7 @@ from smtpkit import (
     Submitter,
 )
 from smtpkit._failover_board import is_server_failure, lacks_dsn, may_move
-from smtpkit.errors import ConnectError
+from smtpkit.errors import ConnectError, DSNNotOffered
 from smtpkit.testing import LocalServer
 from tests.conftest import TIMEOUT, ServerFactory
 
@@ -230,11 +230,14 @@ def test_when_no_server_offers_dsn_the_refusal_names_every_server_tried(
 def test_the_engine_s_dsn_refusal_is_what_the_board_recognises(
     local_server: ServerFactory,
 ) -> None:
-    """Pins the wording the board matches: if the engine rewords it, this fails."""
+    """The engine's refusal is its own class, which the board recognises by type."""
     server = local_server()
-    with pytest.raises(MessageError) as caught, sync_via(server) as submitter:
+    with pytest.raises(DSNNotOffered) as caught, sync_via(server) as submitter:
         submitter.send(message(), dsn=DSN_ASKED)
+    assert isinstance(caught.value, MessageError)  # existing handlers still catch it
     assert lacks_dsn(caught.value)
+    # Recognised by class, not wording: a MessageError that merely says so does not count.
+    assert not lacks_dsn(MessageError("the server does not offer DSN (RFC 3461)"))
     assert may_move(caught.value)
     assert not is_server_failure(caught.value)  # no cool-down for it
     other = MessageError("the message has 8-bit content and the server does not offer 8BITMIME")

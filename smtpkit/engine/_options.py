@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from smtpkit.dkim import DKIMSigner
 from smtpkit.dsn import DSN, ESMTPParams, IfUnsupported
 from smtpkit.engine._flight import Submission, mail_params
-from smtpkit.errors import ConfigurationError, MessageError
+from smtpkit.errors import ConfigurationError, DSNNotOffered
 from smtpkit.message import PreparedMessage, prepare_message
 from smtpkit.protocol import Command, Extensions
 
@@ -114,12 +114,12 @@ def prepare_envelope(
 
 
 def _dsn_if_offered(dsn: DSN | None, extensions: Extensions) -> DSN | None:
-    """The DSN to send, ``None`` to send without, or ``MessageError`` (RFC 3461 §3)."""
+    """The DSN to send, ``None`` to send without, or ``DSNNotOffered`` (RFC 3461 §3)."""
     if dsn is None or extensions.dsn:
         return dsn
     if dsn.if_unsupported is IfUnsupported.SEND_WITHOUT:
         return None
-    raise MessageError(
+    raise DSNNotOffered(
         "the server does not offer DSN (RFC 3461), so it cannot be asked for delivery "
         "status notifications; the message was not sent",
         hint='send it without them (DSN(..., if_unsupported="send_without")) or through a '

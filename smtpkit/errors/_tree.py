@@ -7,6 +7,7 @@
     │   ├── InsecureAuthRefused            AUTH would cross an unencrypted link
     │   └── NoCommonMechanism              no AUTH mechanism both sides speak
     ├── MessageError(ValueError)           the message/envelope cannot be sent as given
+    │   └── DSNNotOffered                  DSN asked for; the server does not offer it
     ├── LocalProtocolError                 the caller drove the protocol core out of order
     ├── TokenRefreshError                  an OAuth2 token could not be obtained
     │   └── StoreLockTimeout(TimeoutError) a token store stayed locked too long
@@ -77,6 +78,7 @@ __all__ = [
     "ConnectionRejected",
     "ConnectionStale",
     "CredentialKind",
+    "DSNNotOffered",
     "DeliveryUnknown",
     "EncryptionRequired",
     "InsecureAuthRefused",
@@ -255,6 +257,14 @@ def _no_mechanism_hint(offered: Sequence[str], encrypted: bool) -> str:
 
 class MessageError(SMTPError, ValueError):
     """The message or envelope cannot be sent as given (bad address, bare CR/LF, ...)."""
+
+
+class DSNNotOffered(MessageError):
+    """Delivery status notifications were asked for and the server does not offer DSN.
+
+    Raised before ``MAIL``: RFC 3461 §3 forbids DSN parameters to a server that did not
+    advertise DSN, so nothing of the message was sent and another server may take it.
+    """
 
 
 class LocalProtocolError(SMTPError):
