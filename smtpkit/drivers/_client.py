@@ -236,7 +236,8 @@ class SubmitterBase(Generic[T]):
         password are percent-encoded. Query options: ``timeout`` (seconds), ``auth``
         (``password``, ``plain``, ``login``, ``app_password``, ``xoauth2``, ``oauthbearer``),
         ``token_store`` (an OAuth2 token store file), ``local_hostname``, ``provider`` (a
-        preset name; also recognised from the host), ``allow_plaintext``, ``cafile``.
+        preset name; also recognised from the host), ``allow_plaintext``, ``cafile``,
+        ``proxy``, ``window`` (the BDAT window, 1 to 256).
 
         Args:
             url: the server URL.
