@@ -462,3 +462,41 @@ def test_a_reservation_whose_answer_was_lost_is_given_back() -> None:
     q.reserve(now=T0 + 1).keep()
     q.reserve(now=T0 + 2).keep()
     assert refused(q, now=T0 + 3).used == 2
+
+
+def test_a_sqlite_refusal_leaves_no_read_open_on_the_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A refusal reads the oldest records only as far as retry_after needs. If that
+    # half-read cursor outlives the transaction (it is collected when its frame ends,
+    # which under load is after the lock went to another thread), the connection keeps
+    # a read of an old snapshot open: once another process commits, this process's next
+    # BEGIN IMMEDIATE fails with "database is locked" (SQLITE_BUSY_SNAPSHOT), which no
+    # waiting cures. Keeping the iterator alive here stands in for that late collection.
+    from smtpkit.quotas import _sqlite  # noqa: PLC0415
+
+    held: list[object] = []
+    real = _sqlite.retry_after
+
+    def holding(oldest: Iterator[tuple[float, int]], *args: float) -> float:
+        held.append(oldest)
+        return real(oldest, *args)
+
+    monkeypatch.setattr(_sqlite, "retry_after", holding)
+    path = tmp_path / "quota.db"
+    quota = Quota(
+        SQLiteQuotaStore(path, timeout=0.5),
+        Limits(messages_per_day=2),
+        key="a/b",
+        clock=lambda: 0.0,
+    )
+    quota.reserve().keep()
+    quota.reserve().keep()
+    with pytest.raises(QuotaExceeded):
+        quota.reserve()  # reads 1 of the 2 records: the cursor is left half-read
+    assert len(held) == 1
+    other = Quota(SQLiteQuotaStore(path, timeout=0.5), Limits(messages_per_day=5), key="c/d")
+    other.reserve(now=0.0).keep()  # another writer commits
+    with pytest.raises(QuotaExceeded):
+        quota.reserve()  # answered (not QuotaStoreUnavailable)
+    assert [u.used for u in quota.usage().limits] == [2]

@@ -36,7 +36,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
+from contextlib import closing
 from pathlib import Path
 
 from smtpkit.errors import QuotaStoreUnavailable
@@ -167,8 +168,11 @@ class SQLiteQuotaStore:
                     allowed, used = limits.allowed(unit), totals[unit]
                     if allowed is None or used + asked <= allowed:
                         continue
-                    oldest = _oldest(db, key, cutoff, unit)
-                    wait = retry_after(oldest, used + asked - allowed, limits.seconds, now)
+                    # Closed here, inside the transaction: a half-read cursor left to the
+                    # garbage collector keeps a read statement open past COMMIT and past
+                    # the lock, on the connection the next thread is writing with.
+                    with closing(_oldest(db, key, cutoff, unit)) as oldest:
+                        wait = retry_after(oldest, used + asked - allowed, limits.seconds, now)
                     if worst is None or wait > worst.retry_after:
                         worst = OverLimit(limits.seconds, unit, used, allowed, wait)
             if worst is not None:
@@ -375,11 +379,15 @@ def _sum(db: sqlite3.Connection, key: str, after: float, until: float) -> tuple[
 
 def _oldest(
     db: sqlite3.Connection, key: str, cutoff: float, unit: Unit
-) -> Iterator[tuple[float, int]]:
+) -> Generator[tuple[float, int], None, None]:
+    """``(at, units)`` oldest first; close it before the transaction ends (it ends the read)."""
     column = "messages" if unit is Unit.MESSAGES else "recipients"
     cursor = db.execute(
         f"SELECT at, {column} FROM smtpkit_quota_entry WHERE account = ? AND at > ? "  # noqa: S608
         "ORDER BY at",
         (key, cutoff),
     )
-    yield from cursor
+    try:
+        yield from cursor
+    finally:
+        cursor.close()  # resets the statement now, under the lock, not whenever GC runs
