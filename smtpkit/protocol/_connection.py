@@ -32,10 +32,10 @@ from smtpkit.protocol._extensions import Extensions
 from smtpkit.protocol._parser import ReplyParser
 from smtpkit.protocol._redact import SecretMask
 from smtpkit.protocol._states import (
-    ON_REPLY_BY_NAME,
-    SEND_BY_NAME,
+    ON_REPLY,
+    SEND,
     SYNCHRONISING,
-    Outcome,
+    ReplyKind,
     State,
 )
 from smtpkit.replies import Phase, Reply
@@ -207,7 +207,7 @@ class ClientConnection:
 
     def _check(self, kind: str) -> State:
         shown = kind or "an AUTH continuation"
-        next_state = SEND_BY_NAME.get((self._state._name_, kind))
+        next_state = SEND.get((self._state, kind))
         if next_state is None:
             raise LocalProtocolError(f"cannot send {shown} in state {self._state.value!r}")
         if self._pending and not (self._extensions and self._extensions.pipelining):
@@ -271,7 +271,7 @@ class ClientConnection:
     def _on_reply(self, command: Command, reply: Reply) -> None:
         kind = _kind(command)
         if kind in SYNCHRONISING and self._state is not State.CLOSED:
-            next_state = ON_REPLY_BY_NAME.get((self._state._name_, Outcome.of(reply.code)._name_))
+            next_state = ON_REPLY.get((self._state, ReplyKind.of(reply.code)))
             if next_state is None:
                 self._state = State.CLOSED
                 raise RemoteProtocolError(

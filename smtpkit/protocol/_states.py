@@ -19,11 +19,16 @@ from __future__ import annotations
 import enum
 from types import MappingProxyType
 
-__all__ = ["ON_REPLY", "SEND", "Outcome", "State"]
+__all__ = ["ON_REPLY", "SEND", "ReplyKind", "State"]
 
 
 class State(enum.Enum):
     """Where the client is in the session."""
+
+    # Members are singletons compared by identity, so identity hashing is exact; it keeps the
+    # table lookups (one per command and reply) in C instead of Enum's Python-level
+    # ``__hash__``, which hashes the member's name.
+    __hash__ = object.__hash__
 
     AWAIT_GREETING = "awaiting the greeting"
     GREETED = "greeted (EHLO needed)"
@@ -41,16 +46,18 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-class Outcome(enum.Enum):
-    """How a reply to a synchronising command turned out."""
+class ReplyKind(enum.Enum):
+    """Which kind of reply a synchronising command got (RFC 5321 §4.2.1: the first digit)."""
+
+    __hash__ = object.__hash__  # as for State
 
     POSITIVE = "2xx"
     INTERMEDIATE = "3xx"
     NEGATIVE = "4xx/5xx"
 
     @classmethod
-    def of(cls, code: int) -> Outcome:
-        """The outcome of a basic reply code."""
+    def of(cls, code: int) -> ReplyKind:
+        """The kind of a basic reply code."""
         if code < 300:
             return cls.POSITIVE
         if code < 400:
@@ -91,8 +98,8 @@ SEND = MappingProxyType(
     }
 )
 
-POS, MID, NEG = Outcome.POSITIVE, Outcome.INTERMEDIATE, Outcome.NEGATIVE
-# (state, outcome) -> next state, for replies to synchronising commands only.
+POS, MID, NEG = ReplyKind.POSITIVE, ReplyKind.INTERMEDIATE, ReplyKind.NEGATIVE
+# (state, reply kind) -> next state, for replies to synchronising commands only.
 ON_REPLY = MappingProxyType(
     {
         (S.AWAIT_GREETING, POS): S.GREETED,
@@ -111,15 +118,6 @@ ON_REPLY = MappingProxyType(
         (S.QUIT_SENT, POS): S.CLOSED,
         (S.QUIT_SENT, NEG): S.CLOSED,
     }
-)
-
-# The same tables keyed by the states' names (str hashing is done in C; Enum.__hash__ is a
-# Python-level call, and these lookups run for every command and reply).
-SEND_BY_NAME = MappingProxyType(
-    {(state.name, kind): target for (state, kind), target in SEND.items()}
-)
-ON_REPLY_BY_NAME = MappingProxyType(
-    {(state.name, outcome.name): target for (state, outcome), target in ON_REPLY.items()}
 )
 
 #: Commands after which nothing may be sent until their reply arrives.
