@@ -1,0 +1,89 @@
+"""One timed ``Submitter`` run for ``compare_ref``, in a process of its own.
+
+``benchmarks.compare_ref`` starts this module once per (side, scenario, round) with
+``PYTHONPATH`` pointing first at an exported source tree, so ``import smtpkit`` loads that
+tree's package; the run itself is the throughput harness's own smtpkit client
+(``benchmarks.clients.smtpkit_client.run``: ``Submitter.send_many`` through the public API
+only, so the same code drives any commit). Invariants:
+
+* The process refuses to measure anything but the tree it was given: it exits 3 when
+  ``smtpkit`` was imported from elsewhere (the editable install of the working tree, say).
+* A short untimed warm-up run on one connection comes first, so lazy imports and first
+  calls are not charged to the timed run (each side pays them once, outside the clock).
+* It prints exactly one JSON line on stdout: the run's messages, seconds and CPU seconds
+  (``time.process_time()`` of this process: every thread of the client, nothing of the
+  server or the proxy), and where ``smtpkit`` came from.
+
+    python -m benchmarks.compare_ref_worker --expect-tree /tmp/x/old --port 2525 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import sys
+from pathlib import Path
+
+import smtpkit
+from benchmarks.clients import get
+from benchmarks.common import HOST
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--expect-tree", type=Path, required=True, help="smtpkit's source tree")
+    parser.add_argument("--host", default=HOST)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--recipients", type=int, required=True)
+    parser.add_argument("--message-bytes", type=int, default=1024)
+    parser.add_argument("--seconds", type=float, required=True, help="wall-clock cap")
+    parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--kind", choices=("email", "bytes"), required=True)
+    parser.add_argument("--warmup", type=int, default=10, help="untimed messages first")
+    parser.add_argument("--profile", type=Path, help="write cProfile stats of the timed run")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    origin = Path(smtpkit.__file__).resolve()
+    tree = args.expect_tree.resolve()
+    if not origin.is_relative_to(tree):
+        print(f"smtpkit was imported from {origin}, not from {tree}", file=sys.stderr)
+        return 3
+    run = get("smtpkit")
+    if args.warmup > 0:
+        run(
+            args.host,
+            args.port,
+            count=args.warmup,
+            recipients=args.recipients,
+            message_bytes=args.message_bytes,
+            duration_cap=max(args.seconds, 1.0),
+            connections=1,
+            kind=args.kind,
+        )
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
+    result = run(
+        args.host,
+        args.port,
+        count=args.count,
+        recipients=args.recipients,
+        message_bytes=args.message_bytes,
+        duration_cap=args.seconds,
+        connections=args.connections,
+        kind=args.kind,
+    )
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(str(args.profile))
+    print(json.dumps({**result.as_dict(), "smtpkit_file": str(origin)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
