@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from smtpkit.errors import _auth_hints as a
 from smtpkit.errors import _hints as h
 from smtpkit.errors._providers import detect_provider
+from smtpkit.errors._reply import ReplyErrorOptions
 from smtpkit.errors._rule import (
     ALL_PHASES,
     BY_PHASE,
@@ -59,7 +60,6 @@ from smtpkit.errors._tree import (
     RateLimited,
     RecipientRejected,
     ReplyError,
-    ReplyErrorOptions,
     SenderRejected,
     ServiceUnavailable,
     TLSUnavailable,
