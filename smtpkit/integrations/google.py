@@ -1,5 +1,5 @@
-"""Google accounts through google-auth: with :mod:`smtpkit.integrations._google_flow`, the
-only code that imports ``google.*``.
+"""Google accounts through google-auth: with :mod:`smtpkit.integrations._google_auth` and
+:mod:`smtpkit.integrations._google_flow`, the only code that imports ``google.*``.
 
 * :class:`GoogleCredentialsProvider` wraps any ``google.auth.credentials.Credentials`` as a
   :class:`~smtpkit.auth.TokenProvider`, with constructors for an authorized-user file (a
@@ -23,11 +23,14 @@ Invariants:
     * A rotated refresh token that cannot be saved (or an ``on_rotate`` that raises) is
       logged, never raised: the access token in hand is good.
     * Timeouts are finite (``math.inf`` is refused, as for every smtpkit provider).
-    * google-auth's naive-UTC ``expiry`` becomes an aware UTC datetime.
+    * google-auth's naive-UTC ``expiry`` becomes an aware UTC datetime (the calls into
+      google-auth and the translation of what they return are in
+      :mod:`smtpkit.integrations._google_auth`).
     * ``RefreshError`` becomes :class:`~smtpkit.errors.TokenRefreshError`, transient exactly
       when google-auth says ``retryable``; only the ``error`` and ``error_description``
       fields are quoted, never the raw response.
-    * ``Any`` from the untyped parts of google-auth stays inside this module.
+    * ``Any`` from the untyped parts of google-auth stays inside the adapter (this module
+      and :mod:`smtpkit.integrations._google_auth`).
 """
 
 from __future__ import annotations
@@ -35,18 +38,24 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import google.auth.credentials
 import google.auth.exceptions
-import google.auth.transport.requests
 import google.oauth2.credentials
-import google.oauth2.service_account
 import requests
 
 from smtpkit.auth import AccessToken, Secret
 from smtpkit.errors import ConfigurationError, StoreLockTimeout, TokenRefreshError
+from smtpkit.integrations._google_auth import (
+    BoundedRequest,
+    aware_expiry,
+    refresh_error,
+    service_account_credentials,
+    user_credentials,
+    with_refresh_token,
+)
 from smtpkit.integrations._google_flow import (
     GMAIL_SCOPE,
     GOOGLE_TOKEN_URL,
@@ -60,7 +69,6 @@ from smtpkit.oauth import (
     FileTokenStore,
     HttpTimeout,
     RotateCallback,
-    token_error,
 )
 from smtpkit.oauth._cache import LOCK_MARGIN
 from smtpkit.oauth._http import check_timeout, total_timeout
@@ -85,35 +93,6 @@ GMAIL_SMTP_HOST = "smtp.gmail.com"
 #: ``_exponential_backoff`` default), sleeping about 1 s then 2 s between attempts.
 GOOGLE_AUTH_ATTEMPTS = 3
 GOOGLE_AUTH_BACKOFF = 3.5
-
-
-class _BoundedRequest(google.auth.transport.requests.Request):
-    """google-auth's requests transport with our timeout on every call (its default: 120 s)."""
-
-    def __init__(self, session: requests.Session, timeout: HttpTimeout) -> None:
-        super().__init__(session=session)
-        self._timeout = timeout
-
-    def __call__(
-        self,
-        url: str,
-        method: str = "GET",
-        body: Any = None,
-        headers: Any = None,
-        timeout: Any = None,
-        **kwargs: Any,
-    ) -> Any:
-        call: Any = super().__call__  # untyped in google-auth
-        return call(url, method=method, body=body, headers=headers, timeout=self._timeout, **kwargs)
-
-
-def _aware(expiry: object) -> datetime | None:
-    """google-auth keeps ``expiry`` as a naive datetime in UTC."""
-    if not isinstance(expiry, datetime):
-        return None
-    if expiry.tzinfo is None:
-        return expiry.replace(tzinfo=UTC)
-    return expiry.astimezone(UTC)
 
 
 class GoogleCredentialsProvider(CachingTokenProvider):
@@ -197,7 +176,7 @@ class GoogleCredentialsProvider(CachingTokenProvider):
         # different one in the file later means another process rotated it.
         self._seen: str | None = store.load() if store is not None else None
         self._on_rotate = on_rotate
-        self._request = _BoundedRequest(
+        self._request = BoundedRequest(
             session if session is not None else requests.Session(), timeout
         )
 
@@ -227,25 +206,7 @@ class GoogleCredentialsProvider(CachingTokenProvider):
         Raises:
             ConfigurationError: a required field is missing (named, never its value).
         """
-        fields: dict[str, str] = {}
-        for key in ("client_id", "client_secret", "refresh_token"):
-            value = info.get(key)
-            if not isinstance(value, str) or not value:
-                raise ConfigurationError(
-                    f"authorized-user info has no {key!r}",
-                    hint="create it with: smtpkit oauth google --client-secrets FILE ...",
-                )
-            fields[key] = value
-        uri = token_uri or info.get("token_uri") or info.get("token_url") or GOOGLE_TOKEN_URL
-        user_credentials: Any = google.oauth2.credentials.Credentials  # untyped constructor
-        credentials = user_credentials(
-            token=None,
-            refresh_token=fields["refresh_token"],
-            token_uri=str(uri),
-            client_id=fields["client_id"],
-            client_secret=fields["client_secret"],
-            scopes=[GMAIL_SCOPE],
-        )
+        credentials = user_credentials(info, token_uri)
         return cls(
             credentials,
             store=store,
@@ -310,29 +271,7 @@ class GoogleCredentialsProvider(CachingTokenProvider):
         Raises:
             ConfigurationError: an unreadable or invalid key, or an empty subject.
         """
-        if not isinstance(subject, str) or "@" not in subject:
-            raise ConfigurationError("subject must be the mailbox address to act as")
-        sa: Any = google.oauth2.service_account.Credentials  # untyped constructors
-        try:
-            if isinstance(key, Mapping):
-                credentials = sa.from_service_account_info(
-                    dict(key), scopes=[GMAIL_SCOPE], subject=subject
-                )
-            else:
-                credentials = sa.from_service_account_file(
-                    os.fspath(key), scopes=[GMAIL_SCOPE], subject=subject
-                )
-        except (OSError, ValueError, KeyError) as error:
-            problem = f"{type(error).__name__}"
-        else:
-            problem = ""
-        if problem:
-            raise ConfigurationError(
-                f"cannot load the service account key ({problem})",
-                hint="download a JSON key for the service account from the Cloud console",
-            )
-        if token_uri is not None:
-            credentials = credentials.with_token_uri(token_uri)
+        credentials = service_account_credentials(key, subject, token_uri)
         return cls(credentials, timeout=timeout, session=session, clock=clock)
 
     # -- refreshing ----------------------------------------------------------------------
@@ -373,7 +312,7 @@ class GoogleCredentialsProvider(CachingTokenProvider):
             # google-auth retries retryable answers itself; one call here, no loop.
             credentials.refresh(self._request)
         except google.auth.exceptions.RefreshError as error:
-            failure = _refresh_error(error, before)
+            failure = refresh_error(error, before)
         except google.auth.exceptions.TransportError as error:
             failure = TokenRefreshError(
                 f"could not refresh the Google access token: {type(error).__name__} "
@@ -389,7 +328,7 @@ class GoogleCredentialsProvider(CachingTokenProvider):
         after = getattr(credentials, "refresh_token", None)
         if isinstance(after, str) and after and after != before:
             self._keep(Secret(after), store)
-        return AccessToken(Secret(token), _aware(credentials.expiry))
+        return AccessToken(Secret(token), aware_expiry(credentials.expiry))
 
     def _keep(self, rotated: Secret, store: FileTokenStore | None) -> None:
         """Persist a rotated refresh token (google-auth already holds it in memory)."""
@@ -416,7 +355,7 @@ class GoogleCredentialsProvider(CachingTokenProvider):
             # The file is older than the token in memory (a rotation this process could
             # not save): keep ours.
             return
-        self._credentials = _with_refresh_token(self._credentials, stored)
+        self._credentials = with_refresh_token(self._credentials, stored)
         self._seen = stored
         logger.info(
             "using the refresh token another process saved to the token store %s", store.path
@@ -439,33 +378,3 @@ class GoogleCredentialsProvider(CachingTokenProvider):
         subject = getattr(self._credentials, "_subject", None)
         who = f", subject={subject!r}" if subject else ""
         return f"GoogleCredentialsProvider({kind}{who})"
-
-
-def _with_refresh_token(credentials: Any, refresh_token: str) -> Any:
-    """User credentials like ``credentials`` (client, token URI, scopes) with another token."""
-    user_credentials: Any = google.oauth2.credentials.Credentials  # untyped constructor
-    return user_credentials(
-        token=None,
-        refresh_token=refresh_token,
-        token_uri=credentials.token_uri,
-        client_id=credentials.client_id,
-        client_secret=credentials.client_secret,
-        scopes=credentials.scopes,
-    )
-
-
-def _refresh_error(error: Exception, refresh_token: object) -> TokenRefreshError:
-    """Map google-auth's ``RefreshError`` without quoting its raw text."""
-    data: Mapping[str, object] = {}
-    for arg in error.args[1:]:
-        if isinstance(arg, Mapping):
-            data = arg
-            break
-    secrets = [refresh_token] if isinstance(refresh_token, str) else []
-    return token_error(
-        data,
-        action="refresh the Google access token",
-        where="google-auth's refresh failed",
-        transient=bool(getattr(error, "retryable", False)),
-        secrets=secrets,
-    )
