@@ -22,6 +22,7 @@ failures are :class:`~smtpkit.errors.TokenRefreshError` (``.is_transient``, ``.e
 """
 
 from smtpkit.oauth._cache import REFRESH_SKEW, CachingTokenProvider
+from smtpkit.oauth._client_credentials import ClientCredentialsProvider
 from smtpkit.oauth._device import DEVICE_CODE_GRANT, DeviceAuthorization, DeviceCodeFlow
 from smtpkit.oauth._from_store import provider_from_store
 from smtpkit.oauth._http import DEFAULT_TIMEOUT, HttpTimeout, TokenResponse, token_error
@@ -34,7 +35,7 @@ from smtpkit.oauth._microsoft import (
     microsoft_delegated,
     microsoft_token_url,
 )
-from smtpkit.oauth._refresh import ClientCredentialsProvider, RefreshTokenProvider, RotateCallback
+from smtpkit.oauth._refresh import RefreshTokenProvider, RotateCallback
 from smtpkit.oauth._static import StaticToken
 from smtpkit.oauth._store import LOCK_TIMEOUT, FileTokenStore, StoredGrant, StoreLockTimeout
 

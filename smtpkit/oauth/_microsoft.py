@@ -24,8 +24,9 @@ import requests
 from smtpkit.auth import Secret
 from smtpkit.errors import ConfigurationError
 from smtpkit.oauth._cache import utcnow
+from smtpkit.oauth._client_credentials import ClientCredentialsProvider
 from smtpkit.oauth._http import DEFAULT_TIMEOUT, HttpTimeout
-from smtpkit.oauth._refresh import ClientCredentialsProvider, RefreshTokenProvider
+from smtpkit.oauth._refresh import RefreshTokenProvider
 from smtpkit.oauth._store import FileTokenStore
 
 __all__ = [
