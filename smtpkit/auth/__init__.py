@@ -22,15 +22,14 @@ from smtpkit.auth._base import (
     flow_exchanges,
 )
 from smtpkit.auth._oauth import (
-    AccessToken,
     OAuthBearerAuth,
     TokenAuthStrategy,
-    TokenProvider,
     XOAuth2Auth,
     decode_error_challenge,
 )
 from smtpkit.auth._password import AppPasswordAuth, PasswordAuth
 from smtpkit.auth._sasl import SaslMechanismStrategy
+from smtpkit.auth._token import AccessToken, TokenProvider
 
 __all__ = [
     "AccessToken",

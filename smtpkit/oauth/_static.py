@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import NoReturn
 
 from smtpkit.auth import AccessToken, Secret
-from smtpkit.auth._oauth import check_bearer_token
+from smtpkit.auth._token import check_bearer_token
 from smtpkit.errors import TokenRefreshError
 from smtpkit.oauth._cache import utcnow
 
