@@ -38,14 +38,8 @@ from types import MappingProxyType
 from smtpkit.config import Security
 from smtpkit.errors import ConfigurationError
 from smtpkit.providers._hints import enrich, provider_hint
-from smtpkit.providers._model import (
-    DATA_FILE,
-    DayWindow,
-    Limits,
-    Preset,
-    format_size,
-    parse_presets,
-)
+from smtpkit.providers._model import DayWindow, Limits, Preset, format_size
+from smtpkit.providers._reader import DATA_FILE, parse_presets
 
 __all__ = [
     "DayWindow",
