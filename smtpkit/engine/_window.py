@@ -17,7 +17,8 @@ its outcome is exactly the one :class:`~smtpkit.engine.Transactions` gives with
 ``window=1``: accepted with its queue id, refused recipients listed, refused, or rate
 limited.
 
-Accounting when something fails (the rules every outcome follows):
+Accounting when something fails (the rules every outcome follows; what a ``421`` or a lost
+connection leaves is given its outcome in :mod:`smtpkit.engine._window_end`):
 
 * a message whose ``BDAT LAST`` was written and whose final reply never came is
   ``DeliveryUnknown``: the server may have queued it. Only messages in the window can be
@@ -67,6 +68,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from smtpkit.engine._effects import Log, LogLevel, Report, Steps
 from smtpkit.engine._flight import Flight, Submission, envelope_error, lookahead, result_of
 from smtpkit.engine._link import Link
+from smtpkit.engine._window_end import closed, lost, stale_rest
 from smtpkit.engine._window_slot import Kind, Slot
 from smtpkit.errors import (
     OperationTimeout,
@@ -75,7 +77,6 @@ from smtpkit.errors import (
     TransportError,
 )
 from smtpkit.protocol import Command
-from smtpkit.replies import Phase, Reply
 
 if TYPE_CHECKING:
     from smtpkit.engine._transactions import Transactions
@@ -142,7 +143,7 @@ class Window(Generic[J]):
             why = f"a write failed before this message was sent ({self.broken})"
         else:
             why = "the connection failed before this message was sent"
-        yield from self._stale_rest(why)
+        yield from stale_rest(self, why)
         if link.alive and self.reset_due:
             yield from run._reset_now()
 
@@ -301,7 +302,7 @@ class Window(Generic[J]):
         slot = self.slots[0]
         final_timeout = link.settings.timeouts.final_reply
         if not link.alive:
-            yield from self._lost(self.broken or self.run._stale("the connection is closed"))
+            yield from lost(self, self.broken or self.run._stale("the connection is closed"))
             return True
         try:
             while slot.read < len(slot.due):
@@ -315,11 +316,11 @@ class Window(Generic[J]):
                     reply = yield from link.read_reply(final_timeout if chunk else None)
                 slot.read += 1
                 if not link.alive:  # a 421: the server closes (RFC 5321 §3.8)
-                    yield from self._closed(kind, reply)
+                    yield from closed(self, kind, reply)
                     return True
                 slot.note(kind, reply, link)
         except TransportError as error:
-            yield from self._lost(error)
+            yield from lost(self, error)
             return True
         self._pop()
         yield from self._judge(slot)
@@ -344,7 +345,7 @@ class Window(Generic[J]):
             link.mark_dead()
             why = f"the server answered {final} to content whose envelope it had refused"
             yield from run._report(flight, run._unknown(flight, why))
-            yield from self._lost(RemoteProtocolError(why, transcript=link.transcript))
+            yield from lost(self, RemoteProtocolError(why, transcript=link.transcript))
             return
         if refused is not None or slot.chunk_refusal is not None:
             refused = refused or slot.chunk_error(link)
@@ -357,53 +358,3 @@ class Window(Generic[J]):
         link.messages_sent += 1
         run.open.remove(flight)  # (_report, inlined on the path every message takes)
         yield Report(flight.job, result_of(flight, final))
-
-    # -- endings -------------------------------------------------------------------------
-
-    def _closed(self, kind: Kind, reply: Reply) -> Steps[None]:
-        """The server answered ``kind`` of the oldest message with 421 and closes."""
-        run, link = self.run, self.link
-        slot = self.slots.popleft()
-        flight = slot.flight
-        outcome: SMTPError | None
-        if kind is Kind.RSET:
-            outcome = run._stale(f"the server closed the connection ({reply})")
-        elif kind is Kind.MAIL or kind is Kind.RCPT:
-            flight.replies.append(reply)
-            outcome = envelope_error(link, flight, stale_ok=run._stale_ok)
-            outcome = outcome or run._stale(f"the server closed the connection ({reply})")
-        else:
-            outcome = slot.definite(link, stale_ok=run._stale_ok)
-            if outcome is None:
-                phase = Phase.MESSAGE if kind is Kind.LAST else Phase.DATA
-                outcome = link.error(reply, phase, command="BDAT")
-        yield from run._report(flight, outcome)
-        # RFC 5321 §3.8: the server reads nothing after its 421; none of the rest arrived.
-        why = f"the server closed the connection ({reply}) before reading this message"
-        for rest in self.slots:
-            yield from run._report(rest.flight, run._stale(why))
-        self.slots.clear()
-        yield from self._stale_rest(why)
-
-    def _lost(self, error: SMTPError) -> Steps[None]:
-        """The connection failed: classify every message open on it."""
-        run, link = self.run, self.link
-        why = str(error)
-        for slot in self.slots:
-            flight = slot.flight
-            outcome = slot.definite(link, stale_ok=run._stale_ok)
-            if outcome is None:
-                outcome = (
-                    run._unknown(flight, why) if flight.committed else run._before_accept(error)
-                )
-            yield from run._report(flight, outcome)
-        self.slots.clear()
-        yield from self._stale_rest(why)
-
-    def _stale_rest(self, why: str) -> Steps[None]:
-        """Messages taken and not on the wire: not accepted, safe to send again."""
-        rest = [self.held, self.opened]
-        self.held = self.opened = None
-        for flight in rest:
-            if flight is not None:
-                yield from self.run._report(flight, self.run._stale(why))
