@@ -8,6 +8,9 @@ Invariants:
     * A command line, CRLF included, never exceeds :data:`MAX_COMMAND_LINE` octets except AUTH
       continuation lines, which RFC 4954 §4 lets grow to 12288 octets.
     * ``Command.redacted`` is what transcripts and errors show: AUTH payloads never appear.
+    * Commands are immutable values: the ``MAIL`` and ``RCPT`` commands built for an address
+      and its parameters are kept (a bounded table) and given out again, so a sender used
+      for every message is validated and encoded once.
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ _PARAM_VALUE_RE = re.compile(r"[\x21-\x3c\x3e-\x7e]+")
 _MECHANISM_RE = re.compile(r"[A-Z0-9_-]{1,20}")  # RFC 4422 §3.1 sasl-mech
 _BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _DOMAIN_LITERAL_RE = re.compile(r"\[[^\[\]\\]+\]")
+# Envelope commands already built: (verb, address, parameters) -> Command. Bounded: past
+# _ENVELOPE_KEPT entries it is emptied and refilled, so addresses made up per message cannot
+# grow it without end. Only commands that passed every check are kept.
+_ENVELOPE: dict[tuple[str, str, tuple[str, ...]], Command] = {}
+_ENVELOPE_KEPT = 256
 # RFC 5321 §4.1.2: a Quoted-string local part (qtextSMTP, quoted-pairSMTP; RFC 6531 §3.3
 # adds UTF-8) is the one place an address may hold a space. "<" and ">" stay refused even
 # there: a server that finds the path's end by the first ">" would read the rest as params.
@@ -172,18 +180,28 @@ class Command:
     @classmethod
     def mail(cls, sender: str, params: Sequence[str] = ()) -> Command:
         """``MAIL FROM:<sender> [params]`` (RFC 5321 §4.1.1.2)."""
+        key = ("MAIL", sender, tuple(params))
+        known = _known(key) if cls is Command else None
+        if known is not None:
+            return known
         validate_address(sender, what="sender")
         tail = "".join(f" {p}" for p in _validate_params(params))
-        return cls._plain("MAIL", f"MAIL FROM:<{sender}>{tail}", Phase.MAIL, sender)
+        command = cls._plain("MAIL", f"MAIL FROM:<{sender}>{tail}", Phase.MAIL, sender)
+        return _keep(key, command)
 
     @classmethod
     def rcpt(cls, recipient: str, params: Sequence[str] = ()) -> Command:
         """``RCPT TO:<recipient> [params]`` (RFC 5321 §4.1.1.3)."""
+        key = ("RCPT", recipient, tuple(params))
+        known = _known(key) if cls is Command else None
+        if known is not None:
+            return known
         if recipient == "":
             raise MessageError("a recipient address cannot be empty")
         validate_address(recipient, what="recipient")
         tail = "".join(f" {p}" for p in _validate_params(params))
-        return cls._plain("RCPT", f"RCPT TO:<{recipient}>{tail}", Phase.RCPT, recipient)
+        command = cls._plain("RCPT", f"RCPT TO:<{recipient}>{tail}", Phase.RCPT, recipient)
+        return _keep(key, command)
 
     @classmethod
     def data(cls) -> Command:
@@ -276,6 +294,27 @@ class Command:
 
     def __repr__(self) -> str:
         return f"Command({self.redacted!r})"
+
+
+def _known(key: tuple[str, str, tuple[str, ...]]) -> Command | None:
+    """The command kept for ``key``, if any (wrong-typed arguments are not looked up: the
+    checks say what is wrong with them)."""
+    if type(key[1]) is not str:
+        return None
+    try:
+        return _ENVELOPE.get(key)
+    except TypeError:  # an unhashable parameter
+        return None
+
+
+def _keep(key: tuple[str, str, tuple[str, ...]], command: Command) -> Command:
+    """Remember a checked envelope command (only plain ``str`` keys: a subclass could
+    compare equal to a different text)."""
+    if type(command) is Command and all(type(part) is str for part in key[2]):
+        if len(_ENVELOPE) >= _ENVELOPE_KEPT:
+            _ENVELOPE.clear()
+        _ENVELOPE[key] = command
+    return command
 
 
 def _auth_secrets(payload: str, extra: Sequence[str]) -> tuple[str, ...]:

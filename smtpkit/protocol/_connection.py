@@ -52,6 +52,8 @@ __all__ = [
 TRANSCRIPT_LINES = 200
 
 _GREETING: Final = Command("<greeting>", "", Phase.GREETING, "<greeting>")
+#: The end of the content (``.``), whose reply is the final one; immutable, so one serves all.
+_END_OF_DATA: Final = Command(".", ".", Phase.MESSAGE, ".")
 
 
 class _Signal(enum.Enum):
@@ -110,8 +112,9 @@ class ClientConnection:
         self._mask = SecretMask()
         self._masking = False  # secrets were sent: replies to AUTH get masked
         # Entries are formatted only when the transcript is read (errors, debugging): the
-        # send path stores the Command and Reply objects it already has.
-        self._transcript: deque[str | Command | Reply] = deque(maxlen=TRANSCRIPT_LINES)
+        # send path stores the Command and Reply objects it already has, and the size of
+        # the content it sent as an int.
+        self._transcript: deque[str | int | Command | Reply] = deque(maxlen=TRANSCRIPT_LINES)
 
     # -- introspection -------------------------------------------------------------------
 
@@ -142,6 +145,8 @@ class ClientConnection:
         for entry in self._transcript:
             if isinstance(entry, Command):
                 lines.append(f"C: {entry.redacted}")
+            elif isinstance(entry, int):
+                lines.append(f"C: <{entry} octets of message content>")
             elif isinstance(entry, Reply):
                 text = entry.to_bytes().decode("utf-8", "replace")
                 lines.extend(f"S: {line}" for line in text.splitlines())
@@ -172,7 +177,7 @@ class ClientConnection:
         """``BDAT`` with its chunk (RFC 3030 §2): the command line followed by ``data``."""
         command = Command.bdat(len(data), last=last)
         header = self.send(command)
-        self._transcript.append(f"C: <{len(data)} octets of message content>")
+        self._transcript.append(len(data))  # "C: <n octets of message content>"
         return header + data
 
     def send_content(self, data: bytes) -> bytes:
@@ -200,9 +205,9 @@ class ClientConnection:
         self._encoder = None
         self._check(".")
         self._state = State.READY
-        self._pending.append(Command(".", ".", Phase.MESSAGE, "."))
-        self._transcript.append(f"C: <{octets} octets of message content>")
-        self._transcript.append("C: .")
+        self._pending.append(_END_OF_DATA)
+        self._transcript.append(octets)  # "C: <n octets of message content>"
+        self._transcript.append(_END_OF_DATA)  # "C: ."
         return tail
 
     def _check(self, kind: str) -> State:
@@ -239,7 +244,8 @@ class ClientConnection:
         """
         answers_auth = self._masking and self._answers_auth()
         try:
-            reply = self._parser.next_reply()
+            # A reply to AUTH may echo a secret: it is masked below and never cached.
+            reply = self._parser.next_reply(remember=not answers_auth)
         except RemoteProtocolError as error:
             self._state = State.CLOSED
             if answers_auth:

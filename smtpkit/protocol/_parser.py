@@ -7,6 +7,9 @@ Invariants:
     * Any malformed input raises ``RemoteProtocolError`` and nothing else.
     * The parser never blocks: with an incomplete reply it returns ``None`` and waits for
       more bytes from its driver.
+    * A one-line reply whose octets repeat one already parsed on this parser (``250 2.1.0
+      Ok`` to every MAIL and RCPT, ``354`` to every DATA) is the same immutable ``Reply``
+      object: a small per-connection cache, bounded, so a server cannot grow it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ MAX_REPLY_LINE = 4096
 #: A whole multi-line reply (RFC 5321 §4.2.1): generous for EHLO lists and verbose errors,
 #: small enough that a hostile server cannot make the client buffer without bound.
 MAX_REPLY_BYTES = 65536
+#: One-line replies remembered per parser. A steady stream of messages draws the same few
+#: replies over and over; past this many distinct ones (queue ids in every final reply)
+#: the cache is emptied and starts again, so its memory stays bounded.
+_REPEATS_KEPT = 32
 
 
 class ReplyParser:
@@ -35,13 +42,15 @@ class ReplyParser:
         Reply(code=250, lines=('smtp.example.com', 'SIZE 1000'))
     """
 
-    __slots__ = ("_buffer", "_code", "_lines", "_reply_bytes")
+    __slots__ = ("_buffer", "_code", "_lines", "_repeats", "_reply_bytes")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._code: int | None = None
         self._lines: list[str] = []
         self._reply_bytes = 0
+        # Octets of a one-line reply (CRLF excluded) -> its Reply (immutable, so shared).
+        self._repeats: dict[bytes, Reply] = {}
 
     @property
     def buffered(self) -> int:
@@ -71,10 +80,15 @@ class ReplyParser:
         self._code = None
         self._lines = []
         self._reply_bytes = 0
+        self._repeats.clear()
         return dropped
 
-    def next_reply(self) -> Reply | None:
-        """The next complete reply, or ``None`` when more data is needed."""
+    def next_reply(self, *, remember: bool = True) -> Reply | None:
+        """The next complete reply, or ``None`` when more data is needed.
+
+        ``remember=False`` keeps the reply out of the repeat cache (a reply to AUTH may echo
+        a secret: it is masked by the caller and must not be kept).
+        """
         buffer = self._buffer
         while True:
             end = buffer.find(b"\n")
@@ -98,10 +112,18 @@ class ReplyParser:
                 and 0x30 <= buffer[2] <= 0x39
             ):
                 # Fast path, the common case: a complete one-line reply "250 text".
-                code = (buffer[0] - 48) * 100 + (buffer[1] - 48) * 10 + (buffer[2] - 48)
-                text = buffer[4:stop].decode("utf-8", "replace")
+                line = bytes(buffer[:stop])
                 del buffer[: end + 1]
-                return Reply(code, (text,))
+                repeats = self._repeats
+                reply = repeats.get(line)
+                if reply is None:
+                    code = (line[0] - 48) * 100 + (line[1] - 48) * 10 + (line[2] - 48)
+                    reply = Reply(code, (line[4:].decode("utf-8", "replace"),))
+                    if remember:
+                        if len(repeats) >= _REPEATS_KEPT:
+                            repeats.clear()
+                        repeats[line] = reply
+                return reply
             raw = bytes(buffer[:stop])
             del buffer[: end + 1]
             self._reply_bytes += end + 1
