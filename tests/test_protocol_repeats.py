@@ -17,6 +17,7 @@ from smtpkit.protocol import (
     ReplyReceived,
     _commands,
     _parser,
+    validate_address,
 )
 from smtpkit.replies import Reply
 
@@ -151,3 +152,16 @@ def test_the_kept_commands_are_bounded() -> None:
         command = Command.rcpt(f"user{n}@example.com")
         assert command.line == f"RCPT TO:<user{n}@example.com>"
         assert len(_commands._ENVELOPE) <= _commands._ENVELOPE_KEPT
+
+
+def test_a_checked_address_is_known_and_others_are_still_checked() -> None:
+    assert validate_address("known@example.com") == "known@example.com"
+    assert "known@example.com" in _commands._PLAIN_KNOWN
+    assert validate_address("known@example.com") == "known@example.com"
+    for bad in ("known@example.com\r\n", "known@example.com>", ["known@example.com"]):
+        with pytest.raises(MessageError):
+            validate_address(bad)  # type: ignore[arg-type]
+    assert "known@example.com\r\n" not in _commands._PLAIN_KNOWN
+    for n in range(2 * _commands._PLAIN_KEPT + 5):
+        validate_address(f"u{n}@example.com")
+        assert len(_commands._PLAIN_KNOWN) <= _commands._PLAIN_KEPT

@@ -44,6 +44,10 @@ _PARAM_VALUE_RE = re.compile(r"[\x21-\x3c\x3e-\x7e]+")
 _MECHANISM_RE = re.compile(r"[A-Z0-9_-]{1,20}")  # RFC 4422 §3.1 sasl-mech
 _BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _DOMAIN_LITERAL_RE = re.compile(r"\[[^\[\]\\]+\]")
+# Addresses that matched _PLAIN_ADDRESS_RE (plain str only): a sender is checked once, not
+# once per message. Bounded like _ENVELOPE below.
+_PLAIN_KNOWN: set[str] = set()
+_PLAIN_KEPT = 1024
 # Envelope commands already built: (verb, address, parameters) -> Command. Bounded: past
 # _ENVELOPE_KEPT entries it is emptied and refilled, so addresses made up per message cannot
 # grow it without end. Only commands that passed every check are kept.
@@ -84,9 +88,15 @@ def validate_address(address: str, *, what: str = "address") -> str:
         MessageError: the address has control characters, spaces (outside a quoted local
             part), angle brackets, or no single ``@`` between a local part and a domain.
     """
+    if type(address) is str and address in _PLAIN_KNOWN:
+        return address
     if not isinstance(address, str):
         raise MessageError(f"{what} must be a str, got {type(address).__name__}")
     if _PLAIN_ADDRESS_RE.fullmatch(address):
+        if type(address) is str:
+            if len(_PLAIN_KNOWN) >= _PLAIN_KEPT:
+                _PLAIN_KNOWN.clear()
+            _PLAIN_KNOWN.add(address)
         return address
     _refuse_controls(what, address)
     if address == "":
