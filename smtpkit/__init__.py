@@ -7,12 +7,12 @@ strategies live in :mod:`smtpkit.auth`; the test kit in :mod:`smtpkit.testing`.
 
 from typing import TYPE_CHECKING
 
-from smtpkit._proxy import Proxy, ProxyKind
-from smtpkit._result import BatchInterrupted, SendResult
 from smtpkit.config import Security, Timeouts
+from smtpkit.config._proxy import Proxy, ProxyKind
 from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers import Outgoing, Submitter
 from smtpkit.dsn import DSN, ESMTPParams, IfUnsupported, Notify, RecipientDSN, Ret
+from smtpkit.engine._result import BatchInterrupted, SendResult
 from smtpkit.errors import (
     AppPasswordRequired,
     AuthenticationError,
@@ -62,8 +62,8 @@ from smtpkit.replies import EnhancedStatus, Phase, Reply
 from smtpkit.retry import Retry
 
 if TYPE_CHECKING:
-    from smtpkit._failover_async import AsyncFailover
     from smtpkit.drivers import AsyncSubmitter, AsyncTokenProvider
+    from smtpkit.failover._async import AsyncFailover
 
 __version__ = "0.1.0.dev0"
 
@@ -76,7 +76,7 @@ def __getattr__(name: str) -> object:
 
         return getattr(drivers, name)
     if name == "AsyncFailover":
-        from smtpkit._failover_async import AsyncFailover  # noqa: PLC0415
+        from smtpkit.failover._async import AsyncFailover  # noqa: PLC0415
 
         return AsyncFailover
     raise AttributeError(f"module 'smtpkit' has no attribute {name!r}")

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from smtpkit._result import SendResult
+from smtpkit.engine._result import SendResult
 from smtpkit.errors import SMTPError
 
 __all__ = [

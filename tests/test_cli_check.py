@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from smtpkit import Security
-from smtpkit._cli_check import add_check_parser, run_check
+from smtpkit.cli._check import add_check_parser, run_check
 from smtpkit.testing import LocalServer
 
 ServerFactory = Callable[..., LocalServer]

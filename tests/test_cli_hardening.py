@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from smtpkit import __version__
-from smtpkit._cli_check import add_check_parser, run_check
-from smtpkit._cli_hints import cli_hint, cli_text
 from smtpkit.cli import build_parser, main
+from smtpkit.cli._check import add_check_parser, run_check
+from smtpkit.cli._hints import cli_hint, cli_text
 from smtpkit.errors import (
     InsecureAuthRefused,
     NoCommonMechanism,

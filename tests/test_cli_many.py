@@ -12,8 +12,8 @@ import pytest
 
 import smtpkit
 from smtpkit import Security
-from smtpkit._cli_progress import Progress
 from smtpkit.cli import main
+from smtpkit.cli._progress import Progress
 from smtpkit.testing import LocalServer, gmail_fake
 
 pytestmark = pytest.mark.timeout(60)

@@ -23,8 +23,8 @@ import pytest
 import requests
 from oauth_endpoint import TokenEndpoint
 
-from smtpkit._cli_oauth import add_oauth_parser, run_oauth
-from smtpkit._url import parse_url
+from smtpkit.cli._oauth import add_oauth_parser, run_oauth
+from smtpkit.config._url import parse_url
 from smtpkit.errors import ConfigurationError
 from smtpkit.integrations.google import GMAIL_SCOPE, GoogleCredentialsProvider
 from smtpkit.oauth import RefreshTokenProvider, provider_from_store

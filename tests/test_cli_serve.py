@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 
 from smtpkit import AuthenticationRequired, InvalidCredentials, Security, Submitter
-from smtpkit._cli_serve import describe, run_serve
 from smtpkit.auth import PasswordAuth, XOAuth2Auth
 from smtpkit.cli import build_parser
+from smtpkit.cli._serve import describe, run_serve
 from smtpkit.oauth import StaticToken
 from smtpkit.testing import ReceivedMessage
 

@@ -11,12 +11,6 @@ from pathlib import Path
 import pytest
 
 from smtpkit import ConfigurationError, Security, Submitter
-from smtpkit._configure import (
-    URL_OPTIONS,
-    SubmitterOptions,
-    options_from_env,
-    options_from_url,
-)
 from smtpkit.auth import (
     AppPasswordAuth,
     AuthContext,
@@ -25,6 +19,12 @@ from smtpkit.auth import (
     PasswordAuth,
     Secret,
     XOAuth2Auth,
+)
+from smtpkit.config._configure import (
+    URL_OPTIONS,
+    SubmitterOptions,
+    options_from_env,
+    options_from_url,
 )
 from smtpkit.oauth import FileTokenStore, RefreshTokenProvider, StaticToken, StoredGrant
 from smtpkit.testing import LocalServer

@@ -1,6 +1,6 @@
 """The streamed DKIM body hash equals dkimpy's whole-message canonicalization.
 
-``smtpkit._dkim_body.ContentHasher`` is what lets smtpkit sign a large message without
+``smtpkit.dkim._body.ContentHasher`` is what lets smtpkit sign a large message without
 holding it whole; these tests hold it to dkimpy's ``canonicalize_body`` (the reference the
 verifier uses) for bodies cut into chunks anywhere, including inside a CRLF.
 """
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtpkit._dkim_body import ContentHasher
+from smtpkit.dkim._body import ContentHasher
 
 canonicalization = pytest.importorskip("dkim.canonicalization")
 

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from smtpkit import Security
-from smtpkit._cli_check import add_check_parser, run_check
+from smtpkit.cli._check import add_check_parser, run_check
 from smtpkit.testing import LocalServer
 
 pytest.importorskip("aiosmtpd")

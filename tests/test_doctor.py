@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 
 from smtpkit import ConfigurationError, Security
-from smtpkit._cli_check import add_check_parser, run_check
-from smtpkit._configure import options_for_provider
 from smtpkit.auth import (
     AppPasswordAuth,
     AuthContext,
@@ -23,6 +21,8 @@ from smtpkit.auth import (
     SaslExchange,
     SaslMechanismStrategy,
 )
+from smtpkit.cli._check import add_check_parser, run_check
+from smtpkit.config._configure import options_for_provider
 from smtpkit.doctor import Report, Status, check, diagnose, options_for_target, steps_for
 from smtpkit.doctor._cert import parse_certificate
 from smtpkit.errors import RemoteProtocolError

@@ -10,8 +10,6 @@ import pytest
 
 import smtpkit
 from smtpkit import Failover, FailoverResult, FailoverStrategy, Phase, Reply, Submitter
-from smtpkit._failover_board import Board
-from smtpkit._failover_core import annotate
 from smtpkit.errors import (
     AuthenticationRequired,
     CommandRejected,
@@ -39,6 +37,8 @@ from smtpkit.errors import (
     TokenRefreshError,
 )
 from smtpkit.failover import handled_by, is_server_failure, server_labels
+from smtpkit.failover._board import Board
+from smtpkit.failover._core import annotate
 
 
 def reply(text: str) -> Reply:

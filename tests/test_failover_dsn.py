@@ -28,8 +28,8 @@ from smtpkit import (
     Security,
     Submitter,
 )
-from smtpkit._failover_board import is_server_failure, lacks_dsn, may_move
 from smtpkit.errors import ConnectError, DSNNotOffered
+from smtpkit.failover._board import is_server_failure, lacks_dsn, may_move
 from smtpkit.testing import LocalServer
 from tests.conftest import TIMEOUT, ServerFactory
 

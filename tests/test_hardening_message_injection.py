@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smtpkit import MessageError, Security, Submitter
-from smtpkit._message_headers import LINE_BREAK_CHARACTERS
 from smtpkit.message import prepare_message
+from smtpkit.message._headers import LINE_BREAK_CHARACTERS
 
 if TYPE_CHECKING:
     from conftest import ServerFactory

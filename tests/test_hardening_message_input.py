@@ -19,8 +19,8 @@ from unittest import mock
 import pytest
 
 from smtpkit import MessageError, Security, Submitter
-from smtpkit import _message_lines as lines
 from smtpkit.message import Envelope, prepare_message
+from smtpkit.message import _lines as lines
 from smtpkit.protocol import validate_address
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from smtpkit import Submitter
-from smtpkit._configure import options_from_env, options_from_url
 from smtpkit.auth import AppPasswordAuth, PasswordAuth
+from smtpkit.config._configure import options_from_env, options_from_url
 from smtpkit.errors import CredentialKind
 
 PASSWORD = "CANARY-app-8815"

@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from smtpkit._message_fold import folder_for, tree_text
-from smtpkit._message_generate import _has_delimiter_line
-from smtpkit._message_headers import _from_text, _parsed_addresses
-from smtpkit._message_object import _plain, format_date
 from smtpkit.errors import MessageError
+from smtpkit.message._fold import folder_for, tree_text
+from smtpkit.message._generate import _has_delimiter_line
+from smtpkit.message._headers import _from_text, _parsed_addresses
+from smtpkit.message._object import _plain, format_date
 
 POLICIES: dict[str, Policy[Any]] = {
     "SMTP": policy.SMTP,

@@ -30,10 +30,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtpkit import _message_stream
-from smtpkit._message_stream import RawSegment, TextSegment, WireContent
-from smtpkit._message_wire import generator_policy
 from smtpkit.message import BodyType, PreparedMessage, prepare_message
+from smtpkit.message import _stream as message_stream
+from smtpkit.message._stream import RawSegment, TextSegment, WireContent
+from smtpkit.message._wire import generator_policy
 from smtpkit.protocol import normalize_line_endings
 
 BARE_NEWLINE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
@@ -57,8 +57,8 @@ def _no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def small_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     """Defer payloads from 40 characters and cut them in 13-character slices."""
-    monkeypatch.setattr(_message_stream, "DEFER_MIN", 40)
-    monkeypatch.setattr(_message_stream, "SLICE", 13)
+    monkeypatch.setattr(message_stream, "DEFER_MIN", 40)
+    monkeypatch.setattr(message_stream, "SLICE", 13)
 
 
 def headed(msg: Message, **extra: str) -> Message:
@@ -311,8 +311,8 @@ def test_any_payload_and_slicing_gives_the_generator_octets(
     text: str, raw: bytes, chunk_size: int, slice_size: int
 ) -> None:
     with (
-        mock.patch.object(_message_stream, "DEFER_MIN", 1),
-        mock.patch.object(_message_stream, "SLICE", slice_size),
+        mock.patch.object(message_stream, "DEFER_MIN", 1),
+        mock.patch.object(message_stream, "SLICE", slice_size),
     ):
         msg = headed(Message())
         msg.set_payload(text)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from smtpkit import Submitter
-from smtpkit._configure import limit_options, options_for_provider, options_from_url
+from smtpkit.config._configure import limit_options, options_for_provider, options_from_url
 from smtpkit.providers import Preset, all_presets, get
 from smtpkit.testing import FakeTransport
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from smtpkit import ConfigurationError, Security, Submitter
-from smtpkit._configure import SubmitterOptions, options_for_provider
 from smtpkit.auth import AppPasswordAuth
+from smtpkit.config._configure import SubmitterOptions, options_for_provider
 from smtpkit.providers import (
     Preset,
     all_presets,

@@ -18,9 +18,9 @@ from smtpkit import (
     ProxyError,
     ProxyKind,
 )
-from smtpkit._proxy import proxy_option, with_proxy
 from smtpkit.auth import Secret
 from smtpkit.config import Endpoint, Security
+from smtpkit.config._proxy import proxy_option, with_proxy
 from smtpkit.testing import FakeTransport
 from smtpkit.transports import LoopbackOnlyTransport, SocketTransport
 from smtpkit.transports._proxy_route import proxy_failure, tunnel_peer

@@ -22,10 +22,10 @@ from smtpkit import (
     SendResult,
     Submitter,
 )
-from smtpkit._cli_check import add_check_parser, run_check
-from smtpkit._configure import options_from_url
-from smtpkit._url import redact_url
 from smtpkit.auth import PasswordAuth
+from smtpkit.cli._check import add_check_parser, run_check
+from smtpkit.config._configure import options_from_url
+from smtpkit.config._url import redact_url
 from smtpkit.doctor import check, steps_for
 from smtpkit.testing import FakeTransport, LocalServer
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from smtpkit import Security, Submitter
-from smtpkit._cli_check import add_check_parser, run_check
-from smtpkit._cli_quota import add_quota_parser, run_quota
 from smtpkit.cli import build_parser
+from smtpkit.cli._check import add_check_parser, run_check
+from smtpkit.cli._quota import add_quota_parser, run_quota
 from smtpkit.providers import Limits
 from smtpkit.quotas import Quota, RedisQuotaStore, SQLiteQuotaStore, account_key
 from smtpkit.testing import LocalServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from smtpkit import ConfigurationError, Security
-from smtpkit._url import SCHEMES, parse_url, redact_url
+from smtpkit.config._url import SCHEMES, parse_url, redact_url
 
 SECRET = "CANARY-pw-7731"
 

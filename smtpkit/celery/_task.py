@@ -49,8 +49,8 @@ from typing import Any
 
 from celery import signals
 
-from smtpkit._result import SendResult
 from smtpkit.drivers import Submitter
+from smtpkit.engine._result import SendResult
 from smtpkit.errors import (
     ConfigurationError,
     QuotaExceeded,

@@ -14,7 +14,7 @@ Invariants:
       itself stays ignored (Python's default), so a server closing the SMTP socket is still
       an smtpkit error, never a silent death.
     * Hints are printed in the command line's words (``smtp+starttls://``, ``--timeout``,
-      ``--cafile``), not the library's Python ones (:mod:`smtpkit._cli_hints`).
+      ``--cafile``), not the library's Python ones (:mod:`smtpkit.cli._hints`).
     * No password is ever printed: URLs are shown redacted.
 """
 
@@ -33,20 +33,26 @@ from pathlib import Path
 from typing import TextIO
 
 from smtpkit import __version__
-from smtpkit._cli_check import add_check_parser, run_check
-from smtpkit._cli_hints import cli_hint
-from smtpkit._cli_oauth import add_oauth_parser, run_oauth
-from smtpkit._cli_progress import Progress
-from smtpkit._cli_quota import add_quota_parser, run_quota
-from smtpkit._cli_serve import add_serve_parser, run_serve
-from smtpkit._configure import ENV_PASSWORD, ENV_URL, SubmitterOptions, ca_context, options_from_url
-from smtpkit._message_headers import LINE_BREAK_CHARACTERS
-from smtpkit._result import SendResult
-from smtpkit._url import parse_url, redact_url
 from smtpkit.auth import PasswordAuth
+from smtpkit.cli._check import add_check_parser, run_check
+from smtpkit.cli._hints import cli_hint
+from smtpkit.cli._oauth import add_oauth_parser, run_oauth
+from smtpkit.cli._progress import Progress
+from smtpkit.cli._quota import add_quota_parser, run_quota
+from smtpkit.cli._serve import add_serve_parser, run_serve
 from smtpkit.config import Security
+from smtpkit.config._configure import (
+    ENV_PASSWORD,
+    ENV_URL,
+    SubmitterOptions,
+    ca_context,
+    options_from_url,
+)
+from smtpkit.config._url import parse_url, redact_url
 from smtpkit.drivers import Submitter
+from smtpkit.engine._result import SendResult
 from smtpkit.errors import ConfigurationError, DeliveryUnknown, SMTPError
+from smtpkit.message._headers import LINE_BREAK_CHARACTERS
 
 __all__ = ["main"]
 

@@ -11,7 +11,7 @@
 Exit status: 0 when sending would work (no step failed), 1 when a step failed, 2 when the
 target cannot be understood. The password comes from the URL or ``SMTPKIT_PASSWORD``; it is
 never printed, and only ``--login`` needs one. A URL's ``?cafile=PATH`` counts as
-``--cafile PATH``. Advice is printed in the command line's words (:mod:`smtpkit._cli_hints`).
+``--cafile PATH``. Advice is printed in the command line's words (:mod:`smtpkit.cli._hints`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from smtpkit._cli_hints import cli_text
-from smtpkit._url import parse_url
+from smtpkit.cli._hints import cli_text
+from smtpkit.config._url import parse_url
 from smtpkit.doctor import Report, check
 from smtpkit.errors import ConfigurationError
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import TextIO
 
-from smtpkit._result import SendResult
+from smtpkit.engine._result import SendResult
 from smtpkit.errors import SMTPError
 
 __all__ = ["Progress"]

@@ -28,7 +28,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from smtpkit._cli_hints import cli_text
+from smtpkit.cli._hints import cli_text
 from smtpkit.doctor import ENV_QUOTA_STORE, options_for_target
 from smtpkit.doctor._quota import account_quota, quota_lines, store_from_url
 from smtpkit.errors import ConfigurationError, QuotaStoreUnavailable

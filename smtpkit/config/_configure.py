@@ -61,9 +61,6 @@ from datetime import datetime
 from typing import Literal, TypedDict, Unpack
 
 from smtpkit import providers
-from smtpkit._checks import MAX_WINDOW, check_window
-from smtpkit._proxy import Proxy, proxy_option
-from smtpkit._url import ServerURL, parse_url, redact_url
 from smtpkit.auth import (
     AppPasswordAuth,
     AuthStrategy,
@@ -74,6 +71,9 @@ from smtpkit.auth import (
     XOAuth2Auth,
 )
 from smtpkit.config import Security, Timeouts, check_ehlo_name, is_loopback
+from smtpkit.config._checks import MAX_WINDOW, check_window
+from smtpkit.config._proxy import Proxy, proxy_option
+from smtpkit.config._url import ServerURL, parse_url, redact_url
 from smtpkit.dkim import DKIMSigner
 from smtpkit.errors import ConfigurationError
 from smtpkit.quotas import Quota

@@ -30,9 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from smtpkit._url import redact_url
 from smtpkit.auth import Secret
 from smtpkit.config import check_host
+from smtpkit.config._url import redact_url
 from smtpkit.errors import ConfigurationError
 from smtpkit.transports import LoopbackOnlyTransport, SocketTransport
 from smtpkit.transports._proxy_route import ProxyKind, require_python_socks

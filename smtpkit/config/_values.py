@@ -1,5 +1,8 @@
 """Connection configuration as immutable values: the security mode, timeouts and endpoint.
 
+The bottom of :mod:`smtpkit.config`: transports, the engine, providers and the testing kit
+import these values, so this module imports nothing of smtpkit but the errors.
+
 Invariants:
     * Every value here is a frozen dataclass or an enum; variants are enum members, never
       combinations of booleans (DESIGN rule 6).

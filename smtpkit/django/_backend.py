@@ -40,16 +40,16 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail.backends.base import BaseEmailBackend
 
 from smtpkit import providers
-from smtpkit._configure import (
+from smtpkit.auth import AuthStrategy
+from smtpkit.config import Security
+from smtpkit.config._configure import (
     OPTION_NAMES,
     options_for_provider,
     options_from_url,
     password_auth,
     preset_for_url,
 )
-from smtpkit._url import parse_url
-from smtpkit.auth import AuthStrategy
-from smtpkit.config import Security
+from smtpkit.config._url import parse_url
 from smtpkit.drivers import Submitter
 from smtpkit.errors import ConfigurationError, MessageError, SMTPError
 

@@ -3,7 +3,7 @@
 :class:`DKIMSigner` signs each message after smtpkit prepared it, so the ``Message-ID``
 and ``Date`` smtpkit adds are covered, and without holding a large message twice: the
 body hash is computed while the content streams through
-:class:`~smtpkit._dkim_body.ContentHasher` (one chunk in memory at a time), and dkimpy
+:class:`~smtpkit.dkim._body.ContentHasher` (one chunk in memory at a time), and dkimpy
 (the ``[dkim]`` extra: ``pip install 'smtpkit[dkim]'``) signs only the header block::
 
     signer = DKIMSigner("s2026", "example.com", Path("/etc/dkim/s2026.pem"))
@@ -33,9 +33,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from smtpkit._dkim_body import ContentHasher
-from smtpkit._dkim_key import dkimpy, dns_record, parse_key, read_key
 from smtpkit.auth import Secret
+from smtpkit.dkim._body import ContentHasher
+from smtpkit.dkim._key import dkimpy, dns_record, parse_key, read_key
 from smtpkit.errors import ConfigurationError, MessageError
 
 if TYPE_CHECKING:

@@ -36,15 +36,15 @@ import urllib.parse
 from collections.abc import Mapping
 
 from smtpkit import providers
-from smtpkit._configure import (
+from smtpkit.auth import AppPasswordAuth, AuthStrategy, PasswordAuth
+from smtpkit.config import Security, Timeouts
+from smtpkit.config._configure import (
     SubmitterOptions,
     options_for_provider,
     options_from_url,
 )
-from smtpkit._proxy import proxy_option
-from smtpkit._url import redact_url
-from smtpkit.auth import AppPasswordAuth, AuthStrategy, PasswordAuth
-from smtpkit.config import Security, Timeouts
+from smtpkit.config._proxy import proxy_option
+from smtpkit.config._url import redact_url
 from smtpkit.doctor._probe import resolve
 from smtpkit.doctor._quota import ENV_QUOTA_STORE, account_quota, quota_finding, store_from_url
 from smtpkit.doctor._report import JSON_SCHEMA_VERSION, Finding, Report, Status

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from smtpkit import providers
-from smtpkit._proxy import Proxy
 from smtpkit.auth import AuthStrategy
 from smtpkit.config import Security, Timeouts
+from smtpkit.config._proxy import Proxy
 from smtpkit.doctor._probe import resolve
 from smtpkit.doctor._report import Finding, Status
 from smtpkit.replies import Reply

@@ -23,8 +23,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from smtpkit._proxy import Proxy
 from smtpkit.config import Endpoint, Security
+from smtpkit.config._proxy import Proxy
 from smtpkit.errors import OperationTimeout, ServerDisconnected, SMTPError, TransportError
 from smtpkit.protocol import NEED_DATA, ClientConnection, Command, ConnectionClosed, ReplyReceived
 from smtpkit.replies import Reply

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from smtpkit._configure import SubmitterOptions
+from smtpkit.config._configure import SubmitterOptions
 from smtpkit.doctor._report import Finding, Status
 from smtpkit.drivers import Submitter
 from smtpkit.errors import ConfigurationError, QuotaStoreUnavailable

@@ -25,7 +25,6 @@ from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from email.message import Message
 from types import TracebackType
 
-from smtpkit._result import SendResult
 from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers._async_batch import AsyncBatch, OnResult
 from smtpkit.drivers._async_io import AsyncConnection, AsyncDriver
@@ -35,6 +34,7 @@ from smtpkit.drivers._client import SubmitterBase
 from smtpkit.drivers._common import Job, Outcome, Outgoing, check_batch_options
 from smtpkit.dsn import DSN, ESMTPParams
 from smtpkit.engine import Pacing, SendOptions
+from smtpkit.engine._result import SendResult
 from smtpkit.errors import SMTPError
 from smtpkit.transports import Transport
 from smtpkit.transports._asyncio import AsyncTransport, async_transport

@@ -37,13 +37,13 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from email.message import Message
 
-from smtpkit._message_headers import header_recipients, header_sender, topmost_resent_block
-from smtpkit._result import BatchInterrupted, SendResult
 from smtpkit.drivers._common import Item, Job, Outcome, ends_logins
 from smtpkit.drivers._quota_gate import QuotaGate, Verdict
 from smtpkit.engine import Link, Pacing
+from smtpkit.engine._result import BatchInterrupted, SendResult
 from smtpkit.errors import MessageError, QuotaExceeded, QuotaStoreUnavailable, SMTPError
 from smtpkit.message import Envelope
+from smtpkit.message._headers import header_recipients, header_sender, topmost_resent_block
 from smtpkit.providers import Preset
 from smtpkit.retry import Retry
 

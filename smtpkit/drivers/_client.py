@@ -1,6 +1,6 @@
 """What ``Submitter`` and ``AsyncSubmitter`` share: options, settings, constructors.
 
-:class:`SubmitterBase` checks every option before anything is built (``smtpkit._checks``),
+:class:`SubmitterBase` checks every option before anything is built (``smtpkit.config._checks``),
 turns them into the engine's :class:`~smtpkit.engine.LinkSettings`, the transport
 :class:`~smtpkit.config.Endpoint`, the pool's limits and reuse policy, and offers the
 class methods (``from_url``, ``from_env``, ``for_provider``), the read-only properties and a
@@ -23,16 +23,16 @@ from datetime import UTC, datetime
 from typing import ClassVar, Generic, Literal, Self, TypeVar, Unpack
 
 from smtpkit import providers
-from smtpkit._checks import check_submitter_options
-from smtpkit._configure import (
+from smtpkit.auth import AuthStrategy
+from smtpkit.config import Endpoint, Security, Timeouts
+from smtpkit.config._checks import check_submitter_options
+from smtpkit.config._configure import (
     SubmitterOptions,
     options_for_provider,
     options_from_env,
     options_from_url,
 )
-from smtpkit._proxy import Proxy, with_proxy
-from smtpkit.auth import AuthStrategy
-from smtpkit.config import Endpoint, Security, Timeouts
+from smtpkit.config._proxy import Proxy, with_proxy
 from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers._batch_state import BatchState
 from smtpkit.drivers._common import (
@@ -96,8 +96,8 @@ class SubmitterBase(Generic[T]):
         wall_clock: Callable[[], datetime] | None = None,
         quota: Quota | Literal[False] | None = None,
     ) -> None:
-        transport = with_proxy(transport, proxy, host=host)  # smtpkit._proxy
-        # Every value checked before anything is built or connected (smtpkit._checks).
+        transport = with_proxy(transport, proxy, host=host)  # smtpkit.config._proxy
+        # Every value checked before anything is built or connected (smtpkit.config._checks).
         check_submitter_options(
             host,
             port,

@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import Message
 
-from smtpkit._checks import check_count, check_pool_limits
-from smtpkit._result import SendResult
+from smtpkit.config._checks import check_count, check_pool_limits
 from smtpkit.dkim import DKIMSigner
 from smtpkit.dsn import DSN, ESMTPParams
 from smtpkit.engine import Attempts, SendOptions
+from smtpkit.engine._result import SendResult
 from smtpkit.errors import AuthenticationError, ConfigurationError, ReplyError, SMTPError
 from smtpkit.replies import Phase
 from smtpkit.retry import Retry

@@ -23,7 +23,6 @@ import ssl
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from smtpkit._result import SendResult
 from smtpkit.config import Endpoint
 from smtpkit.engine import (
     DEADLINE_PASSED,
@@ -46,6 +45,7 @@ from smtpkit.engine import (
     open_link,
     probe_link,
 )
+from smtpkit.engine._result import SendResult
 from smtpkit.errors import (
     ConnectionStale,
     DeliveryUnknown,

@@ -38,9 +38,8 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Protocol
 
-from smtpkit._message_headers import header_recipients, header_sender, topmost_resent_block
-from smtpkit._result import SendResult
 from smtpkit.drivers._common import Job, Outcome
+from smtpkit.engine._result import SendResult
 from smtpkit.errors import (
     ConfigurationError,
     DeliveryUnknown,
@@ -50,6 +49,7 @@ from smtpkit.errors import (
     SMTPError,
 )
 from smtpkit.message import Envelope
+from smtpkit.message._headers import header_recipients, header_sender, topmost_resent_block
 from smtpkit.providers import Limits, Preset
 from smtpkit.quotas import MemoryQuotaStore, Quota, Reservation, Unit, account_key
 

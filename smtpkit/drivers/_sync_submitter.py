@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable, Sequence, Sized
 from email.message import Message
 from types import TracebackType
 
-from smtpkit._result import SendResult
 from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers._batch_state import BatchState
 from smtpkit.drivers._client import SubmitterBase
@@ -38,6 +37,7 @@ from smtpkit.drivers._sync_io import SyncConnection, SyncDriver
 from smtpkit.drivers._sync_pool import SyncPool
 from smtpkit.dsn import DSN, ESMTPParams
 from smtpkit.engine import SendOptions
+from smtpkit.engine._result import SendResult
 from smtpkit.errors import SMTPError
 from smtpkit.hooks import SendTracker
 from smtpkit.transports import SocketTransport, Transport

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from smtpkit._esmtp import check_keyword, check_value, utf8_addr_xtext, xtext
+from smtpkit.dsn._esmtp import check_keyword, check_value, utf8_addr_xtext, xtext
 from smtpkit.errors import ConfigurationError, MessageError
 
 __all__ = [

@@ -55,8 +55,8 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Final, TypeAlias, TypeVar
 
-from smtpkit._result import SendResult
 from smtpkit.auth import AccessToken, TokenProvider
+from smtpkit.engine._result import SendResult
 from smtpkit.errors import SMTPError
 
 __all__ = [

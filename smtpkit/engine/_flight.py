@@ -19,8 +19,8 @@ from email.message import Message
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from smtpkit._result import SendResult
 from smtpkit.engine._link import Link
+from smtpkit.engine._result import SendResult
 from smtpkit.errors import (
     ConnectionStale,
     MessageError,

@@ -90,3 +90,8 @@ class BatchInterrupted(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+# Pickles (a task queue's result store) name the public path, ``smtpkit.SendResult``: the
+# private module may move again, the public name stays.
+SendResult.__module__ = BatchInterrupted.__module__ = "smtpkit"

@@ -47,7 +47,6 @@ from __future__ import annotations
 import contextlib
 from typing import Generic, TypeVar, cast
 
-from smtpkit._result import SendResult
 from smtpkit.engine._effects import TAKE_NEXT, Report, Steps
 from smtpkit.engine._flight import (
     Flight,
@@ -58,6 +57,7 @@ from smtpkit.engine._flight import (
 )
 from smtpkit.engine._link import Link
 from smtpkit.engine._options import prepare_envelope
+from smtpkit.engine._result import SendResult
 from smtpkit.engine._window import Window
 from smtpkit.errors import (
     ConnectionStale,

@@ -22,10 +22,10 @@ Invariants:
       called once per message with its final outcome, one call at a time, never inside an
       open SMTP transaction; ``BatchInterrupted`` when ``on_result`` raises.
     * Thread-safe: the shared state is the cool-downs and the round-robin turn
-      (:mod:`smtpkit._failover_board`), under one lock; each Submitter is thread-safe.
+      (:mod:`smtpkit.failover._board`), under one lock; each Submitter is thread-safe.
 
-The decisions live in :mod:`smtpkit._failover_board` (what moves, which server next) and
-:mod:`smtpkit._failover_core` (outcomes, a batch's bookkeeping), shared with the asyncio twin
+The decisions live in :mod:`smtpkit.failover._board` (what moves, which server next) and
+:mod:`smtpkit.failover._core` (outcomes, a batch's bookkeeping), shared with the asyncio twin
 :class:`smtpkit.AsyncFailover`.
 """
 
@@ -39,8 +39,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from smtpkit import BatchInterrupted, Outgoing, SendResult, Submitter
-from smtpkit._failover_board import FailoverStrategy, is_server_failure, may_move
-from smtpkit._failover_core import (
+from smtpkit.dkim import DKIMSigner
+from smtpkit.dsn import DSN, ESMTPParams
+from smtpkit.errors import ConfigurationError, SMTPError
+from smtpkit.failover._board import FailoverStrategy, is_server_failure, may_move
+from smtpkit.failover._core import (
     DEFAULT_COOLDOWN,
     BatchBook,
     FailoverBase,
@@ -49,12 +52,9 @@ from smtpkit._failover_core import (
     handled_by,
     server_labels,
 )
-from smtpkit.dkim import DKIMSigner
-from smtpkit.dsn import DSN, ESMTPParams
-from smtpkit.errors import ConfigurationError, SMTPError
 
 if TYPE_CHECKING:
-    from smtpkit._failover_async import AsyncFailover
+    from smtpkit.failover._async import AsyncFailover
 
 __all__ = [
     "AsyncFailover",
@@ -66,11 +66,14 @@ __all__ = [
     "server_labels",
 ]
 
+# Pickles and the API reference name the public path, not the private module.
+FailoverResult.__module__ = FailoverStrategy.__module__ = __name__
+
 
 def __getattr__(name: str) -> object:
     # The asyncio twin is imported on first use, as smtpkit.AsyncSubmitter is.
     if name == "AsyncFailover":
-        from smtpkit._failover_async import AsyncFailover  # noqa: PLC0415
+        from smtpkit.failover._async import AsyncFailover  # noqa: PLC0415
 
         return AsyncFailover
     raise AttributeError(f"module 'smtpkit.failover' has no attribute {name!r}")
@@ -167,7 +170,7 @@ class Failover(FailoverBase[Submitter]):
             message, sender, recipients, dsn, params, dkim: as for
                 :meth:`smtpkit.Submitter.send`, handed to each server tried. A DSN request
                 a server cannot take (it does not offer DSN) moves on to the next server
-                without cooling that one down (:func:`~smtpkit._failover_board.may_move`).
+                without cooling that one down (:func:`~smtpkit.failover._board.may_move`).
 
         Returns:
             A :class:`FailoverResult`: the server's ``SendResult`` and which server it was.

@@ -2,8 +2,8 @@
 
 Job: :class:`AsyncFailover` performs, with ``await``, what :class:`~smtpkit.Failover` does
 with threads. What moves a message, which server comes next, the cool-downs and a batch's
-bookkeeping are the shared code of :mod:`smtpkit._failover_board` and
-:mod:`smtpkit._failover_core`, so both drivers behave alike.
+bookkeeping are the shared code of :mod:`smtpkit.failover._board` and
+:mod:`smtpkit.failover._core`, so both drivers behave alike.
 
 Invariants:
     * Built on the public AsyncSubmitter API only (``send``, ``send_many``, ``aclose``).
@@ -26,12 +26,12 @@ from types import TracebackType
 from typing import Any, TypeAlias
 
 from smtpkit import BatchInterrupted, Outgoing, SendResult
-from smtpkit._failover_board import FailoverStrategy, may_move
-from smtpkit._failover_core import DEFAULT_COOLDOWN, BatchBook, FailoverBase, FailoverResult
 from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers import AsyncSubmitter
 from smtpkit.dsn import DSN, ESMTPParams
 from smtpkit.errors import ConfigurationError, SMTPError
+from smtpkit.failover._board import FailoverStrategy, may_move
+from smtpkit.failover._core import DEFAULT_COOLDOWN, BatchBook, FailoverBase, FailoverResult
 
 __all__ = ["AsyncFailover"]
 

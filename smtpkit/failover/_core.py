@@ -25,14 +25,14 @@ from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from smtpkit import BatchInterrupted, SendResult
-from smtpkit._failover_board import (
+from smtpkit.errors import ConfigurationError, DeliveryUnknown, SMTPError
+from smtpkit.failover._board import (
     Board,
     FailoverStrategy,
     check_cooldown,
     is_server_failure,
     may_move,
 )
-from smtpkit.errors import ConfigurationError, DeliveryUnknown, SMTPError
 
 __all__ = [
     "BatchBook",

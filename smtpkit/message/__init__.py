@@ -10,7 +10,7 @@ Invariants:
       may be preparing it too): Bcc removal, ``Message-ID`` and ``Date`` go into a shallow
       copy of the top-level message with a header list of its own, and the generator
       writes multipart parts from copies. Nothing is deep-copied and no header is parsed
-      again (see :mod:`smtpkit._message_object`).
+      again (see :mod:`smtpkit.message._object`).
     * ``Bcc`` and ``Resent-Bcc`` never appear in ``content`` (RFC 5322 §3.6.3: their
       recipients must not be disclosed to the others).
     * The content uses CRLF line endings only (RFC 5321 §2.3.8), is not dot-stuffed and has
@@ -49,7 +49,8 @@ from email.message import Message
 from email.policy import EmailPolicy
 from email.utils import make_msgid
 
-from smtpkit._message_headers import (
+from smtpkit.errors import MessageError
+from smtpkit.message._headers import (
     check_header_injection,
     check_raw_header_breaks,
     extract_addresses,
@@ -57,12 +58,11 @@ from smtpkit._message_headers import (
     punycode_header_addresses,
     split_address,
 )
-from smtpkit._message_lines import MAX_LINE_OCTETS, first_long_line, line_number
-from smtpkit._message_object import format_date, non_ascii_address_headers, outgoing_copy
-from smtpkit._message_scan import header_recipients, header_sender, scan_headers
-from smtpkit._message_stream import WireContent
-from smtpkit._message_wire import read_message_id, serialise
-from smtpkit.errors import MessageError
+from smtpkit.message._lines import MAX_LINE_OCTETS, first_long_line, line_number
+from smtpkit.message._object import format_date, non_ascii_address_headers, outgoing_copy
+from smtpkit.message._scan import header_recipients, header_sender, scan_headers
+from smtpkit.message._stream import WireContent
+from smtpkit.message._wire import read_message_id, serialise
 from smtpkit.protocol import normalize_line_endings, validate_address
 
 __all__ = [

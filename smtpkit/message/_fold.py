@@ -29,9 +29,9 @@ from email import headerregistry
 from email.policy import Compat32, EmailPolicy, Policy
 from typing import Any
 
-from smtpkit._message_headers import LINE_BREAK_HINT
-from smtpkit._message_lines import MAX_LINE_OCTETS, first_long_line
 from smtpkit.errors import MessageError
+from smtpkit.message._headers import LINE_BREAK_HINT
+from smtpkit.message._lines import MAX_LINE_OCTETS, first_long_line
 
 __all__ = ["Folder", "folder_for", "tree_text"]
 

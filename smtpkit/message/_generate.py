@@ -4,13 +4,13 @@
 that:
 
 * writes a short placeholder token instead of a large payload and remembers the payload (a
-  :class:`~smtpkit._message_stream.TextSegment`), so a 50 MB attachment is never copied;
+  :class:`~smtpkit.message._stream.TextSegment`), so a 50 MB attachment is never copied;
 * never stores anything on the message it writes. The stock ``flatten`` swaps
   ``msg.policy`` for the duration (visible to another thread preparing the same object), and
   ``_handle_multipart`` stores a generated boundary with ``set_boundary()``; here the policy
   is only the generator's, and a multipart part is written from a shallow copy whose header
   list is its own;
-* folds headers with :func:`smtpkit._message_fold.fold_header` (the stock octets, fast) and
+* folds headers with :func:`smtpkit.message._fold.fold_header` (the stock octets, fast) and
   checks each folded header for a line break that is not folding white space, on every
   Python, whatever the ``email`` package version checks itself;
 * compiles nothing per message: the placeholder pattern is compiled once per process, and
@@ -42,11 +42,11 @@ from email.message import Message
 from email.policy import Policy
 from typing import IO, TYPE_CHECKING, Any
 
-from smtpkit import _message_stream as stream
-from smtpkit._message_fold import folder_for
-from smtpkit._message_lines import MAX_LINE_OCTETS, first_long_line
-from smtpkit._message_stream import Part, TextSegment, WireContent
 from smtpkit.errors import MessageError
+from smtpkit.message import _stream as stream
+from smtpkit.message._fold import folder_for
+from smtpkit.message._lines import MAX_LINE_OCTETS, first_long_line
+from smtpkit.message._stream import Part, TextSegment, WireContent
 from smtpkit.protocol import normalize_line_endings
 
 __all__ = ["flatten_streaming", "simple_content"]

@@ -365,7 +365,7 @@ def _header_values(message: Message, name: str, block: dict[str, list[str]] | No
 def header_sender(message: Message, block: dict[str, list[str]] | None) -> str:
     """``Sender``, else the single ``From`` address (of ``block`` when given).
 
-    :func:`smtpkit._message_scan.header_sender` gives the same from one scan of the fields.
+    :func:`smtpkit.message._scan.header_sender` gives the same from one scan of the fields.
     """
     prefix = "" if block is None else "Resent-"
     for name in ("Sender", "From"):

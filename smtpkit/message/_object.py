@@ -30,8 +30,8 @@ from email.policy import EmailPolicy
 from email.utils import format_datetime
 from typing import Any
 
-from smtpkit._message_headers import extract_addresses
-from smtpkit._message_scan import HeaderScan
+from smtpkit.message._headers import extract_addresses
+from smtpkit.message._scan import HeaderScan
 
 __all__ = ["format_date", "non_ascii_address_headers", "outgoing_copy"]
 

@@ -1,7 +1,7 @@
 """One pass over a message's top-level header list: checks, the fields read, the envelope.
 
 :func:`scan_headers` reads every top-level field once: it refuses injected line breaks
-(:func:`~smtpkit._message_headers.check_field`), keeps the fields preparation reads (the
+(:func:`~smtpkit.message._headers.check_field`), keeps the fields preparation reads (the
 envelope's, Message-ID and Date) by lower-case name, finds the newest Resent block (RFC
 5322 §3.6.6) and notes the address headers that may name a non-ASCII address. ``get_all``
 would scan the list once per name, and ``raw_items()`` copies it each time.
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Any
 
-from smtpkit._message_headers import (
+from smtpkit.errors import MessageError
+from smtpkit.message._headers import (
     ADDRESS_HEADERS,
     check_field,
     extract_addresses,
     first_address,
 )
-from smtpkit.errors import MessageError
 
 __all__ = ["HeaderScan", "header_recipients", "header_sender", "scan_headers"]
 

@@ -7,7 +7,7 @@
 turn it into wire octets slice by slice when iterated. Sending a 50 MB attachment then costs
 a few slices of memory, not several copies of the message.
 
-:mod:`smtpkit._message_generate` runs the stock generator once and builds the parts (this
+:mod:`smtpkit.message._generate` runs the stock generator once and builds the parts (this
 was chosen over running the push-based generator in a thread, a thread per send whose
 errors surface late, or re-running it per chunk, which is slow): Message-ID, Date and
 generated boundaries are fixed at prepare time, every error is raised by

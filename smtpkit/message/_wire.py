@@ -3,7 +3,7 @@
 Invariants:
     * :func:`serialise` output has CRLF line endings only (RFC 5321 §2.3.8), is not
       dot-stuffed, and never ``>From``-mangled (that is an mbox convention, not SMTP's).
-    * It is a :class:`~smtpkit._message_stream.WireContent`: large payloads are not copied
+    * It is a :class:`~smtpkit.message._stream.WireContent`: large payloads are not copied
       into it but produced slice by slice when the content is iterated, and every error is
       raised here, before anything is sent.
     * No line of it is longer than 998 octets (RFC 5322 §2.1.1).
@@ -19,10 +19,10 @@ from email.message import Message
 from email.policy import EmailPolicy, Policy
 from typing import Any
 
-from smtpkit._message_generate import flatten_streaming, simple_content
-from smtpkit._message_lines import MAX_LINE_OCTETS, first_long_line
-from smtpkit._message_stream import WireContent
 from smtpkit.errors import MessageError
+from smtpkit.message._generate import flatten_streaming, simple_content
+from smtpkit.message._lines import MAX_LINE_OCTETS, first_long_line
+from smtpkit.message._stream import WireContent
 
 __all__ = [
     "HEADER_END_RE",
