@@ -9,15 +9,9 @@ Needs the ``celery`` extra: ``pip install 'smtpkit[celery]'``::
     send_email.delay(**message_payload(msg))
 """
 
-from smtpkit.celery._task import (
-    DEFAULT_RETRY,
-    close_submitters,
-    get_submitter,
-    make_send_task,
-    message_payload,
-    register_submitter,
-    summarize,
-)
+from smtpkit.celery._payload import message_payload, summarize
+from smtpkit.celery._registry import close_submitters, get_submitter, register_submitter
+from smtpkit.celery._task import DEFAULT_RETRY, make_send_task
 
 __all__ = [
     "DEFAULT_RETRY",
