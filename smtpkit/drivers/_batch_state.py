@@ -12,7 +12,8 @@ from its tasks and waits on an event. What it decides:
 * :meth:`settle`: an outcome is final, or the job goes back for another try (``Attempts``);
 * :meth:`opening_failed`: a refused login ends every remaining job with the same error;
 * :meth:`admitted` and the lookahead: the quota's place for each try, asked for before a
-  connection is taken or the job is handed to the engine (:mod:`~smtpkit.drivers._quota_gate`).
+  connection is taken or the job is handed to the engine (:mod:`~smtpkit.drivers._quota_gate`);
+* :meth:`results`: ``send_many``'s answer (:mod:`~smtpkit.drivers._batch_results`).
 
 Invariants:
     * Every job handed out ends with exactly one outcome (reported through ``report``),
@@ -22,7 +23,8 @@ Invariants:
     * After a refused login (:func:`~smtpkit.drivers._common.ends_logins`) no job starts a
       connection again: each ends with that error, without a retry (logging in again only
       prolongs a provider's lockout).
-    * A preset's recipients-per-message cap is checked before a job waits or connects.
+    * A preset's recipients-per-message cap is checked before a job waits or connects
+      (:mod:`~smtpkit.drivers._recipient_cap`).
     * A quota refusal that no short wait cures (``QuotaExceeded`` beyond ``MAX_WAIT``,
       ``QuotaStoreUnavailable``) ends its job, and every job whose place was not asked for
       yet ends with the same error: the batch stops taking messages for an exhausted
@@ -35,15 +37,14 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
-from email.message import Message
 
+from smtpkit.drivers._batch_results import batch_results, outcomes_in_order
 from smtpkit.drivers._common import Item, Job, Outcome, ends_logins
 from smtpkit.drivers._quota_gate import QuotaGate, Verdict
+from smtpkit.drivers._recipient_cap import recipient_cap_error
 from smtpkit.engine import Link, Pacing
-from smtpkit.engine._result import BatchInterrupted, SendResult
-from smtpkit.errors import MessageError, QuotaExceeded, QuotaStoreUnavailable, SMTPError
-from smtpkit.message import Envelope
-from smtpkit.message._headers import header_recipients, header_sender, topmost_resent_block
+from smtpkit.engine._result import SendResult
+from smtpkit.errors import QuotaExceeded, QuotaStoreUnavailable, SMTPError
 from smtpkit.providers import Preset
 from smtpkit.retry import Retry
 
@@ -365,32 +366,12 @@ class BatchState:
     def final_outcomes(self) -> list[Outcome | None]:
         """One entry per message known, in input order; ``None`` for one never tried."""
         count = max(self.created, self.total or 0)
-        outcomes, last = self.outcomes, self._last_errors
-        return [outcomes.get(index) or last.get(index) for index in range(count)]
+        return outcomes_in_order(self.outcomes, self._last_errors, count)
 
     def results(self, callback_error: BaseException | None) -> list[Outcome]:
-        """``send_many``'s answer: one outcome per message, in input order.
-
-        Raises:
-            BatchInterrupted: ``callback_error`` (what ``on_result`` raised) is not
-                ``None``; it carries every outcome and is raised from that error.
-            BaseException: what crashed the batch (:attr:`crash`).
-        """
-        if self.crash is not None:
-            raise self.crash
-        outcomes = self.final_outcomes()
-        if callback_error is not None:
-            not_sent = sum(outcome is None for outcome in outcomes)
-            raise BatchInterrupted(
-                f"on_result raised {type(callback_error).__name__}; no further message was "
-                f"started ({len(outcomes) - not_sent} finished, {not_sent} not sent); "
-                "the outcomes are in .outcomes",
-                outcomes,
-            ) from callback_error
-        finished = [outcome for outcome in outcomes if outcome is not None]
-        if len(finished) != len(outcomes):  # pragma: no cover - a bug guard
-            raise AssertionError("a message ended without an outcome")
-        return finished
+        """``send_many``'s answer: one outcome per message, in input order
+        (:func:`~smtpkit.drivers._batch_results.batch_results`, which says what it raises)."""
+        return batch_results(self.final_outcomes(), self.crash, callback_error)
 
 
 class TakeNow:
@@ -414,37 +395,3 @@ class TakeNow:
             self.taken += 1
             self._start(job, None)
         return job
-
-
-def recipient_cap_error(job: Job, preset: Preset | None) -> MessageError | None:
-    """The error for a message with more recipients than ``preset`` allows, else ``None``.
-
-    Pure: it reads the envelope the way message preparation does (explicit recipients, else
-    To/Cc/Bcc or the newest Resent-* block; repeats counted once), so it runs before any
-    connection is made. Past the limit a provider refuses the extra RCPTs (Gmail: ``452
-    4.5.3``) and the message reaches only some recipients; refusing it whole is clearer.
-    A message whose envelope cannot be read is left to preparation, which reports why.
-    """
-    allowed = preset.limits.recipients_per_message if preset is not None else None
-    if preset is None or allowed is None:
-        return None
-    message, sender, recipients = job.message, job.sender, job.recipients
-    try:
-        if recipients is None or sender is None:
-            if not isinstance(message, Message):
-                return None  # raw bytes need an explicit envelope; preparation says so
-            block = topmost_resent_block(message)
-            if sender is None:
-                sender = header_sender(message, block)
-            if recipients is None:
-                recipients = tuple(header_recipients(message, block))
-        count = len(Envelope(sender, recipients).recipients)
-    except Exception:  # preparation reads it again, and says what is wrong
-        return None
-    if count <= allowed:
-        return None
-    return MessageError(
-        f"the message has {count} recipients; {preset.display_name} accepts at most "
-        f"{allowed} per message",
-        hint="send it in batches (e.g. one message per recipient with send_many)",
-    )
