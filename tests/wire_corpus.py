@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import smtpkit.message
+import smtpkit.message._msgid
 from smtpkit.message import PreparedMessage, prepare_message
 
 DATA = Path(__file__).parent / "data" / "wire_corpus"
@@ -343,7 +343,7 @@ def deterministic() -> Iterator[None]:
     state = random.getstate()
     random.seed(SEED)
     try:
-        with mock.patch.object(smtpkit.message, "make_msgid", fake_msgid):
+        with mock.patch.object(smtpkit.message._msgid, "make_msgid", fake_msgid):
             yield
     finally:
         random.setstate(state)
