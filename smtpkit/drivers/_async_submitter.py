@@ -30,7 +30,7 @@ from smtpkit.drivers._async_batch import AsyncBatch, OnResult
 from smtpkit.drivers._async_io import AsyncConnection, AsyncDriver
 from smtpkit.drivers._async_pool import AsyncPool
 from smtpkit.drivers._async_quota import admit, quota_settled
-from smtpkit.drivers._client import SubmitterBase
+from smtpkit.drivers._client import SubmitterBase, no_prepare
 from smtpkit.drivers._common import Job, Outcome, Outgoing, check_batch_options
 from smtpkit.dsn import DSN, ESMTPParams
 from smtpkit.engine import Pacing, SendOptions
@@ -40,10 +40,6 @@ from smtpkit.transports import Transport
 from smtpkit.transports._asyncio import AsyncTransport, async_transport
 
 __all__ = ["AsyncSubmitter"]
-
-
-def _no_prepare(job: object, conn: object) -> None:
-    """What the hooks' start wrapper wraps: the engine prepares the message itself."""
 
 
 class AsyncSubmitter(SubmitterBase[AsyncTransport]):
@@ -134,14 +130,9 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
             DeliveryUnknown: the connection failed after the content was sent.
             SMTPError: any other failure, typed (see :mod:`smtpkit.errors`).
         """
-        # `is not None`: an empty list means "no recipients" (an error), never "use the headers".
-        envelope = None if recipients is None else tuple(recipients)
         tracker = self._tracker(None, per_message=False)
-        start = tracker.prepare(_no_prepare)
-        outcomes: list[Outcome] = []
-        state = self._batch(lambda _index, outcome: outcomes.append(outcome))
-        options = SendOptions.of(dsn, params, dkim)
-        state.add_job(Job(0, message, sender, envelope, self._retry, options=options))
+        start = tracker.prepare(no_prepare)
+        state, outcomes = self._one(message, sender, recipients, SendOptions.of(dsn, params, dkim))
         while (got := state.next_job()) is not None:  # one job: a try at a time
             job, wait = got
             if wait > 0:
@@ -157,18 +148,7 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
             await self._transact(conn, job, None, state.settle)
             await self._pool.release(conn)
         await quota_settled(state)
-        [outcome] = outcomes
-        outcomes.clear()  # nothing else holds the outcome: no cycle through its traceback
-        state.outcomes.clear()
-        tracker.finished(0, outcome)
-        if isinstance(outcome, SMTPError):
-            try:
-                raise outcome
-            finally:
-                # Its traceback holds this frame: without the name, no cycle keeps the
-                # frame (and the submitter, whose connections then stay open) alive.
-                del outcome
-        return outcome
+        return self._answer(state, outcomes, tracker)
 
     async def send_many(
         self,

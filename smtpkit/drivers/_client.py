@@ -18,8 +18,9 @@ from __future__ import annotations
 import os
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from email.message import Message
 from typing import ClassVar, Generic, Literal, Self, TypeVar, Unpack
 
 from smtpkit import providers
@@ -37,6 +38,7 @@ from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers._batch_state import BatchState
 from smtpkit.drivers._common import (
     TOKEN_EXPIRY_MARGIN,
+    Job,
     Outcome,
     PoolLimits,
     default_local_hostname,
@@ -46,7 +48,8 @@ from smtpkit.drivers._common import (
 from smtpkit.drivers._pool_state import Pooled, PoolState
 from smtpkit.drivers._quota_gate import QuotaGate, submitter_quota
 from smtpkit.engine import LinkSettings, Pacing, ReusePolicy, SendOptions
-from smtpkit.errors import ConfigurationError
+from smtpkit.engine._result import SendResult
+from smtpkit.errors import ConfigurationError, SMTPError
 from smtpkit.hooks import SendTracker
 from smtpkit.quotas import Quota
 from smtpkit.retry import Retry
@@ -60,6 +63,10 @@ DEFAULT_WINDOW = 16
 
 C = TypeVar("C", bound=Pooled)
 T = TypeVar("T")  # the transports a driver accepts besides a synchronous Transport
+
+
+def no_prepare(job: object, conn: object) -> None:
+    """What the hooks' start wrapper wraps: the engine prepares the message itself."""
 
 
 class SubmitterBase(Generic[T]):
@@ -214,6 +221,38 @@ class SubmitterBase(Generic[T]):
             cancelled=cancelled,
             quota=None if self._quota is None else self._quota_gate(self._quota),
         )
+
+    def _one(
+        self,
+        message: Message | bytes,
+        sender: str | None,
+        recipients: Sequence[str] | None,
+        options: SendOptions | None,
+    ) -> tuple[BatchState, list[Outcome]]:
+        """``send``'s batch of one: its job queued, and the list its outcome arrives in."""
+        # `is not None`: an empty list means "no recipients" (an error), never "use the headers".
+        envelope = None if recipients is None else tuple(recipients)
+        outcomes: list[Outcome] = []
+        state = self._batch(lambda _index, outcome: outcomes.append(outcome))
+        state.add_job(Job(0, message, sender, envelope, self._retry, options=options))
+        return state, outcomes
+
+    @staticmethod
+    def _answer(state: BatchState, outcomes: list[Outcome], tracker: SendTracker) -> SendResult:
+        """``send``'s answer once its run is over: the hooks run, then the result is
+        returned or the error raised."""
+        [outcome] = outcomes
+        outcomes.clear()  # nothing else holds the outcome: no cycle through its traceback
+        state.outcomes.clear()
+        tracker.finished(0, outcome)
+        if isinstance(outcome, SMTPError):
+            try:
+                raise outcome
+            finally:
+                # Its traceback holds this frame: without the name, no cycle keeps the
+                # frame (and the submitter, whose connections then stay open) alive.
+                del outcome
+        return outcome
 
     def _quota_gate(self, quota: Quota) -> QuotaGate:
         """The quota's calls for one ``send``/``send_many`` call."""

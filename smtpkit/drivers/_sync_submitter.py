@@ -30,8 +30,8 @@ from types import TracebackType
 
 from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers._batch_state import BatchState
-from smtpkit.drivers._client import SubmitterBase
-from smtpkit.drivers._common import Job, Outcome, Outgoing, check_batch_options
+from smtpkit.drivers._client import SubmitterBase, no_prepare
+from smtpkit.drivers._common import Outgoing, check_batch_options
 from smtpkit.drivers._sync_batch import SharedPacing, run_batch
 from smtpkit.drivers._sync_io import SyncConnection, SyncDriver
 from smtpkit.drivers._sync_pool import SyncPool
@@ -45,10 +45,6 @@ from smtpkit.transports import SocketTransport, Transport
 __all__ = ["Submitter"]
 
 _NONE = object()  # what next() gives for an empty input
-
-
-def _no_prepare(job: object, conn: object) -> None:
-    """What the hooks' start wrapper wraps: the engine prepares the message itself."""
 
 
 class Submitter(SubmitterBase[Transport]):
@@ -217,28 +213,12 @@ class Submitter(SubmitterBase[Transport]):
             DeliveryUnknown: the connection failed after the content was sent.
             SMTPError: any other failure, typed (see :mod:`smtpkit.errors`).
         """
-        # `is not None`: an empty list means "no recipients" (an error), never "use the headers".
-        envelope = None if recipients is None else tuple(recipients)
         options = SendOptions.of(dsn, params, dkim)  # wrong types: ConfigurationError
-        job = Job(0, message, sender, envelope, self._retry, options=options)
+        state, outcomes = self._one(message, sender, recipients, options)
         tracker = self._tracker(None, per_message=False)
-        outcomes: list[Outcome] = []
-        state = self._batch(lambda _index, outcome: outcomes.append(outcome))
-        state.add_job(job)
         self._run(state, tracker, workers=1, lookahead=False)
         # The hooks run once the run is over: after the RSET that follows a refusal.
-        [outcome] = outcomes
-        outcomes.clear()  # nothing else holds the outcome: no cycle through its traceback
-        state.outcomes.clear()
-        tracker.finished(0, outcome)
-        if isinstance(outcome, SMTPError):
-            try:
-                raise outcome
-            finally:
-                # Its traceback holds this frame: without the name, no cycle keeps the
-                # frame (and the submitter, whose connections then stay open) alive.
-                del outcome
-        return outcome
+        return self._answer(state, outcomes, tracker)
 
     def send_many(
         self,
@@ -318,7 +298,7 @@ class Submitter(SubmitterBase[Transport]):
             workers=workers,
             pool=self._pool,
             driver=self._driver,
-            start=tracker.prepare(_no_prepare),
+            start=tracker.prepare(no_prepare),
             sleep=self._retry.sleep,
             lookahead=lookahead,
         )
