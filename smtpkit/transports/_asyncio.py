@@ -21,6 +21,9 @@ Invariants:
       protocol core reports which commands went unanswered.
     * Certificates are verified with the context the caller passes; nothing here turns
       verification off.
+
+The seam itself (the :class:`AsyncStream` and :class:`AsyncTransport` protocols) is
+:mod:`smtpkit.transports._async_base`, the asyncio twin of :mod:`smtpkit.transports._base`.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ import contextlib
 import inspect
 import ssl
 from collections.abc import Callable
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TypeVar
 
 from smtpkit.config import Endpoint, Security
 from smtpkit.errors import ConfigurationError, OperationTimeout, ServerDisconnected, TransportError
+from smtpkit.transports._async_base import AsyncStream, AsyncTransport
 from smtpkit.transports._base import Stream, Transport
 from smtpkit.transports._peer import LoopbackOnlyTransport, is_loopback_peer, peer_address
 from smtpkit.transports._proxy_route import ProxyRoute
@@ -53,53 +57,6 @@ T = TypeVar("T")
 #: Bytes buffered from the server before reading pauses (replies are small; this bounds
 #: what a misbehaving server can make the client hold between two reads).
 _READ_HIGH_WATER = 1 << 20
-
-
-@runtime_checkable
-class AsyncStream(Protocol):
-    """A connected byte stream driven from one task at a time."""
-
-    @property
-    def peer_address(self) -> str | None:
-        """The IP address actually connected to (``getpeername()``), for the plaintext-AUTH
-        rule; ``None`` when unknown (never treated as loopback)."""
-        ...
-
-    @property
-    def is_encrypted(self) -> bool:
-        """True once TLS is up (implicitly or after :meth:`start_tls`)."""
-        ...
-
-    async def send(self, data: bytes, timeout: float) -> None:
-        """Send all of ``data``; ``OperationTimeout`` if it cannot leave in ``timeout`` s."""
-        ...
-
-    async def receive(self, timeout: float) -> bytes:
-        """The next bytes (at least one) or ``b""`` at end of stream, within ``timeout`` s."""
-        ...
-
-    async def start_tls(
-        self, context: ssl.SSLContext, server_hostname: str, timeout: float
-    ) -> None:
-        """Upgrade to TLS in place (after ``220`` to STARTTLS), within ``timeout`` s."""
-        ...
-
-    def abort(self) -> None:
-        """Close at once, without waiting; idempotent, never raises."""
-        ...
-
-
-@runtime_checkable
-class AsyncTransport(Protocol):
-    """Opens streams for :class:`smtpkit.AsyncSubmitter`."""
-
-    async def connect(self, endpoint: Endpoint) -> AsyncStream:
-        """Open a stream to ``endpoint``; for ``Security.TLS`` the handshake is done here.
-
-        Raises ``ConnectError``, ``TLSError`` (incl. ``TLSModeMismatch``) or
-        ``OperationTimeout``.
-        """
-        ...
 
 
 class _ClientProtocol(asyncio.Protocol):
