@@ -15,7 +15,7 @@ from smtpkit import (
     Retry,
     Submitter,
 )
-from smtpkit.config._configure import OPTION_NAMES
+from smtpkit.config._options import OPTION_NAMES
 from smtpkit.testing import FakeTransport
 
 

@@ -41,13 +41,8 @@ from smtpkit.cli._progress import Progress
 from smtpkit.cli._quota import add_quota_parser, run_quota
 from smtpkit.cli._serve import add_serve_parser, run_serve
 from smtpkit.config import Security
-from smtpkit.config._configure import (
-    ENV_PASSWORD,
-    ENV_URL,
-    SubmitterOptions,
-    ca_context,
-    options_from_url,
-)
+from smtpkit.config._configure import ENV_URL, SubmitterOptions, options_from_url
+from smtpkit.config._credentials import ENV_PASSWORD, ca_context
 from smtpkit.config._url import parse_url, redact_url
 from smtpkit.drivers import Submitter
 from smtpkit.engine._result import SendResult

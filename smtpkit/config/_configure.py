@@ -6,6 +6,10 @@ and ``Submitter.for_provider`` call them::
     Submitter(**options_from_url("smtp+starttls://me%40example.com:pw@mail.example.com"))
     Submitter(**options_for_provider("gmail", auth=AppPasswordAuth("me@gmail.com", "...")))
 
+The pieces live beside it: :mod:`~smtpkit.config._options` (``SubmitterOptions``),
+:mod:`~smtpkit.config._query` (the query values) and :mod:`~smtpkit.config._credentials`
+(the AUTH strategy, token stores and CA files).
+
 URL query options (everything else is refused, naming the unknown option):
 
 ==========================  ====================================================================
@@ -52,49 +56,32 @@ Invariants:
 
 from __future__ import annotations
 
-import ipaddress
-import math
-import os
-import ssl
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
-from typing import Literal, TypedDict, Unpack
+from collections.abc import Mapping
+from typing import Unpack
 
 from smtpkit import providers
-from smtpkit.auth import (
-    AppPasswordAuth,
-    AuthStrategy,
-    OAuthBearerAuth,
-    PasswordAuth,
-    Secret,
-    TokenProvider,
-    XOAuth2Auth,
-)
-from smtpkit.config import Security, Timeouts, check_ehlo_name, is_loopback
-from smtpkit.config._checks import MAX_WINDOW, check_window
-from smtpkit.config._proxy import Proxy, proxy_option
+from smtpkit.auth import Secret
+from smtpkit.config import Security, check_ehlo_name, is_loopback
+from smtpkit.config._credentials import ENV_PASSWORD, ca_context, url_auth
+from smtpkit.config._options import SubmitterOptions, check_overrides
+from smtpkit.config._query import flag, loopback_proxy, timeout_option, url_proxy, url_window
 from smtpkit.config._url import ServerURL, parse_url, redact_url
-from smtpkit.dkim import DKIMSigner
 from smtpkit.errors import ConfigurationError
-from smtpkit.quotas import Quota
-from smtpkit.retry import Retry
 from smtpkit.transports import LoopbackOnlyTransport, SocketTransport, Transport
 
 __all__ = [
+    "ENV_URL",
     "URL_OPTIONS",
     "SubmitterOptions",
     "limit_options",
     "options_for_provider",
     "options_from_env",
     "options_from_url",
-    "password_auth",
     "preset_for_url",
 ]
 
 #: The environment variable holding the server URL.
 ENV_URL = "SMTPKIT_URL"
-#: The environment variable holding the password when the URL has none.
-ENV_PASSWORD = "SMTPKIT_PASSWORD"  # noqa: S105 - a variable name, not a password
 
 #: The query options a server URL may carry.
 URL_OPTIONS = frozenset(
@@ -110,52 +97,6 @@ URL_OPTIONS = frozenset(
         "window",
     }
 )
-_AUTH_CHOICES = ("password", "plain", "login", "app_password", "xoauth2", "oauthbearer")
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-class SubmitterOptions(TypedDict, total=False):
-    """Keyword arguments for :class:`smtpkit.Submitter` (``Submitter(**options)``).
-
-    Every keyword of ``Submitter.__init__`` is here; a test keeps the two in step.
-    """
-
-    host: str
-    port: int
-    security: Security
-    auth: AuthStrategy | None
-    timeout: float | Timeouts | None
-    tls_context: ssl.SSLContext | None
-    local_hostname: str | None
-    transport: Transport | None
-    proxy: Proxy | str | None
-    dkim: DKIMSigner | None
-    allow_unencrypted_auth: bool
-    provider: str | None
-    retry: Retry | None
-    max_connections: int
-    max_messages_per_connection: int | None
-    idle_timeout: float
-    rate_limit: float | None
-    use_chunking: bool
-    window: int
-    clock: Callable[[], float]
-    wall_clock: Callable[[], datetime] | None
-    quota: Quota | Literal[False] | None
-
-
-#: Every key :class:`SubmitterOptions` allows, for checking overrides at run time.
-OPTION_NAMES = frozenset(SubmitterOptions.__annotations__)
-
-
-def _check_overrides(overrides: Mapping[str, object]) -> None:
-    unknown = sorted(set(overrides) - OPTION_NAMES)
-    if unknown:
-        raise ConfigurationError(
-            f"unknown Submitter option(s): {', '.join(unknown)}",
-            hint=f"options are: {', '.join(sorted(OPTION_NAMES))}",
-        )
 
 
 # -- presets ---------------------------------------------------------------------------------
@@ -210,7 +151,7 @@ def options_for_provider(name: str, **overrides: Unpack[SubmitterOptions]) -> Su
     Raises:
         ConfigurationError: an unknown preset, region or option.
     """
-    _check_overrides(overrides)
+    check_overrides(overrides)
     preset = providers.get(name)
     options: SubmitterOptions = {
         "host": preset.host,
@@ -227,180 +168,6 @@ def options_for_provider(name: str, **overrides: Unpack[SubmitterOptions]) -> Su
         options["port"] = ports[0] if ports else security.default_port
     options.update(overrides)
     return options
-
-
-# -- URLs ------------------------------------------------------------------------------------
-
-
-def _flag(name: str, value: str, shown: str) -> bool:
-    text = value.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigurationError(f"{name}={value!r} in {shown} must be true or false")
-
-
-def _timeout(value: str, shown: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigurationError(
-            f"timeout={value!r} in {shown} must be a number of seconds greater than 0"
-        )
-    return seconds
-
-
-def _url_window(query: Mapping[str, str], shown: str) -> SubmitterOptions:
-    """``{"window": N}`` for the URL's ``window=`` option."""
-    if "window" not in query:
-        return {}
-    value = query["window"]
-    try:
-        window = int(value.strip())
-    except ValueError:
-        window = 0
-    try:
-        check_window(window)
-    except ConfigurationError as error:
-        raise ConfigurationError(
-            f"window={value!r} in {shown} must be an integer from 1 to {MAX_WINDOW}",
-            hint=error.hint,
-        ) from None
-    return {"window": window}
-
-
-def ca_context(path: str, *, what: str = "the CA file") -> ssl.SSLContext:
-    """A verifying client TLS context that trusts the PEM CA bundle at ``path`` only.
-
-    Verification stays on (certificate and host name); only the trusted roots change.
-
-    Raises:
-        ConfigurationError: the file cannot be read or holds no PEM certificate.
-    """
-    full = os.path.expanduser(path)
-    try:
-        return ssl.create_default_context(cafile=full)
-    except ssl.SSLError:  # an OSError too: test it first
-        raise ConfigurationError(
-            f"{what} {path!r} holds no PEM CA certificate",
-            hint="give the CA certificate file (-----BEGIN CERTIFICATE-----), e.g. the one "
-            "smtpkit serve prints",
-        ) from None
-    except (OSError, ValueError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise ConfigurationError(
-            f"cannot read {what} {path!r}: {reason}", hint="check the path of the CA file"
-        ) from None
-
-
-def _token_provider(path: str, shown: str) -> tuple[TokenProvider, str | None]:
-    """A refreshing token provider from a token store file, and the mailbox it names."""
-    # Imported here: smtpkit.oauth pulls in requests, which plain `import smtpkit` (and the
-    # pytest plugin every test run loads) should not pay for.
-    from smtpkit.oauth import provider_from_store  # noqa: PLC0415
-
-    try:
-        return provider_from_store(path)
-    except ConfigurationError as error:
-        raise ConfigurationError(
-            f"{error.message} (token_store in {shown})", hint=error.hint
-        ) from None
-
-
-def _auth(
-    server: ServerURL,
-    query: Mapping[str, str],
-    password: Secret | None,
-    shown: str,
-    preset: providers.Preset | None,
-) -> AuthStrategy | None:
-    choice = query.get("auth", "").strip().lower() or None
-    store = query.get("token_store")
-    if choice is not None and choice not in _AUTH_CHOICES:
-        raise ConfigurationError(
-            f"auth={query['auth']!r} in {shown} is not a known choice",
-            hint=f"choices: {', '.join(_AUTH_CHOICES)}",
-        )
-    if store is not None:
-        if choice not in (None, "xoauth2", "oauthbearer"):
-            raise ConfigurationError(
-                f"token_store in {shown} is for OAuth2: use auth=xoauth2 or auth=oauthbearer"
-            )
-        choice = choice or "xoauth2"
-    user = server.username
-    if choice in ("xoauth2", "oauthbearer"):
-        token_source: TokenProvider
-        if store is not None:
-            token_source, stored_user = _token_provider(store, shown)
-            user = user or stored_user
-        elif password is not None:
-            from smtpkit.oauth import StaticToken  # noqa: PLC0415 - only for this choice
-
-            try:
-                token_source = StaticToken(password)
-            except ConfigurationError as error:  # its message never quotes the token
-                raise ConfigurationError(
-                    f"{error.message} (the password of {shown}, used as the token for "
-                    f"auth={choice})",
-                    hint=error.hint,
-                ) from None
-        else:
-            raise ConfigurationError(
-                f"auth={choice} in {shown} needs an access token (as the URL password) or "
-                "token_store=PATH"
-            )
-        if not user:
-            raise ConfigurationError(
-                f"auth={choice} in {shown} needs the mailbox address as the URL user name"
-            )
-        cls = XOAuth2Auth if choice == "xoauth2" else OAuthBearerAuth
-        return cls(user, token_source)
-    if user is None:
-        if choice is not None:
-            raise ConfigurationError(f"auth={choice} in {shown} needs a user name in the URL")
-        return None
-    if password is None:
-        raise ConfigurationError(
-            f"the URL {shown} names user {user!r} but no password was given",
-            hint=f"put it in the URL (percent-encoded) or set {ENV_PASSWORD}",
-        )
-    mechanisms = {"plain": ("PLAIN",), "login": ("LOGIN",)}.get(choice or "", ("PLAIN", "LOGIN"))
-    return password_auth(
-        user, password, preset, mechanisms=mechanisms, app_password=_app_password(choice)
-    )
-
-
-def _app_password(choice: str | None) -> bool | None:
-    """What ``auth=`` says about the credential: ``app_password`` yes, ``password`` no.
-
-    ``plain`` and ``login`` name a mechanism, not a kind of credential: ``None`` (the
-    preset decides), as without ``auth=``.
-    """
-    return {"app_password": True, "password": False}.get(choice or "")
-
-
-def password_auth(
-    user: str,
-    password: str | Secret,
-    preset: providers.Preset | None,
-    *,
-    mechanisms: Sequence[str] = ("PLAIN", "LOGIN"),
-    app_password: bool | None = None,
-) -> PasswordAuth:
-    """The password strategy for ``preset``: an app password where the preset wants one.
-
-    A refused login then gets the advice for the credential the provider takes (Yandex,
-    Gmail, Yahoo... accept only app passwords from mail programs). ``app_password`` says
-    it explicitly (a URL's ``auth=app_password`` or ``auth=password``); ``None`` lets the
-    preset decide (:attr:`~smtpkit.providers.Preset.wants_app_password`).
-    """
-    if app_password is None:
-        app_password = preset is not None and preset.wants_app_password
-    cls = AppPasswordAuth if app_password else PasswordAuth
-    return cls(user, password, mechanisms=mechanisms)
 
 
 def preset_for_url(server: ServerURL) -> providers.Preset | None:
@@ -432,7 +199,7 @@ def options_from_url(
             a non-loopback host without ``allow_plaintext=true``, or missing credentials.
             The message shows the URL with its password replaced by ``***``.
     """
-    _check_overrides(overrides)
+    check_overrides(overrides)
     server = parse_url(url)
     shown = redact_url(url)
     query = dict(server.options)
@@ -454,9 +221,9 @@ def options_from_url(
         "host": server.host,
         "port": server.port,
         "security": server.security,
-        **_url_window(query, shown),
+        **url_window(query, shown),
     }
-    plaintext_ok = _flag("allow_plaintext", query.get("allow_plaintext", "false"), shown)
+    plaintext_ok = flag("allow_plaintext", query.get("allow_plaintext", "false"), shown)
     if "allow_plaintext" in query and server.security is not Security.NONE:
         raise ConfigurationError(
             f"allow_plaintext in {shown} only applies to smtp:// URLs (this one uses TLS)"
@@ -471,7 +238,7 @@ def options_from_url(
             ),
         )
     if "timeout" in query:
-        options["timeout"] = _timeout(query["timeout"], shown)
+        options["timeout"] = timeout_option(query["timeout"], shown)
     if "cafile" in query:
         if server.security is Security.NONE:
             raise ConfigurationError(
@@ -479,7 +246,7 @@ def options_from_url(
             )
         if "tls_context" not in overrides:
             options["tls_context"] = ca_context(query["cafile"], what=f"cafile in {shown}:")
-    options.update(_url_proxy(query, server, shown))
+    options.update(url_proxy(query, server, shown))
     if "local_hostname" in query:
         name = query["local_hostname"].strip()
         if not name:
@@ -493,7 +260,7 @@ def options_from_url(
         options["provider"] = preset.key
         options.update(limit_options(preset))
     if "auth" not in overrides:
-        auth = _auth(server, query, secret, shown, preset)
+        auth = url_auth(server, query, secret, shown, preset)
         if auth is not None:
             options["auth"] = auth
             if server.security is Security.NONE and plaintext_ok:
@@ -508,49 +275,11 @@ def options_from_url(
         # The host looked like loopback (checked above), but a name proves nothing
         # ("evil.localhost" may resolve anywhere): the address the connection reaches
         # decides, when connecting and before anything is sent.
-        proxy = _loopback_proxy(options, shown)
+        proxy = loopback_proxy(options, shown)
         options["transport"] = LoopbackOnlyTransport(
             inner or SocketTransport(proxy=proxy), origin=shown
         )
     return options
-
-
-def _url_proxy(query: Mapping[str, str], server: ServerURL, shown: str) -> SubmitterOptions:
-    """``{"proxy": Proxy}`` for the URL's ``proxy=`` option (a proxy URL, or ``env``)."""
-    if "proxy" not in query:
-        return {}
-    try:
-        proxy = proxy_option(query["proxy"], host=server.host)
-    except ConfigurationError as error:
-        raise ConfigurationError(f"{error.message} (proxy in {shown})", hint=error.hint) from None
-    return {"proxy": proxy} if proxy is not None else {}
-
-
-def _loopback_proxy(options: SubmitterOptions, shown: str) -> Proxy | None:
-    """The proxy for plaintext to a loopback host; its target must be a loopback IP literal.
-
-    Through a proxy the socket's peer is the proxy, so the rule that relaxes plaintext for
-    loopback can only trust a loopback *address* named in the URL (and a proxy that is on
-    this machine too; see ``smtpkit.transports._proxy_route.tunnel_peer``).
-    """
-    proxy = proxy_option(options.get("proxy"), host=options["host"])
-    if proxy is None:
-        return None
-    options["proxy"] = proxy  # resolved once, so the Submitter keeps this very transport
-    host = options["host"].strip("[]")
-    try:
-        literal = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        literal = False
-    if not literal:
-        raise ConfigurationError(
-            f"{shown} asks for plaintext SMTP through a proxy to {options['host']}: through a "
-            "proxy only a loopback IP address (127.0.0.1, [::1]) shows that nothing crosses a "
-            "network unencrypted",
-            hint="write the host as 127.0.0.1 or [::1], use smtp+starttls:// or smtps://, or "
-            "for a trusted network add ?allow_plaintext=true",
-        )
-    return proxy
 
 
 def options_from_env(

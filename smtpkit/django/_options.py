@@ -32,13 +32,9 @@ from django.core.exceptions import ImproperlyConfigured
 from smtpkit import providers
 from smtpkit.auth import AuthStrategy
 from smtpkit.config import Security
-from smtpkit.config._configure import (
-    OPTION_NAMES,
-    options_for_provider,
-    options_from_url,
-    password_auth,
-    preset_for_url,
-)
+from smtpkit.config._configure import options_for_provider, options_from_url, preset_for_url
+from smtpkit.config._credentials import password_auth
+from smtpkit.config._options import OPTION_NAMES
 from smtpkit.config._url import parse_url
 from smtpkit.drivers import Submitter
 from smtpkit.errors import ConfigurationError
