@@ -49,6 +49,7 @@ from smtpkit.testing._record import ReceivedMessage
 from smtpkit.testing._server_aiosmtpd import (
     ThreadedServer,
     bind_listener,
+    local_controller,
     loopback_address,
     quiet_aiosmtpd_logger,
 )
@@ -68,9 +69,6 @@ __all__ = ["AUTH_MECHANISMS", "LocalServer"]
 
 #: Every SASL mechanism the server implements, in the order a client would prefer them.
 AUTH_MECHANISMS = ("PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER")
-
-#: Seconds ``start()`` waits for the server thread to accept its first connection.
-READY_TIMEOUT = 5.0
 
 #: An ``auth_failure_reply`` as a hint shows it.
 _EXAMPLE_REPLY = "'535 5.7.8 Username and Password not accepted.'"
@@ -279,27 +277,16 @@ class LocalServer(LegacyServerNames):
             self._save_dir.mkdir(parents=True, exist_ok=True)
         self._certificates.write_file()
         sock = bind_listener(self._host, self._requested_port)
-        implicit = self._security is Security.TLS
-        controller = ThreadedServer(
+        controller = local_controller(
             self._handler,
-            extensions=self._extensions,
-            sock=sock,
-            ssl_context=self._certificates.server_context if implicit else None,
-            ready_timeout=READY_TIMEOUT,
-            server_hostname=self._hostname,
-            tls_context=self._certificates.server_context
-            if self._security is Security.STARTTLS
-            else None,
-            require_starttls=self._security is Security.STARTTLS,
-            # aiosmtpd only knows about TLS started by STARTTLS: on an implicit-TLS listener
-            # it would hide AUTH unless told TLS is not required. Plaintext AUTH is acceptable
-            # here only because the listener is loopback.
-            auth_require_tls=self._security is Security.STARTTLS,
-            authenticator=self._handler.check_password,
-            auth_exclude_mechanism=[m for m in AUTH_MECHANISMS if m not in self._mechanisms],
-            data_size_limit=self._size_limit,
-            enable_SMTPUTF8=self._smtputf8,
-            decode_data=False,
+            self._extensions,
+            sock,
+            security=self._security,
+            server_context=self._certificates.server_context,
+            hostname=self._hostname,
+            excluded_mechanisms=[m for m in AUTH_MECHANISMS if m not in self._mechanisms],
+            size_limit=self._size_limit,
+            smtputf8=self._smtputf8,
         )
         self._port = sock.getsockname()[1]
         self._state.ready = False

@@ -1,12 +1,14 @@
 """The aiosmtpd controller LocalServer runs: a thread, a socket we bound, a clean shutdown.
 
 aiosmtpd's ``Controller`` runs an asyncio loop in a daemon thread. This module changes
-three things about it:
+four things about it:
 
 * it listens on a socket we bound ourselves (``port=0`` does not work with ``Controller``,
   and binding first leaves no window for another process to take the port);
 * every connection runs :class:`~smtpkit.testing._server_protocol.LocalSMTP` (scripting,
   CHUNKING, switchable extensions);
+* :func:`local_controller` gives it what LocalServer's security means to aiosmtpd (the
+  TLS keywords, the AUTH mechanisms left out, the size limit);
 * ``shutdown()`` aborts every open session before stopping the loop, so no transport or task
   is left for the garbage collector (and on Python 3.12+ ``Server.wait_closed()`` would
   otherwise wait for clients that never hang up, or sessions a scripted timeout holds).
@@ -29,21 +31,25 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from smtpkit.config import is_loopback
+from smtpkit.config import Security, is_loopback
 from smtpkit.errors import ConfigurationError
 from smtpkit.testing._server_handler import Handler
 from smtpkit.testing._server_protocol import Extensions, LocalSMTP
 
 __all__ = [
+    "READY_TIMEOUT",
     "ThreadedServer",
     "abort_transport",
     "bind_listener",
+    "local_controller",
     "loopback_address",
     "quiet_aiosmtpd_logger",
 ]
 
 #: Seconds ``shutdown()`` waits for sessions to wind down before stopping the loop anyway.
 SHUTDOWN_GRACE = 5.0
+#: Seconds ``start()`` waits for the server thread to accept its first connection.
+READY_TIMEOUT = 5.0
 
 
 class ThreadedServer(Controller):
@@ -130,6 +136,45 @@ class ThreadedServer(Controller):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def local_controller(
+    handler: Handler,
+    extensions: Extensions,
+    sock: socket.socket,
+    *,
+    security: Security,
+    server_context: ssl.SSLContext,
+    hostname: str,
+    excluded_mechanisms: list[str],
+    size_limit: int | None,
+    smtputf8: bool,
+) -> ThreadedServer:
+    """The controller for a LocalServer listener: aiosmtpd's own keywords for ``security``.
+
+    ``Security.TLS`` wraps the listener in ``server_context``; ``Security.STARTTLS`` offers
+    STARTTLS with it and requires it before anything but EHLO, NOOP and QUIT.
+    """
+    starttls = security is Security.STARTTLS
+    return ThreadedServer(
+        handler,
+        extensions=extensions,
+        sock=sock,
+        ssl_context=server_context if security is Security.TLS else None,
+        ready_timeout=READY_TIMEOUT,
+        server_hostname=hostname,
+        tls_context=server_context if starttls else None,
+        require_starttls=starttls,
+        # aiosmtpd only knows about TLS started by STARTTLS: on an implicit-TLS listener
+        # it would hide AUTH unless told TLS is not required. Plaintext AUTH is acceptable
+        # here only because the listener is loopback.
+        auth_require_tls=starttls,
+        authenticator=handler.check_password,
+        auth_exclude_mechanism=excluded_mechanisms,
+        data_size_limit=size_limit,
+        enable_SMTPUTF8=smtputf8,
+        decode_data=False,
+    )
 
 
 def abort_transport(transport: asyncio.BaseTransport | None) -> None:
