@@ -42,7 +42,7 @@ from smtpkit import BatchInterrupted, Outgoing, SendResult, Submitter
 from smtpkit.dkim import DKIMSigner
 from smtpkit.dsn import DSN, ESMTPParams
 from smtpkit.errors import ConfigurationError, SMTPError
-from smtpkit.failover._board import FailoverStrategy, is_server_failure, may_move
+from smtpkit.failover._board import FailoverStrategy, is_server_failure
 from smtpkit.failover._core import (
     DEFAULT_COOLDOWN,
     BatchBook,
@@ -181,28 +181,18 @@ class Failover(FailoverBase[Submitter]):
                 refusal, ``DeliveryUnknown``), or the last server failure when no server
                 was left to try.
         """
-        [order] = self._board.orders(1)
-        tried: list[int] = []
-        failure: SMTPError | None = None
-        while (server := self._board.pick(order, tried)) is not None:
-            tried.append(server)
+        route = self._route()
+        for server in route:
+            submitter = self._submitters[server]
             try:
-                result = self._submitters[server].send(
-                    message,
-                    sender=sender,
-                    recipients=recipients,
-                    dsn=dsn,
-                    params=params,
-                    dkim=dkim,
+                result = submitter.send(
+                    message, sender=sender, recipients=recipients, dsn=dsn, params=params, dkim=dkim
                 )
             except SMTPError as error:
-                failure = self._judge(server, error, tried)
-                if not may_move(error):
-                    break
+                route.failed(error)
                 continue
-            return self._routed(result, tried)
-        assert failure is not None  # the first pick always finds a server
-        raise failure
+            return route.accepted(result)
+        raise route.failure()
 
     def send_many(
         self,
@@ -304,13 +294,7 @@ def _run_share(
     try:
         submitter.send_many([items[index] for index in group], on_result=report, **options)
     except BatchInterrupted as interrupted:
-        if not book.stopped:  # pragma: no cover - only report() raises in there
-            book.crashed(interrupted)
-            return
-        # Outcomes the server's batch had but never reported (it stops calling on_result).
-        for local, outcome in enumerate(interrupted.outcomes):
-            if outcome is not None and local not in reported:
-                book.settle(server, group[local], outcome)
+        book.interrupted(server, group, interrupted, reported)
     except BaseException as error:  # bad arguments or a bug: send_many re-raises it
         book.crashed(error)
 

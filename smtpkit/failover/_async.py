@@ -30,7 +30,7 @@ from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers import AsyncSubmitter
 from smtpkit.dsn import DSN, ESMTPParams
 from smtpkit.errors import ConfigurationError, SMTPError
-from smtpkit.failover._board import FailoverStrategy, may_move
+from smtpkit.failover._board import FailoverStrategy
 from smtpkit.failover._core import DEFAULT_COOLDOWN, BatchBook, FailoverBase, FailoverResult
 
 __all__ = ["AsyncFailover"]
@@ -94,28 +94,18 @@ class AsyncFailover(FailoverBase[AsyncSubmitter]):
     ) -> FailoverResult:
         """Send one message through the first server that takes it; see ``Failover.send``
         (``dsn``, ``params`` and ``dkim`` as for :meth:`smtpkit.AsyncSubmitter.send`)."""
-        [order] = self._board.orders(1)
-        tried: list[int] = []
-        failure: SMTPError | None = None
-        while (server := self._board.pick(order, tried)) is not None:
-            tried.append(server)
+        route = self._route()
+        for server in route:
+            submitter = self._submitters[server]
             try:
-                result = await self._submitters[server].send(
-                    message,
-                    sender=sender,
-                    recipients=recipients,
-                    dsn=dsn,
-                    params=params,
-                    dkim=dkim,
+                result = await submitter.send(
+                    message, sender=sender, recipients=recipients, dsn=dsn, params=params, dkim=dkim
                 )
             except SMTPError as error:
-                failure = self._judge(server, error, tried)
-                if not may_move(error):
-                    break
+                route.failed(error)
                 continue
-            return self._routed(result, tried)
-        assert failure is not None  # the first pick always finds a server
-        raise failure
+            return route.accepted(result)
+        raise route.failure()
 
     async def send_many(
         self,
@@ -216,12 +206,7 @@ class _Share:
                 **options,
             )
         except BatchInterrupted as interrupted:
-            if not book.stopped:  # pragma: no cover - only report() raises in there
-                book.crashed(interrupted)
-                return
-            for local, outcome in enumerate(interrupted.outcomes):
-                if outcome is not None and local not in reported:
-                    book.settle(server, group[local], outcome)
+            book.interrupted(server, group, interrupted, reported)
         except Exception as error:  # bad arguments or a bug: send_many re-raises it
             book.crashed(error)
 

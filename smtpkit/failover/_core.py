@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -38,6 +38,7 @@ __all__ = [
     "BatchBook",
     "FailoverBase",
     "FailoverResult",
+    "Route",
     "annotate",
     "handled_by",
     "server_labels",
@@ -165,6 +166,10 @@ class FailoverBase(Generic[S]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({list(self._labels)}, strategy={self._strategy.value})"
 
+    def _route(self) -> Route:
+        """A new message's way through the servers, for a driver's ``send`` loop."""
+        return Route(self._board, self._judge, self._routed)
+
     def _routed(self, result: SendResult, tried: Sequence[int]) -> FailoverResult:
         return FailoverResult(
             **_result_fields(result),
@@ -188,6 +193,53 @@ class FailoverBase(Generic[S]):
                 self._cooldown,
             )
         return annotate(error, label, [self._labels[index] for index in tried])
+
+
+class Route:
+    """One message's way through the servers; both drivers' ``send`` loops drive it.
+
+    Iterating gives the servers to try, in order; the loop reports a failure with
+    :meth:`failed` (which ends the iteration when the error must not move on, see
+    :func:`~smtpkit.failover._board.may_move`) and an acceptance with :meth:`accepted`.
+    The loop sends (``Failover.send``, ``AsyncFailover.send``); this holds no connection
+    and does no I/O.
+    """
+
+    def __init__(
+        self,
+        board: Board,
+        judge: Callable[[int, SMTPError, Sequence[int]], SMTPError],
+        routed: Callable[[SendResult, Sequence[int]], FailoverResult],
+    ) -> None:
+        self._board = board
+        self._judge = judge
+        self._routed = routed
+        [self._order] = board.orders(1)
+        self._tried: list[int] = []
+        self._failure: SMTPError | None = None
+        self._stopped = False
+
+    def __iter__(self) -> Iterator[int]:
+        while not self._stopped:
+            server = self._board.pick(self._order, self._tried)
+            if server is None:
+                return
+            self._tried.append(server)
+            yield server
+
+    def failed(self, error: SMTPError) -> None:
+        """The server just tried raised ``error``: cool it down if it was its fault."""
+        self._failure = self._judge(self._tried[-1], error, self._tried)
+        self._stopped = not may_move(error)
+
+    def accepted(self, result: SendResult) -> FailoverResult:
+        """The server just tried accepted the message: the result, naming the servers."""
+        return self._routed(result, self._tried)
+
+    def failure(self) -> SMTPError:
+        """The error to raise once no server is left (or one must not be left for another)."""
+        assert self._failure is not None  # the first pick always finds a server
+        return self._failure
 
 
 def _check_submitters(submitters: object, kind: type[object], twin: str) -> tuple[Any, ...]:
@@ -296,6 +348,22 @@ class BatchBook:
             self.stopped = True
             if self.crash is None:
                 self.crash = error
+
+    def interrupted(
+        self,
+        server: int,
+        group: Sequence[int],
+        interrupted: BatchInterrupted,
+        reported: set[int],
+    ) -> None:
+        """A server batch raised ``interrupted`` (its ``on_result`` stopped it): settle the
+        outcomes it had but never reported; ``reported`` holds the positions it did."""
+        if not self.stopped:  # pragma: no cover - only the batch's on_result raises in there
+            self.crashed(interrupted)
+            return
+        for local, outcome in enumerate(interrupted.outcomes):
+            if outcome is not None and local not in reported:
+                self.settle(server, group[local], outcome)
 
     def finish(self) -> list[Outcome]:
         """Every outcome in input order, or BatchInterrupted (or the crash) to raise."""
