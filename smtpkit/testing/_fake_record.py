@@ -1,6 +1,6 @@
 """What the fake server's sessions report, kept for the test: records, transcript, flights.
 
-Job: :class:`Recorder` implements :class:`~smtpkit.testing._fake_wire.SessionEvents` on top
+Job: :class:`Recorder` implements :class:`~smtpkit.testing._fake_events.SessionEvents` on top
 of the records both test servers share (:class:`~smtpkit.testing._record.Records`), adding
 what only the fake can show: the transcript, the flights, and the simulated waiting.
 

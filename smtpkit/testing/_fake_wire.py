@@ -17,7 +17,8 @@ Modes (what the next input bytes are)::
 Flights: the commands a client sends before it reads a reply travel together (RFC 2920
 pipelining). The transcript shows them as they travelled: every ``C:`` line of a flight,
 then the ``S:`` lines of the replies, each written when the client reads it. The flights
-themselves are reported to the transport (``fake.flights``).
+themselves are reported to the transport (``fake.flights``), like everything the wire
+records, through :class:`~smtpkit.testing._fake_events.SessionEvents`.
 
 Invariants:
     * Replies are queued in the order of the commands they answer, including pipelined ones.
@@ -36,12 +37,10 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
 
-from smtpkit.replies import Phase, Reply
+from smtpkit.replies import Reply
 from smtpkit.testing._fake_config import ServerConfig
-from smtpkit.testing._record import AuthAttempt, ReceivedMessage
-from smtpkit.testing._script import Scripted
+from smtpkit.testing._fake_events import SessionEvents
 
 __all__ = ["TRANSCRIPT_LINES", "Mode", "SessionEvents", "Wire"]
 
@@ -78,42 +77,6 @@ class Mode(enum.Enum):
     TLS = "tls"
     HUNG = "hung"  # a scripted timeout: input is ignored, nothing is ever answered
     CLOSED = "closed"
-
-
-class SessionEvents(Protocol):
-    """What a session reports to the fake transport that owns it."""
-
-    def take_script(self, phase: Phase, recipient: str | None) -> Scripted | None:
-        """The scripted step for this phase (and recipient), consumed; or ``None``."""
-        ...
-
-    def take_delay(self, phase: Phase, recipient: str | None) -> Scripted | None:
-        """The scripted delay for this phase (and recipient), consumed; or ``None``."""
-        ...
-
-    def wait(self, connection: int, seconds: float) -> None:
-        """Record simulated seconds a client spent waiting for a delayed reply."""
-        ...
-
-    def received(self, message: ReceivedMessage, *, accepted: bool) -> ReceivedMessage:
-        """Keep content: accepted (250) or dropped (no final reply); returns it as kept."""
-        ...
-
-    def attempt(self, attempt: AuthAttempt) -> None:
-        """Record a completed AUTH exchange."""
-        ...
-
-    def transcript(self, connection: int, line: str) -> None:
-        """Record one redacted transcript line (``C:`` lines also join the open flight)."""
-        ...
-
-    def new_flight(self, connection: int) -> None:
-        """The client sent again after reading: what follows travels in a new flight."""
-        ...
-
-    def mistake(self, connection: int, text: str) -> None:
-        """Record a client mistake the server noticed."""
-        ...
 
 
 @dataclass(slots=True)
