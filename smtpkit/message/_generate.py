@@ -266,12 +266,22 @@ def flatten_streaming(message: Message, policy: Policy[Any]) -> WireContent:
     return WireContent(parts)
 
 
-def simple_content(message: Message, policy: Policy[Any]) -> bytes | None:
+def simple_content(
+    message: Message,
+    policy: Policy[Any],
+    *,
+    headers: list[tuple[str, Any]] | None = None,
+    maintype: str | None = None,
+) -> bytes | None:
     """The generator's octets for a single-part message with a small ASCII body, or None.
 
     For such a message the generator writes the folded headers, an empty line and the
     payload with CRLF line endings (its text handler changes nothing else in ASCII text),
     so that is written here without the generator's machinery.
+
+    ``headers`` stands for the message's header list (the fields as they go out, without
+    a copy of the message to hold them); ``maintype`` is its
+    ``get_content_maintype()`` when the caller knows it already.
     """
     payload = message._payload  # type: ignore[attr-defined]
     if payload is None:
@@ -284,7 +294,11 @@ def simple_content(message: Message, policy: Policy[Any]) -> bytes | None:
         return None
     if getattr(message, "_write_headers", None) is not None:  # pragma: no cover
         return None
-    if message.get_content_maintype() in ("multipart", "message"):
+    if maintype is None:
+        maintype = message.get_content_maintype()
+    if maintype in ("multipart", "message"):
         return None
-    head = folder_for(policy).head(message._headers)  # type: ignore[attr-defined]
+    if headers is None:
+        headers = message._headers  # type: ignore[attr-defined]
+    head = folder_for(policy).head(headers)
     return b"".join((head, b"\r\n", body))

@@ -36,6 +36,12 @@ def first_long_line(data: str | bytes, limit: int = MAX_LINE_OCTETS) -> tuple[in
         return None
     if isinstance(data, str):
         return _first(data, "\r", "\n", limit)
+    if len(data) <= WINDOW:
+        # One window: bytes.splitlines() breaks at CR, LF and CRLF only (str's breaks at
+        # more characters, so text takes _first), one pass and one list.
+        if max(map(len, data.splitlines())) <= limit:
+            return None
+        return _locate(data, b"\r", b"\n", limit)
     return _first(data, b"\r", b"\n", limit)
 
 

@@ -7,19 +7,37 @@ Invariant: the right side is the sender's domain, else the ``From`` domain, else
 from __future__ import annotations
 
 import contextlib
+import os
+import random
+import time
 from collections.abc import Iterator
 from email.message import Message
-from email.utils import make_msgid
 
 from smtpkit.errors import MessageError
 from smtpkit.message._headers import extract_addresses, idna_domain, split_address
 
-__all__ = ["DEFAULT_MSGID_DOMAIN", "make_message_id"]
+__all__ = ["DEFAULT_MSGID_DOMAIN", "make_message_id", "make_msgid"]
 
 #: Message-ID domain when neither the sender nor ``local_hostname`` gives one. Passing a
 #: domain to ``make_msgid`` always matters: without one it calls ``socket.getfqdn()``, a
 #: DNS lookup that can block for seconds.
 DEFAULT_MSGID_DOMAIN = "localhost"
+
+
+# The process id in every Message-ID, read once and again in a child after fork().
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
+def make_msgid(idstring: str | None = None, domain: str | None = None) -> str:
+    """``email.utils.make_msgid`` (the same form: ``<time.pid.random[.idstring]@domain>``)
+    without a ``getpid()`` system call per message; ``domain`` is required (the stock
+    default is ``socket.getfqdn()``, a DNS lookup that can block for seconds)."""
+    if domain is None:
+        raise ValueError("make_msgid needs a domain")
+    tail = "" if idstring is None else f".{idstring}"
+    # random: the stock draw (not secret; seeded runs stay reproducible).
+    return f"<{int(time.time() * 100)}.{_PID[0]}.{random.getrandbits(64)}{tail}@{domain}>"
 
 
 def make_message_id(

@@ -23,7 +23,8 @@ import copy
 import functools
 import re
 import sys
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from email import headerregistry
 from email.message import EmailMessage, Message, MIMEPart
 from email.policy import EmailPolicy
@@ -33,7 +34,14 @@ from typing import Any
 from smtpkit.message._headers import extract_addresses
 from smtpkit.message._scan import HeaderScan
 
-__all__ = ["format_date", "non_ascii_address_headers", "outgoing_copy"]
+__all__ = [
+    "current_date",
+    "format_date",
+    "non_ascii_address_headers",
+    "outgoing_copy",
+    "outgoing_headers",
+    "with_headers",
+]
 
 _PLAIN_CLASSES = frozenset({Message, EmailMessage, MIMEPart})
 # The values prepare_message generates: make_msgid()'s ids with an IDNA domain, and
@@ -70,15 +78,48 @@ def outgoing_copy(
             added after the other headers; ``None`` keeps the headers as they are.
         date: a Date value to add after that, or ``None``.
     """
+    return with_headers(message, outgoing_headers(message, sent, message_id=message_id, date=date))
+
+
+def with_headers(message: Message, headers: list[tuple[str, Any]]) -> Message:
+    """A shallow copy of ``message`` whose header list is ``headers`` (see
+    :func:`outgoing_copy`); payload, parts and header values are shared."""
     top = _shallow_copy(message)
+    top._headers = headers  # type: ignore[attr-defined]
+    return top
+
+
+def outgoing_headers(
+    message: Message,
+    sent: list[tuple[str, Any]],
+    *,
+    message_id: str | None,
+    date: str | None,
+) -> list[tuple[str, Any]]:
+    """The header list :func:`outgoing_copy` gives its copy (same arguments): ``sent``,
+    without any Message-ID when a new one is given, then the new Message-ID and Date.
+
+    A subclass of ``Message`` with its own ``__setitem__`` (e.g. Django's) needs a message
+    to apply its rules: it gets a copy here, which is dropped.
+    """
     if message_id is not None:
         sent = [field for field in sent if field[0].lower() != "message-id"]
-    top._headers = sent  # type: ignore[attr-defined]
+    if message_id is None and date is None:
+        return sent
+    if type(message).__setitem__ is not Message.__setitem__:
+        top = _shallow_copy(message)
+        top._headers = sent  # type: ignore[attr-defined]
+        if message_id is not None:
+            top["Message-ID"] = message_id
+        if date is not None:
+            top["Date"] = date
+        return top._headers  # type: ignore[attr-defined, no-any-return]
+    policy = message.policy
     if message_id is not None:
-        _add(top, "Message-ID", message_id)
+        sent.append(_stored(policy, "Message-ID", message_id))
     if date is not None:
-        _add(top, "Date", date)
-    return top
+        sent.append(_stored(policy, "Date", date))
+    return sent
 
 
 def _shallow_copy(message: Message) -> Message:
@@ -91,19 +132,16 @@ def _shallow_copy(message: Message) -> Message:
     return copy.copy(message)
 
 
-def _add(top: Message, name: str, value: str) -> None:
-    """``top[name] = value``, storing plain text where that folds the same way."""
-    if type(top).__setitem__ is not Message.__setitem__:
-        top[name] = value  # a subclass with its own rules (e.g. Django's) applies them
-        return
-    policy = top.policy
-    headers: list[tuple[str, object]] = top._headers  # type: ignore[attr-defined]
-    # The header is absent (dropped above, or not there), so __setitem__'s count check
-    # cannot fail; what it stores is header_store_parse's result.
+def _stored(policy: Any, name: str, value: str) -> tuple[str, Any]:
+    """What ``message[name] = value`` stores, as plain text where that folds the same way.
+
+    The header is absent (dropped, or not there), so ``__setitem__``'s count check cannot
+    fail; what it stores is ``header_store_parse``'s result.
+    """
     if isinstance(policy, EmailPolicy) and _plain(policy, name, value):
-        headers.append((name, value))
-    else:
-        headers.append(policy.header_store_parse(name, value))
+        return (name, value)
+    stored: tuple[str, Any] = policy.header_store_parse(name, value)
+    return stored
 
 
 def _plain(policy: EmailPolicy, name: str, value: str) -> bool:
@@ -125,6 +163,23 @@ def _stock_factory(policy: EmailPolicy, lower: str) -> bool:
         and factory.registry.get(lower) is _REGISTERED[lower]
         and factory.base_class is headerregistry.BaseHeader
     )
+
+
+# The Date of the current second, as (second, text): a batch formats it once a second, not
+# once a message. One tuple, replaced whole, so threads read a consistent pair.
+_CURRENT: list[tuple[int, str]] = [(-1, "")]
+
+
+def current_date() -> str:
+    """``format_date(datetime.now(UTC))``: the current time for a Date field (RFC 5322
+    §3.3), formatted once per second (the field has no finer resolution)."""
+    second = int(time.time())
+    current = _CURRENT[0]
+    if current[0] == second:
+        return current[1]
+    text = format_date(datetime.fromtimestamp(second, UTC))
+    _CURRENT[0] = (second, text)
+    return text
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -24,11 +24,22 @@ from smtpkit.message._headers import (
 )
 from smtpkit.message._lines import MAX_LINE_OCTETS, first_long_line, line_number
 from smtpkit.message._msgid import make_message_id
-from smtpkit.message._object import format_date, non_ascii_address_headers, outgoing_copy
+from smtpkit.message._object import (
+    current_date,
+    format_date,
+    non_ascii_address_headers,
+    outgoing_headers,
+    with_headers,
+)
 from smtpkit.message._prepared import BodyType, Envelope, PreparedMessage
-from smtpkit.message._scan import header_recipients, header_sender, scan_headers
+from smtpkit.message._scan import (
+    content_maintype,
+    header_recipients,
+    header_sender,
+    scan_headers,
+)
 from smtpkit.message._stream import WireContent
-from smtpkit.message._wire import read_message_id, serialise
+from smtpkit.message._wire import read_message_id, serialise, serialise_simple
 
 __all__ = ["prepare_message"]
 
@@ -254,18 +265,30 @@ def _prepare_object(
         message_id = new_id = make_message_id(
             message, sender=envelope.sender, local_hostname=local_hostname
         )
-    date = None if scan.has("date") else format_date(_aware(now))
-    # Nothing below changes the caller's message: the copy has its own header list.
-    top = outgoing_copy(message, scan.sent, message_id=new_id, date=date)
+    date: str | None = None
+    if not scan.has("date"):
+        date = current_date() if now is None else format_date(_aware(now))
+    # Nothing below changes the caller's message: the outgoing fields are a list of their
+    # own, and a copy of the message that holds them is made only when one is needed.
+    headers = outgoing_headers(message, scan.sent, message_id=new_id, date=date)
 
     non_ascii = non_ascii_address_headers(scan)
-    use_utf8 = bool(non_ascii) and utf8_allowed and isinstance(top.policy, EmailPolicy)
-    if non_ascii and not use_utf8:
-        # Without SMTPUTF8 an addr-spec must be ASCII (RFC 2047 §5 forbids encoded-words
-        # there): punycode the domains, refuse non-ASCII local parts.
-        punycode_header_addresses(top, non_ascii)
-
-    wire = serialise(top, utf8=use_utf8, seven_bit=not eight_bit_allowed)
+    use_utf8 = bool(non_ascii) and utf8_allowed and isinstance(message.policy, EmailPolicy)
+    seven_bit = not eight_bit_allowed
+    wire = None
+    if not non_ascii or use_utf8:
+        # The common case (one part, a small ASCII body) is written without a copy.
+        maintype = content_maintype(scan)
+        wire = serialise_simple(
+            message, headers, utf8=use_utf8, seven_bit=seven_bit, maintype=maintype
+        )
+    if wire is None:
+        top = with_headers(message, headers)
+        if non_ascii and not use_utf8:
+            # Without SMTPUTF8 an addr-spec must be ASCII (RFC 2047 §5 forbids encoded-words
+            # there): punycode the domains, refuse non-ASCII local parts.
+            punycode_header_addresses(top, non_ascii)
+        wire = serialise(top, utf8=use_utf8, seven_bit=seven_bit)
     eight_bit = wire.eight_bit
     raw_utf8_headers = eight_bit and not wire.head().isascii()
     if raw_utf8_headers:

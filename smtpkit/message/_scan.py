@@ -26,10 +26,16 @@ from smtpkit.message._headers import (
     first_address,
 )
 
-__all__ = ["HeaderScan", "header_recipients", "header_sender", "scan_headers"]
+__all__ = [
+    "HeaderScan",
+    "content_maintype",
+    "header_recipients",
+    "header_sender",
+    "scan_headers",
+]
 
 #: The top-level fields a scan keeps.
-_KEPT = frozenset({"sender", "from", "to", "cc", "bcc", "message-id", "date"})
+_KEPT = frozenset({"sender", "from", "to", "cc", "bcc", "message-id", "date", "content-type"})
 # Bcc and Resent-Bcc never go out, so their addresses need no SMTPUTF8.
 _NOT_SENT = frozenset({"bcc", "resent-bcc"})
 _SENT_ADDRESS_HEADERS = frozenset(ADDRESS_HEADERS) - _NOT_SENT
@@ -52,8 +58,11 @@ class HeaderScan:
 
     def values(self, lower: str) -> list[object]:
         """``message.get_all(lower)``: each value as the policy returns it."""
+        found = self.fields.get(lower)
+        if not found:
+            return []
         fetch = self.message.policy.header_fetch_parse
-        return [fetch(name, value) for name, value in self.fields.get(lower, ())]
+        return [fetch(name, value) for name, value in found]
 
     def has(self, lower: str) -> bool:
         return lower in self.fields
@@ -119,3 +128,28 @@ def header_recipients(scan: HeaderScan) -> list[str]:
     return extract_addresses(
         value for name in ("To", "Cc", "Bcc") for value in _header_values(scan, name, resent)
     )
+
+
+def content_maintype(scan: HeaderScan) -> str:
+    """``message.get_content_maintype()``, read from the scan instead of the header list.
+
+    The stock rules (``Message.get_content_type``): the first Content-Type field, its value
+    up to ``;``, lower-cased, ``text/plain`` unless it has exactly one ``/``; without the
+    field, the message's default type. A class that reads its type its own way is asked.
+    """
+    message = scan.message
+    kind = type(message)
+    if (
+        kind.get_content_maintype is not Message.get_content_maintype
+        or kind.get_content_type is not Message.get_content_type
+        or kind.get is not Message.get
+    ):
+        return message.get_content_maintype()
+    values = scan.values("content-type")
+    if not values:
+        ctype = message.get_default_type()
+    else:
+        ctype = str(values[0]).partition(";")[0].strip().lower()
+        if ctype.count("/") != 1:
+            ctype = "text/plain"
+    return ctype.split("/")[0]

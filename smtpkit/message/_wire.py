@@ -30,6 +30,7 @@ __all__ = [
     "header_block",
     "read_message_id",
     "serialise",
+    "serialise_simple",
 ]
 
 # The end of the header block (RFC 5322 §2.1), once line endings are CRLF.
@@ -38,8 +39,8 @@ HEADER_END_RE = re.compile(rb"\r\n\r\n")
 
 def header_block(content: bytes) -> bytes:
     """The header section of ``content`` including the blank line, or all of it."""
-    match = HEADER_END_RE.search(content)
-    return content if match is None else content[: match.end()]
+    end = content.find(b"\r\n\r\n")
+    return content if end < 0 else content[: end + 4]
 
 
 # A Message-ID field at the start of a header line, with any folded continuation lines
@@ -101,22 +102,53 @@ def serialise(work: Message, *, utf8: bool, seven_bit: bool) -> WireContent:
         wire = flatten_streaming(work, gen_policy)
     except MessageError:
         raise
-    except (
-        ValueError,
-        TypeError,
-        LookupError,
-        UnicodeError,
-        IndexError,
-        email_errors.MessageError,
-    ) as exc:
-        # HeaderParseError (raised by compat32's folder) is an email.errors.MessageError, not
-        # a ValueError; a bad charset is a LookupError.
-        raise MessageError(
-            f"cannot serialise the message: {exc}",
-            hint="check header values and part charsets",
-        ) from exc
+    except _EMAIL_ERRORS as exc:
+        raise _cannot_serialise(exc) from exc
     _refuse_long_lines(wire)
     return wire
+
+
+def serialise_simple(
+    message: Message,
+    headers: list[tuple[str, Any]],
+    *,
+    utf8: bool,
+    seven_bit: bool,
+    maintype: str,
+) -> WireContent | None:
+    """:func:`serialise` of ``message`` with ``headers`` as its header list, when the
+    message is single-part with a small ASCII body (the common case); else ``None``.
+
+    No copy of the message is made to hold the outgoing headers; the octets are those
+    :func:`serialise` writes for such a copy.
+    """
+    gen_policy = _generator_policy(message.policy, utf8, seven_bit)
+    try:
+        simple = simple_content(message, gen_policy, headers=headers, maintype=maintype)
+    except MessageError:
+        raise
+    except _EMAIL_ERRORS as exc:
+        raise _cannot_serialise(exc) from exc
+    return None if simple is None else WireContent([simple])
+
+
+# HeaderParseError (raised by compat32's folder) is an email.errors.MessageError, not a
+# ValueError; a bad charset is a LookupError.
+_EMAIL_ERRORS = (
+    ValueError,
+    TypeError,
+    LookupError,
+    UnicodeError,
+    IndexError,
+    email_errors.MessageError,
+)
+
+
+def _cannot_serialise(exc: Exception) -> MessageError:
+    return MessageError(
+        f"cannot serialise the message: {exc}",
+        hint="check header values and part charsets",
+    )
 
 
 def _refuse_long_lines(wire: WireContent) -> None:
