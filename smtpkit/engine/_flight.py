@@ -158,6 +158,12 @@ def envelope_error(link: Link, flight: Flight[J], *, stale_ok: bool) -> SMTPErro
             a verdict on this message.
     """
     replies = flight.replies
+    if (
+        len(replies) == len(flight.commands)
+        and all(reply.code < 400 for reply in replies)
+        and (not flight.with_data or replies[-1].code == 354)
+    ):
+        return None  # every reply positive, 354 to DATA: the common case, decided at once
     mail_reply = replies[0]
     if mail_reply.code == 421 and stale_ok:
         return ConnectionStale(
@@ -198,23 +204,34 @@ def envelope_error(link: Link, flight: Flight[J], *, stale_ok: bool) -> SMTPErro
 
 def result_of(flight: Flight[J], final: Reply) -> SendResult:
     """The ``SendResult`` of an accepted message: who was accepted, who refused, the reply."""
-    rcpt_replies = flight.replies[1 : 1 + len(flight.rcpts)]
-    accepted = tuple(
-        c.address or "" for c, r in zip(flight.rcpts, rcpt_replies, strict=True) if r.is_positive
-    )
-    rejected = {
-        c.address or "": r
-        for c, r in zip(flight.rcpts, rcpt_replies, strict=True)
-        if not r.is_positive
-    }
+    rcpts = flight.rcpts
+    rcpt_replies = flight.replies[1 : 1 + len(rcpts)]
+    rejected_view = _NONE_REJECTED
+    if all(reply.code < 400 for reply in rcpt_replies) and len(rcpt_replies) == len(rcpts):
+        # Every recipient accepted: the common case, without the dictionary.
+        accepted = tuple([c.address or "" for c in rcpts])
+    else:
+        accepted = tuple(
+            c.address or "" for c, r in zip(rcpts, rcpt_replies, strict=True) if r.is_positive
+        )
+        rejected = {
+            c.address or "": r
+            for c, r in zip(rcpts, rcpt_replies, strict=True)
+            if not r.is_positive
+        }
+        rejected_view = MappingProxyType(rejected)
     prepared = flight.prepared
     return SendResult(
         message_id=prepared.message_id,
         sender=prepared.envelope.sender,
         accepted=accepted,
-        rejected=MappingProxyType(rejected),
+        rejected=rejected_view,
         reply=final,
     )
+
+
+# Read-only and over a dict nobody else holds: one view serves every result without refusals.
+_NONE_REJECTED: MappingProxyType[str, Reply] = MappingProxyType({})
 
 
 def lookahead(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:

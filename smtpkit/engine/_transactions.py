@@ -74,6 +74,8 @@ __all__ = ["Transactions"]
 J = TypeVar("J", bound=Submission)
 
 _RSET = Command.rset()  # immutable: one instance serves every reset
+#: Octets of content written at a time (PreparedMessage.iter_content's default).
+_CHUNK = 1 << 20
 
 
 class Transactions(Generic[J]):
@@ -308,8 +310,15 @@ class Transactions(Generic[J]):
         conn = link.conn
         tail = b""
         several_chunks = False
+        prepared = flight.prepared
+        # The common small message is one chunk: no generator pair to walk.
+        chunks = (
+            ((prepared.content, True),)
+            if prepared.size <= _CHUNK
+            else lookahead(prepared.iter_content(_CHUNK))
+        )
         try:
-            for chunk, last in lookahead(flight.prepared.iter_content()):
+            for chunk, last in chunks:
                 piece = conn.send_chunk(chunk, last=last) if self.chunking else conn.content(chunk)
                 if last:
                     tail = piece
