@@ -17,15 +17,20 @@ records have left it, so a reservation reads and moves only what enters or leave
 never the whole day: its cost does not grow with the number of messages counted.
 
 Invariants:
-    * Every operation is one transaction; a process killed inside one leaves nothing
-      behind (SQLite rolls it back); one killed after ``reserve`` leaves its reservation
-      counted until its window passes: it leaks at most its own reservations.
+    * Every operation is one transaction, and nothing of it runs outside that transaction
+      (:mod:`smtpkit.quotas._sqlite_transaction` checks it after every statement): a
+      process killed inside one leaves nothing behind (SQLite rolls it back); one killed
+      after ``reserve`` leaves its reservation counted until its window passes: it leaks
+      at most its own reservations.
+    * A transaction that fails part way (busy, or rolled back by SQLite) is rolled back
+      and the operation redone whole within ``timeout``; an operation redone after an
+      uncertain COMMIT is still counted once (a reservation's ``entry`` is its key).
     * The account's clock never goes back: a caller whose clock is behind is counted at the
       store's clock.
-    * Each process has its own connection (SQLite connections may not cross a fork), and
-      its threads take turns on it behind a lock: SQLite admits one writer at a time
-      anyway, and a thread waiting on a lock wakes as soon as it is free, where one waiting
-      on SQLite's busy handler sleeps in steps of up to 100 ms.
+    * Each process has its own connection, never carried across ``fork()``, and its
+      threads take turns on it behind a lock: SQLite admits one writer at a time anyway,
+      and a thread waiting on a lock wakes as soon as it is free, where one waiting on
+      SQLite's busy handler sleeps in steps of up to 100 ms.
     * A locked or unreadable file raises :class:`~smtpkit.errors.QuotaStoreUnavailable`
       after ``timeout`` seconds.
 """
@@ -33,9 +38,6 @@ Invariants:
 from __future__ import annotations
 
 import os
-import sqlite3
-import threading
-import time
 from collections.abc import Generator, Sequence
 from contextlib import closing
 from pathlib import Path
@@ -53,6 +55,7 @@ from smtpkit.quotas._rules import (
     WindowLimits,
     retry_after,
 )
+from smtpkit.quotas._sqlite_transaction import Transaction, Transactions
 
 __all__ = ["SQLiteQuotaStore"]
 
@@ -97,234 +100,143 @@ class SQLiteQuotaStore:
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
         self._path = Path(path)
         self._timeout = timeout
-        # Held for a whole transaction: this process's threads take turns (see above).
-        self._lock = threading.Lock()
-        self._held: tuple[int, sqlite3.Connection] | None = None
+        self._transactions = Transactions(self._path, timeout, _SCHEMA, self._unavailable)
 
-    # -- connections ----------------------------------------------------------------------
-
-    def _connection(self) -> sqlite3.Connection:
-        """This process's connection (called with the lock held)."""
-        pid = os.getpid()
-        if self._held is not None and self._held[0] == pid:
-            return self._held[1]
-        # A connection inherited through fork belongs to the parent: never touch it.
-        try:
-            connection = sqlite3.connect(
-                self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as error:
-            raise self._unavailable(error) from error
-        try:
-            # WAL: readers never block the writer. synchronous=NORMAL: a commit survives
-            # the process being killed (it is in the OS's cache); only a crash of the whole
-            # machine may forget the last moments' reservations, as Redis does with
-            # appendfsync everysec. FULL would sync the WAL at every commit: twice the cost.
-            _patiently(connection, "PRAGMA journal_mode=WAL", self._timeout)
-            connection.execute("PRAGMA synchronous=NORMAL")
-            _patiently(connection, "BEGIN IMMEDIATE", self._timeout)
-            for statement in _SCHEMA:
-                connection.execute(statement)
-            connection.execute("COMMIT")
-        except sqlite3.Error as error:
-            connection.close()
-            raise self._unavailable(error) from error
-        self._held = (pid, connection)
-        return connection
-
-    def _unavailable(self, error: sqlite3.Error) -> QuotaStoreUnavailable:
+    def _unavailable(self, reason: str) -> QuotaStoreUnavailable:
         return QuotaStoreUnavailable(
-            f"the SQLite quota store {self._path} cannot be used: {error}",
+            f"the SQLite quota store {self._path} cannot be used: {reason}",
             store=f"sqlite {self._path}",
             hint="check that the file's directory exists and is writable on a local disk; "
             "a 'database is locked' error means another process held it longer than "
             f"timeout={self._timeout} s",
         )
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self)
-
     # -- the store operations -------------------------------------------------------------
 
     def reserve(self, key: str, request: Request) -> Decision:
-        with self._transaction() as db:
-            now, until = _tick(db, key, request.now)
-            views = _views(db, key, [limits.seconds for limits in request.windows], now)
-            known = db.execute(
-                "SELECT at FROM smtpkit_quota_entry WHERE account = ? AND entry = ?",
-                (key, request.entry),
-            ).fetchone()
-            if known is not None:
-                return Granted(known[0])
-            if until is not None and now < until:
-                return Exhausted(until, until - now)
-            worst: OverLimit | None = None
-            for limits in request.windows:
-                cutoff, totals = views[limits.seconds]
-                for unit, asked in (
-                    (Unit.MESSAGES, request.messages),
-                    (Unit.RECIPIENTS, request.recipients),
-                ):
-                    allowed, used = limits.allowed(unit), totals[unit]
-                    if allowed is None or used + asked <= allowed:
-                        continue
-                    # Closed here, inside the transaction: a half-read cursor left to the
-                    # garbage collector keeps a read statement open past COMMIT and past
-                    # the lock, on the connection the next thread is writing with.
-                    with closing(_oldest(db, key, cutoff, unit)) as oldest:
-                        wait = retry_after(oldest, used + asked - allowed, limits.seconds, now)
-                    if worst is None or wait > worst.retry_after:
-                        worst = OverLimit(limits.seconds, unit, used, allowed, wait)
-            if worst is not None:
-                return worst
-            db.execute(
-                "INSERT INTO smtpkit_quota_entry (account, entry, at, messages, recipients) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (key, request.entry, now, request.messages, request.recipients),
-            )
-            db.execute(
-                "UPDATE smtpkit_quota_view SET messages = messages + ?, "
-                "recipients = recipients + ? WHERE account = ?",
-                (request.messages, request.recipients, key),
-            )
-            return Granted(now)
+        return self._transactions.run(lambda tx: _reserve(tx, key, request))
 
     def release(self, key: str, request: Request) -> None:
-        with self._transaction() as db:
-            row = db.execute(
-                "SELECT at, messages, recipients FROM smtpkit_quota_entry "
-                "WHERE account = ? AND entry = ?",
-                (key, request.entry),
-            ).fetchone()
-            if row is not None:
-                db.execute(
-                    "DELETE FROM smtpkit_quota_entry WHERE account = ? AND entry = ?",
-                    (key, request.entry),
-                )
-                # Only the views that still count it stop counting it.
-                db.execute(
-                    "UPDATE smtpkit_quota_view SET messages = messages - ?, "
-                    "recipients = recipients - ? WHERE account = ? AND cutoff < ?",
-                    (row[1], row[2], key, row[0]),
-                )
+        self._transactions.run(lambda tx: _release(tx, key, request))
 
     def mark_exhausted(self, key: str, until: float, *, now: float | None = None) -> None:
         del now  # the file keeps the mark; nothing expires by itself
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO smtpkit_quota_account (account, clock, exhausted_until) "
-                "VALUES (?, ?, ?) ON CONFLICT (account) DO UPDATE SET exhausted_until = "
-                "max(coalesce(exhausted_until, excluded.exhausted_until), "
-                "excluded.exhausted_until)",
-                # The mark does not move the account's clock (only counting does).
-                (key, float("-inf"), until),
-            )
+        self._transactions.run(lambda tx: _mark_exhausted(tx, key, until))
 
     def usage(self, key: str, windows: Sequence[WindowLimits], now: float) -> StoreUsage:
-        with self._transaction() as db:
-            now, until = _tick(db, key, now)
-            views = _views(db, key, [limits.seconds for limits in windows], now)
-            used = {
-                (limits.seconds, unit): views[limits.seconds][1][unit]
-                for limits in windows
-                for unit in Unit
-            }
-            return StoreUsage(now, used, until if until is not None and until > now else None)
+        return self._transactions.run(lambda tx: _usage(tx, key, windows, now))
 
     def close(self) -> None:
-        with self._lock:
-            held, self._held = self._held, None
-        if held is not None and held[0] == os.getpid():
-            held[1].close()
+        self._transactions.close()
 
     def __repr__(self) -> str:
         return f"SQLiteQuotaStore({str(self._path)!r})"
 
 
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error), errors translated once."""
-
-    def __init__(self, store: SQLiteQuotaStore) -> None:
-        self._store = store
-        self._db: sqlite3.Connection | None = None
-
-    def __enter__(self) -> sqlite3.Connection:
-        store = self._store
-        if not store._lock.acquire(timeout=store._timeout):
-            raise QuotaStoreUnavailable(
-                f"the SQLite quota store {store._path} stayed busy in this process for "
-                f"{store._timeout} s",
-                store=f"sqlite {store._path}",
-            )
-        try:
-            db = store._connection()
-            # IMMEDIATE takes the write lock now, so what this transaction reads cannot
-            # change before it writes (a DEFERRED one could fail to upgrade, or worse).
-            _patiently(db, "BEGIN IMMEDIATE", store._timeout)
-        except sqlite3.Error as error:
-            store._lock.release()
-            raise store._unavailable(error) from error
-        except BaseException:
-            store._lock.release()
-            raise
-        self._db = db
-        return db
-
-    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
-        assert self._db is not None
-        try:
-            try:
-                if error is None:
-                    self._db.execute("COMMIT")
-                    return
-                self._db.execute("ROLLBACK")
-            except sqlite3.Error as failure:
-                if error is None:
-                    raise self._store._unavailable(failure) from failure
-            if isinstance(error, sqlite3.Error):
-                raise self._store._unavailable(error) from error
-        finally:
-            self._store._lock.release()
+# -- the operations, each run inside one transaction ----------------------------------------
 
 
-def _patiently(db: sqlite3.Connection, statement: str, timeout: float) -> None:
-    """Run ``statement``, retrying while SQLite says the file is busy, up to ``timeout``.
+def _reserve(tx: Transaction, key: str, request: Request) -> Decision:
+    now, until = _tick(tx, key, request.now)
+    views = _views(tx, key, [limits.seconds for limits in request.windows], now)
+    known = tx.one(
+        "SELECT at FROM smtpkit_quota_entry WHERE account = ? AND entry = ?",
+        (key, request.entry),
+    )
+    if known is not None:
+        return Granted(float(known[0]))
+    if until is not None and now < until:
+        return Exhausted(until, until - now)
+    worst: OverLimit | None = None
+    for limits in request.windows:
+        cutoff, totals = views[limits.seconds]
+        for unit, asked in (
+            (Unit.MESSAGES, request.messages),
+            (Unit.RECIPIENTS, request.recipients),
+        ):
+            allowed, used = limits.allowed(unit), totals[unit]
+            if allowed is None or used + asked <= allowed:
+                continue
+            # Closed here, inside the transaction: a half-read cursor left to the garbage
+            # collector keeps a read statement open past COMMIT and past the lock, on the
+            # connection the next thread is writing with.
+            with closing(_oldest(tx, key, cutoff, unit)) as oldest:
+                wait = retry_after(oldest, used + asked - allowed, limits.seconds, now)
+            if worst is None or wait > worst.retry_after:
+                worst = OverLimit(limits.seconds, unit, used, allowed, wait)
+    if worst is not None:
+        return worst
+    tx.execute(
+        "INSERT INTO smtpkit_quota_entry (account, entry, at, messages, recipients) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (key, request.entry, now, request.messages, request.recipients),
+    )
+    tx.execute(
+        "UPDATE smtpkit_quota_view SET messages = messages + ?, "
+        "recipients = recipients + ? WHERE account = ?",
+        (request.messages, request.recipients, key),
+    )
+    return Granted(now)
 
-    SQLite's busy handler covers most waits, but not all: switching a new file to WAL, or
-    reading the WAL index while another process recovers it after a crash, can answer
-    "database is locked" at once.
-    """
-    deadline = time.monotonic() + timeout
-    pause = 0.001
-    while True:
-        try:
-            db.execute(statement)
-            return
-        except sqlite3.OperationalError as error:
-            busy = "locked" in str(error) or "busy" in str(error)
-            if not busy or time.monotonic() + pause > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
+
+def _release(tx: Transaction, key: str, request: Request) -> None:
+    row = tx.one(
+        "SELECT at, messages, recipients FROM smtpkit_quota_entry WHERE account = ? AND entry = ?",
+        (key, request.entry),
+    )
+    if row is None:
+        return
+    tx.execute(
+        "DELETE FROM smtpkit_quota_entry WHERE account = ? AND entry = ?", (key, request.entry)
+    )
+    # Only the views that still count it stop counting it.
+    tx.execute(
+        "UPDATE smtpkit_quota_view SET messages = messages - ?, "
+        "recipients = recipients - ? WHERE account = ? AND cutoff < ?",
+        (row[1], row[2], key, row[0]),
+    )
 
 
-def _tick(db: sqlite3.Connection, key: str, now: float) -> tuple[float, float | None]:
+def _mark_exhausted(tx: Transaction, key: str, until: float) -> None:
+    tx.execute(
+        "INSERT INTO smtpkit_quota_account (account, clock, exhausted_until) "
+        "VALUES (?, ?, ?) ON CONFLICT (account) DO UPDATE SET exhausted_until = "
+        "max(coalesce(exhausted_until, excluded.exhausted_until), excluded.exhausted_until)",
+        # The mark does not move the account's clock (only counting does).
+        (key, float("-inf"), until),
+    )
+
+
+def _usage(tx: Transaction, key: str, windows: Sequence[WindowLimits], now: float) -> StoreUsage:
+    now, until = _tick(tx, key, now)
+    views = _views(tx, key, [limits.seconds for limits in windows], now)
+    used = {
+        (limits.seconds, unit): views[limits.seconds][1][unit]
+        for limits in windows
+        for unit in Unit
+    }
+    return StoreUsage(now, used, until if until is not None and until > now else None)
+
+
+def _tick(tx: Transaction, key: str, now: float) -> tuple[float, float | None]:
     """Move the account's clock to ``max(now, clock)``; the clock and the exhaustion mark."""
     # Plain statements, no RETURNING: that needs SQLite 3.35, and Linux distributions
     # still ship Pythons linked to older ones (UPSERT needs 3.24).
-    db.execute(
+    tx.execute(
         "INSERT INTO smtpkit_quota_account (account, clock) VALUES (?, ?) "
         "ON CONFLICT (account) DO UPDATE SET clock = max(clock, excluded.clock)",
         (key, now),
     )
-    row = db.execute(
+    row = tx.one(
         "SELECT clock, exhausted_until FROM smtpkit_quota_account WHERE account = ?", (key,)
-    ).fetchone()
-    return float(row[0]), row[1]
+    )
+    assert row is not None  # upserted just above, in this transaction
+    until = row[1]
+    return float(row[0]), None if until is None else float(until)
 
 
 def _views(
-    db: sqlite3.Connection, key: str, windows: Sequence[float], now: float
+    tx: Transaction, key: str, windows: Sequence[float], now: float
 ) -> dict[float, tuple[float, dict[Unit, int]]]:
     """Every view of ``key`` advanced to ``now`` (new ones built from the log), by window.
 
@@ -332,16 +244,16 @@ def _views(
     """
     views = {
         window: (cutoff, {Unit.MESSAGES: messages, Unit.RECIPIENTS: recipients})
-        for window, cutoff, messages, recipients in db.execute(
+        for window, cutoff, messages, recipients in tx.execute(
             "SELECT window, cutoff, messages, recipients FROM smtpkit_quota_view WHERE account = ?",
             (key,),
-        )
+        ).fetchall()
     }
     for window in windows:
         if window not in views:
             cutoff = now - window
-            messages, recipients = _sum(db, key, cutoff, float("inf"))
-            db.execute(
+            messages, recipients = _sum(tx, key, cutoff, float("inf"))
+            tx.execute(
                 "INSERT INTO smtpkit_quota_view (account, window, cutoff, messages, recipients) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (key, window, cutoff, messages, recipients),
@@ -351,38 +263,39 @@ def _views(
         cutoff = now - window
         if cutoff <= old:
             continue
-        messages, recipients = _sum(db, key, old, cutoff)
+        messages, recipients = _sum(tx, key, old, cutoff)
         totals = {
             Unit.MESSAGES: before[Unit.MESSAGES] - messages,
             Unit.RECIPIENTS: before[Unit.RECIPIENTS] - recipients,
         }
-        db.execute(
+        tx.execute(
             "UPDATE smtpkit_quota_view SET cutoff = ?, messages = ?, recipients = ? "
             "WHERE account = ? AND window = ?",
             (cutoff, totals[Unit.MESSAGES], totals[Unit.RECIPIENTS], key, window),
         )
         views[window] = (cutoff, totals)
     horizon = min([now - RETENTION, *(cutoff for cutoff, _ in views.values())])
-    db.execute("DELETE FROM smtpkit_quota_entry WHERE account = ? AND at <= ?", (key, horizon))
+    tx.execute("DELETE FROM smtpkit_quota_entry WHERE account = ? AND at <= ?", (key, horizon))
     return views
 
 
-def _sum(db: sqlite3.Connection, key: str, after: float, until: float) -> tuple[int, int]:
+def _sum(tx: Transaction, key: str, after: float, until: float) -> tuple[int, int]:
     """Messages and recipients recorded in ``(after, until]``."""
-    row = db.execute(
+    row = tx.one(
         "SELECT coalesce(sum(messages), 0), coalesce(sum(recipients), 0) "
         "FROM smtpkit_quota_entry WHERE account = ? AND at > ? AND at <= ?",
         (key, after, until),
-    ).fetchone()
+    )
+    assert row is not None  # an aggregate always answers one row
     return int(row[0]), int(row[1])
 
 
 def _oldest(
-    db: sqlite3.Connection, key: str, cutoff: float, unit: Unit
+    tx: Transaction, key: str, cutoff: float, unit: Unit
 ) -> Generator[tuple[float, int], None, None]:
     """``(at, units)`` oldest first; close it before the transaction ends (it ends the read)."""
     column = "messages" if unit is Unit.MESSAGES else "recipients"
-    cursor = db.execute(
+    cursor = tx.execute(
         f"SELECT at, {column} FROM smtpkit_quota_entry WHERE account = ? AND at > ? "  # noqa: S608
         "ORDER BY at",
         (key, cutoff),
