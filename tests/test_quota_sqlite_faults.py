@@ -19,6 +19,7 @@ lost the counts a child made once the parent closed its connection.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import sqlite3
@@ -183,14 +184,16 @@ def entries(path: Path) -> int:
 
 
 def test_a_commit_refused_busy_is_rolled_back_and_the_reservation_redone(
-    faulty: tuple[Path, Plan],
+    faulty: tuple[Path, Plan], caplog: pytest.LogCaptureFixture
 ) -> None:
     path, plan = faulty
     q = quota(path)
     q.reserve().keep()  # schema and first count
     plan.faults.append(Fault("COMMIT", "busy-commit"))
-    q.reserve().keep()  # the first COMMIT is refused; the whole reservation is redone
+    with caplog.at_level(logging.DEBUG, logger="smtpkit.quotas"):
+        q.reserve().keep()  # the first COMMIT is refused; the whole reservation is redone
     assert plan.faults[0].seen == 1
+    assert "redoing a transaction: database is locked (SQLITE_BUSY) at 'COMMIT'" in caplog.text
     q.reserve().keep()  # the connection is usable: no transaction was left open
     assert plan.outside() == []
     # Another process writes at once: the failed COMMIT left no write lock behind.

@@ -32,6 +32,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -46,6 +47,7 @@ from smtpkit.errors import QuotaStoreUnavailable
 __all__ = ["Transaction", "Transactions"]
 
 T = TypeVar("T")
+logger = logging.getLogger("smtpkit.quotas")
 
 # Result codes (sqlite.org/rescode.html), compared on the primary code (low 8 bits).
 _RETRYABLE = frozenset({5, 6, 15})  # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_PROTOCOL
@@ -125,6 +127,7 @@ class Transactions:
                     return self._attempt(operation)
                 except _Retry as failure:
                     reason = str(failure)
+                logger.debug("SQLite quota store %s: redoing a transaction: %s", self._path, reason)
                 left = deadline - time.monotonic()
                 if left <= pause:
                     raise self._unavailable(f"{reason}, still after {self._timeout} s")
