@@ -30,19 +30,33 @@ Invariants:
       reporting thread of its own, one call at a time, in the order the events happened,
       and returns only after the last call. A slow callback delays other callbacks, never
       a message.
+    * Every event of one ``send()``/``send_many()`` call carries the same ``call_id``, and
+      no other call in the process has it: with ``index`` (the position in that call) it
+      names one message, even when several ``send()`` calls run at once.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
 
 from smtpkit.engine._result import SendResult
-from smtpkit.errors import SMTPError
+from smtpkit.errors import (
+    ConnectError,
+    DeliveryUnknown,
+    InsecureAuthRefused,
+    MessageError,
+    NoCommonMechanism,
+    ReplyError,
+    SMTPError,
+    TLSError,
+    TLSModeMismatch,
+    TokenRefreshError,
+)
+from smtpkit.replies import Phase
 
 __all__ = [
     "SendFinished",
@@ -52,13 +66,10 @@ __all__ = [
     "on_send_end",
     "on_send_retry",
     "on_send_start",
+    "phase_of",
 ]
 
 logger = logging.getLogger("smtpkit.hooks")
-
-_J = TypeVar("_J")
-_S = TypeVar("_S")
-_P = TypeVar("_P")
 
 
 @dataclass(frozen=True)
@@ -69,11 +80,16 @@ class SendStarted:
         host: the server host.
         port: the server port.
         index: the message's position in a ``send_many`` batch (0 for ``send``).
+        call_id: the ``send()``/``send_many()`` call the message belongs to: unique in the
+            process (from 1), shared by every event of that call. Concurrent ``send()``
+            calls all have ``index`` 0; their ``call_id`` tells them apart. Not compared
+            by ``==``.
     """
 
     host: str
     port: int
     index: int
+    call_id: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -85,12 +101,14 @@ class SendRetried:
         port: the server port.
         index: the message's position in a ``send_many`` batch (0 for ``send``).
         attempt: which try of the message's transaction this is (2 for the first retry).
+        call_id: the call the message belongs to (see :class:`SendStarted`).
     """
 
     host: str
     port: int
     index: int
     attempt: int
+    call_id: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -104,6 +122,13 @@ class SendFinished:
         elapsed: seconds from the message's start (its first try) to its outcome.
         result: what the server said, when it accepted the message.
         error: the error the message ended with, when it was not sent.
+        phase: the step the message reached (see :func:`phase_of`): ``message`` when it
+            was sent; for a failure, where it failed (``connect``, ``greeting``, ``ehlo``,
+            ``starttls``, ``tls``, ``auth``, ``prepare``, ``mail``, ``rcpt``, ``data``,
+            ``message``...). ``None`` only in events built by hand.
+        provider: the provider preset of the submitter (named, or recognised from its
+            host), else the one the error recognised, else ``None``.
+        call_id: the call the message belongs to (see :class:`SendStarted`).
     """
 
     host: str
@@ -112,11 +137,84 @@ class SendFinished:
     elapsed: float
     result: SendResult | None = None
     error: SMTPError | None = None
+    phase: str | None = None
+    provider: str | None = None
+    call_id: int = field(default=0, compare=False)
 
     @property
     def ok(self) -> bool:
         """True when the server accepted the message."""
         return self.result is not None
+
+
+#: A transcript's client verb to the phase it starts (``C: <n octets of message content>``
+#: and ``C: .`` are the content).
+_VERB_PHASES = {
+    "EHLO": "ehlo",
+    "HELO": "ehlo",
+    "STARTTLS": "starttls",
+    "AUTH": "auth",
+    "MAIL": "mail",
+    "RCPT": "rcpt",
+    "DATA": "data",
+    "BDAT": "message",
+    ".": "message",
+    "RSET": "rset",
+    "NOOP": "noop",
+    "QUIT": "quit",
+    "****": "auth",  # a masked SASL continuation line
+}
+
+#: Numbers of the send()/send_many() calls (``next`` on a count is atomic under the GIL).
+_call_ids = itertools.count(1)
+
+
+def next_call_id() -> int:
+    """A new ``call_id`` for one ``send()``/``send_many()`` call (for the drivers)."""
+    return next(_call_ids)
+
+
+def phase_of(error: SMTPError | None) -> str:
+    """The step a message reached: ``message`` when sent, else where ``error`` happened.
+
+    A reply error knows its phase. An error without one (a disconnect, a timeout) is
+    placed at the first command of the last group the client wrote whose reply never came:
+    with PIPELINING (RFC 2920) MAIL, RCPT and DATA are written together, so the last
+    command in the transcript is not where the server stopped answering.
+    """
+    if error is None or isinstance(error, DeliveryUnknown):
+        return Phase.MESSAGE.value
+    if isinstance(error, ReplyError):
+        return error.phase.value
+    if isinstance(error, ConnectError | TLSModeMismatch):
+        return "connect"
+    if isinstance(error, TLSError):
+        return "tls"
+    if isinstance(error, TokenRefreshError | NoCommonMechanism | InsecureAuthRefused):
+        return Phase.AUTH.value
+    if isinstance(error, MessageError):
+        return "prepare"
+    command = _unanswered(error.transcript)
+    if command is None:
+        return Phase.GREETING.value if error.transcript else "connect"
+    verb = command.split(" ", 1)[0].split(":", 1)[0].upper()
+    return _VERB_PHASES.get(verb, "message" if verb.startswith("<") else "unknown")
+
+
+def _unanswered(transcript: tuple[str, ...]) -> str | None:
+    """The first command of the transcript's last written group that got no final reply
+    (the last command when every one was answered); ``None`` without a command."""
+    lines = list(transcript)
+    answered = 0
+    while lines and lines[-1].startswith("S: "):
+        line = lines.pop()
+        answered += len(line) <= 6 or line[6] != "-"  # "S: 250-..." is not a final line
+    group: list[str] = []
+    while lines and lines[-1].startswith("C: "):
+        group.insert(0, lines.pop()[3:])
+    if not group:
+        return None
+    return group[answered] if answered < len(group) else group[-1]
 
 
 class _Callbacks:
@@ -187,146 +285,3 @@ def clear() -> None:
     _started.clear()
     _finished.clear()
     _retried.clear()
-
-
-class SendTracker:
-    """Per-batch bookkeeping the Submitter uses to call the hooks and log each message.
-
-    Not part of the public API. It wraps the batch's ``prepare`` step (the start of a
-    message's transaction) and its ``on_result`` callback (the outcome). With
-    ``per_message=False`` (a single ``send``) the elapsed time runs from the call itself, so
-    it includes connecting and logging in; in a batch it runs from the message's first
-    transaction start.
-
-    With ``background=True`` (a batch) the calls go to a reporting thread, so that they
-    never run on a sending thread with a transaction open; :meth:`close` waits for the last
-    one. The times are taken when the events happen, not when the calls run. If
-    ``on_result`` raises, it is not called again and the exception is kept in
-    :attr:`error` for the caller to raise.
-    """
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        clock: Callable[[], float],
-        log: Callable[[SendResult, float], None],
-        on_result: Callable[[int, SendResult | SMTPError], None] | None,
-        per_message: bool = True,
-        background: bool = False,
-        log_enabled: Callable[[], bool] | None = None,
-    ) -> None:
-        self._host = host
-        self._port = port
-        self._clock = clock
-        self._log = log
-        self._log_enabled = log_enabled or (lambda: True)
-        self._on_result = on_result
-        self._lock = threading.Lock()
-        self._begun = clock()
-        self._starts: dict[int, float] = {}
-        self._tries: dict[int, int] = {}
-        self._per_message = per_message
-        #: What ``on_result`` raised (it is then called no more).
-        self.error: BaseException | None = None
-        self._calls: queue.SimpleQueue[Callable[[], None] | None] | None = None
-        self._thread: threading.Thread | None = None
-        self._background = background
-
-    # -- dispatch --------------------------------------------------------------------------
-
-    def _dispatch(self, call: Callable[[], None]) -> None:
-        if not self._background:
-            self._call(call)
-            return
-        if self._calls is None:
-            with self._lock:  # the reporting thread starts with the first call it gets
-                if self._calls is None:
-                    self._calls = queue.SimpleQueue()
-                    self._thread = threading.Thread(
-                        target=self._report, name="smtpkit-report", daemon=True
-                    )
-                    self._thread.start()
-        assert self._calls is not None
-        self._calls.put(call)
-
-    def _call(self, call: Callable[[], None]) -> None:
-        try:
-            call()
-        except Exception:  # a bug in logging: never lose the calls after it
-            logger.warning("reporting a send outcome failed", exc_info=True)
-
-    def _report(self) -> None:
-        calls = self._calls
-        assert calls is not None
-        while True:  # ends at the None that close() queues
-            call = calls.get()
-            if call is None:
-                return
-            self._call(call)
-
-    @property
-    def failed(self) -> bool:
-        """True once ``on_result`` raised: the batch should start no further message."""
-        return self.error is not None
-
-    def close(self) -> None:
-        """Wait until every queued call has run (the reporting thread then ends)."""
-        with self._lock:
-            calls, thread = self._calls, self._thread
-            self._background = False  # a late event is then reported on the caller's thread
-        if calls is not None and thread is not None:
-            calls.put(None)
-            thread.join()
-
-    # -- events ----------------------------------------------------------------------------
-
-    def prepare(self, prepare: Callable[[_J, _S], _P]) -> Callable[[_J, _S], _P]:
-        """Wrap ``prepare(job, session)``: record the job's first start and call the hooks."""
-
-        def wrapped(job: _J, session: _S) -> _P:
-            index: int = getattr(job, "index", 0)
-            with self._lock:
-                first = index not in self._starts
-                if first:
-                    self._starts[index] = self._clock()
-                attempt = self._tries[index] = self._tries.get(index, 0) + 1
-            if first and _started:  # no event built when nobody listens
-                event = SendStarted(self._host, self._port, index)
-                self._dispatch(lambda: _started.emit(event))
-            elif not first and _retried:
-                again = SendRetried(self._host, self._port, index, attempt)
-                self._dispatch(lambda: _retried.emit(again))
-            return prepare(job, session)
-
-        return wrapped
-
-    def finished(self, index: int, outcome: SendResult | SMTPError) -> None:
-        """Log a sent message, call the end hooks, then the caller's ``on_result``."""
-        if self._on_result is None and not _finished and not self._log_enabled():
-            return  # nobody listens: no call to queue (most batches in production)
-        with self._lock:
-            started = self._starts.get(index, self._begun) if self._per_message else self._begun
-        elapsed = self._clock() - started
-        self._dispatch(lambda: self._finished(index, outcome, elapsed))
-
-    def _finished(self, index: int, outcome: SendResult | SMTPError, elapsed: float) -> None:
-        if isinstance(outcome, SendResult):
-            self._log(outcome, elapsed)
-        if _finished:  # no event built when nobody listens
-            if isinstance(outcome, SendResult):
-                event = SendFinished(self._host, self._port, index, elapsed, result=outcome)
-            else:
-                event = SendFinished(self._host, self._port, index, elapsed, error=outcome)
-            _finished.emit(event)
-        on_result = self._on_result
-        if on_result is None:
-            return
-        try:
-            on_result(index, outcome)
-        except BaseException as error:  # kept for the caller; later calls are skipped
-            with self._lock:
-                self._on_result = None
-                if self.error is None:
-                    self.error = error

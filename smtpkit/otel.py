@@ -38,16 +38,9 @@ from typing import TYPE_CHECKING
 from smtpkit import __version__, hooks, providers
 from smtpkit.errors import (
     ConfigurationError,
-    ConnectError,
     DeliveryUnknown,
-    InsecureAuthRefused,
-    MessageError,
-    NoCommonMechanism,
     ReplyError,
     SMTPError,
-    TLSError,
-    TLSModeMismatch,
-    TokenRefreshError,
 )
 from smtpkit.replies import Phase
 
@@ -66,23 +59,6 @@ _SCOPE = "smtpkit"
 #: The phases that refuse *this message* (a failure reply there is a refusal, not a failure
 #: to reach the server): MAIL, RCPT, DATA and the reply after the content.
 _MESSAGE_PHASES = frozenset({Phase.MAIL, Phase.RCPT, Phase.DATA, Phase.MESSAGE})
-
-#: Transcript verbs (``C: MAIL FROM:<...>``) to the phase they start, for errors that carry
-#: no phase of their own (a disconnect, a timeout): the last step the client took.
-_VERB_PHASES = {
-    "EHLO": "ehlo",
-    "HELO": "ehlo",
-    "STARTTLS": "starttls",
-    "AUTH": "auth",
-    "MAIL": "mail",
-    "RCPT": "rcpt",
-    "DATA": "data",
-    "BDAT": "message",
-    ".": "message",
-    "RSET": "rset",
-    "NOOP": "noop",
-    "QUIT": "quit",
-}
 
 _lock = threading.Lock()
 #: The instrumentation in force (at most one), guarded by ``_lock``.
@@ -192,27 +168,6 @@ def _provider_for_host(host: str) -> str | None:
     return None if preset is None else preset.name
 
 
-def _phase(outcome: SMTPError | None) -> str:
-    """The step the message reached (see :func:`instrument`)."""
-    if outcome is None or isinstance(outcome, DeliveryUnknown):
-        return Phase.MESSAGE.value
-    if isinstance(outcome, ReplyError):
-        return outcome.phase.value
-    if isinstance(outcome, ConnectError | TLSModeMismatch):
-        return "connect"
-    if isinstance(outcome, TLSError):
-        return "tls"
-    if isinstance(outcome, TokenRefreshError | NoCommonMechanism | InsecureAuthRefused):
-        return Phase.AUTH.value
-    if isinstance(outcome, MessageError):
-        return "prepare"
-    for line in reversed(outcome.transcript):
-        if line.startswith("C: "):
-            verb = line[3:].split(" ", 1)[0].split(":", 1)[0].upper()
-            return _VERB_PHASES.get(verb, "message" if verb.startswith("<") else "unknown")
-    return Phase.GREETING.value if outcome.transcript else "connect"
-
-
 def _result(error: SMTPError | None) -> str:
     if error is None:
         return "sent"
@@ -242,19 +197,20 @@ class _Instrumentation:
             remove()
         self._removers = []
 
-    def _server(self, host: str, port: int, error: SMTPError | None) -> dict[str, AttributeValue]:
+    def _server(self, host: str, port: int, provider: str | None) -> dict[str, AttributeValue]:
         attributes: dict[str, AttributeValue] = {"server.address": host, "server.port": port}
-        provider = getattr(error, "provider", None) or _provider_for_host(host)
-        if isinstance(provider, str):
+        if provider is not None:
             attributes["smtpkit.provider"] = provider
         return attributes
 
     def retried(self, event: hooks.SendRetried) -> None:
-        self.retries.add(1, self._server(event.host, event.port, None))
+        self.retries.add(1, self._server(event.host, event.port, _provider_for_host(event.host)))
 
     def finished(self, event: hooks.SendFinished) -> None:
         error, result = event.error, event.result
-        server = self._server(event.host, event.port, error)
+        # The event says which provider and phase (smtpkit.hooks); one built by hand may not.
+        provider = event.provider or _provider_for_host(event.host)
+        server = self._server(event.host, event.port, provider)
         outcome = _result(error)
         counted: dict[str, AttributeValue] = {**server, "smtpkit.result": outcome}
         if error is not None:
@@ -264,7 +220,7 @@ class _Instrumentation:
 
         attributes: dict[str, AttributeValue] = {
             **counted,
-            "smtpkit.phase": _phase(error),
+            "smtpkit.phase": event.phase or hooks.phase_of(error),
             "smtpkit.batch.index": event.index,
         }
         reply = result.reply if result is not None else getattr(error, "reply", None)

@@ -27,8 +27,8 @@ from smtpkit.drivers._async_pool import AsyncPool
 from smtpkit.drivers._async_quota import admit
 from smtpkit.drivers._batch_state import BatchState
 from smtpkit.drivers._common import Item, Job, Outcome
+from smtpkit.drivers._tracker import SendTracker
 from smtpkit.errors import SMTPError
-from smtpkit.hooks import SendTracker
 
 __all__ = ["AsyncBatch", "OnResult", "Transact"]
 

@@ -47,10 +47,10 @@ from smtpkit.drivers._common import (
 )
 from smtpkit.drivers._pool_state import Pooled, PoolState
 from smtpkit.drivers._quota_gate import QuotaGate, submitter_quota
+from smtpkit.drivers._tracker import SendTracker
 from smtpkit.engine import LinkSettings, Pacing, ReusePolicy, SendOptions
 from smtpkit.engine._result import SendResult
 from smtpkit.errors import ConfigurationError, SMTPError
-from smtpkit.hooks import SendTracker
 from smtpkit.quotas import Quota
 from smtpkit.retry import Retry
 from smtpkit.transports import Transport
@@ -145,6 +145,10 @@ class SubmitterBase(Generic[T]):
         self._endpoint = Endpoint(host.strip(), port, security, tls_context, timeouts.connect)
         self._tls_context = tls_context
         self._preset = providers.find(provider)
+        # What the hooks report as the provider: the preset's name, named or recognised
+        # from the host, else the name given (a family no preset covers, such as "qq").
+        known = self._preset or providers.for_host(host)
+        self._hook_provider = known.name if known is not None else provider
         self._quota = submitter_quota(
             quota, self._preset, auth.username if auth is not None else None, host.strip()
         )
@@ -200,6 +204,7 @@ class SubmitterBase(Generic[T]):
             per_message=per_message,
             background=background,
             log_enabled=info_enabled,
+            provider=self._hook_provider,
         )
 
     def _batch(

@@ -35,11 +35,11 @@ from smtpkit.drivers._common import Outgoing, check_batch_options
 from smtpkit.drivers._sync_batch import SharedPacing, run_batch
 from smtpkit.drivers._sync_io import SyncConnection, SyncDriver
 from smtpkit.drivers._sync_pool import SyncPool
+from smtpkit.drivers._tracker import SendTracker
 from smtpkit.dsn import DSN, ESMTPParams
 from smtpkit.engine import SendOptions
 from smtpkit.engine._result import SendResult
 from smtpkit.errors import SMTPError
-from smtpkit.hooks import SendTracker
 from smtpkit.transports import SocketTransport, Transport
 
 __all__ = ["Submitter"]
