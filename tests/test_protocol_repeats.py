@@ -8,7 +8,7 @@ import base64
 
 import pytest
 
-from smtpkit.errors import MessageError, RemoteProtocolError
+from smtpkit.errors import LocalProtocolError, MessageError, RemoteProtocolError
 from smtpkit.protocol import (
     NEED_DATA,
     ClientConnection,
@@ -165,3 +165,45 @@ def test_a_checked_address_is_known_and_others_are_still_checked() -> None:
     for n in range(2 * _commands._PLAIN_KEPT + 5):
         validate_address(f"u{n}@example.com")
         assert len(_commands._PLAIN_KNOWN) <= _commands._PLAIN_KEPT
+
+
+def test_a_commands_wire_bytes_are_its_line_and_crlf() -> None:
+    for command in (
+        Command.mail("шоп@example.com", ["SMTPUTF8"]),
+        Command.rcpt("b@example.org"),
+        Command.data(),
+        Command.auth("PLAIN", "AGEAYg=="),
+    ):
+        assert command.to_bytes() == command.line.encode("utf-8") + b"\r\n"
+        assert command.wire == command.to_bytes()
+        assert "wire" not in repr(command)
+    assert Command.data() == Command.data()
+
+
+def test_events_are_the_dataclass_values() -> None:
+    conn = ClientConnection()
+    conn.receive_data(b"220 mx\r\n")
+    event = conn.next_event()
+    assert isinstance(event, ReplyReceived)
+    assert event == ReplyReceived(event.command, Reply(220, ("mx",)))
+    with pytest.raises(AttributeError):
+        event.reply = Reply(250, ("x",))  # type: ignore[misc]
+
+
+def test_pipelining_is_read_from_the_latest_ehlo() -> None:
+    conn = ClientConnection()
+    conn.receive_data(b"220 mx\r\n")
+    conn.next_event()
+    conn.send(Command.ehlo("client.example"))
+    conn.receive_data(b"250-mx\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+    conn.next_event()
+    conn.send(Command.starttls())
+    conn.receive_data(b"220 go\r\n")
+    conn.next_event()
+    conn.tls_established()
+    conn.send(Command.ehlo("client.example"))
+    conn.receive_data(b"250 mx\r\n")  # no PIPELINING after TLS
+    conn.next_event()
+    conn.send(Command.mail("a@example.com"))
+    with pytest.raises(LocalProtocolError, match="PIPELINING"):
+        conn.send(Command.rcpt("b@example.com"))

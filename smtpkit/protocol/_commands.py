@@ -156,10 +156,16 @@ class Command:
     redacted: str
     address: str | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    #: :meth:`to_bytes`, encoded once (commands are immutable, and MAIL, RCPT and DATA are
+    #: given out again for every message).
+    wire: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "wire", self.line.encode("utf-8") + b"\r\n")
 
     def to_bytes(self) -> bytes:
         """The command as it travels, CRLF-terminated, UTF-8 (RFC 6531 §3.3 when SMTPUTF8)."""
-        return self.line.encode("utf-8") + b"\r\n"
+        return self.wire
 
     @classmethod
     def _plain(cls, verb: str, line: str, phase: Phase, address: str | None = None) -> Command:

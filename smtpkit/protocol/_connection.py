@@ -82,6 +82,22 @@ class ConnectionClosed:
 Event = ReplyReceived | ConnectionClosed | Literal[_Signal.NEED_DATA]
 
 
+# ReplyReceived is made for every reply: its frozen dataclass __init__ sets each field with
+# object.__setattr__ from Python code; setting the slots directly gives the same value for
+# half the cost.
+_new = object.__new__
+_set_command = vars(ReplyReceived)["command"].__set__  # the slots' member descriptors
+_set_reply = vars(ReplyReceived)["reply"].__set__
+
+
+def _received(command: Command, reply: Reply) -> ReplyReceived:
+    """``ReplyReceived(command, reply)``."""
+    event: ReplyReceived = _new(ReplyReceived)
+    _set_command(event, command)
+    _set_reply(event, reply)
+    return event
+
+
 def _kind(command: Command) -> str:
     if command.verb == "BDAT" and command.phase is Phase.MESSAGE:
         return "BDAT LAST"
@@ -106,6 +122,7 @@ class ClientConnection:
         self._parser = ReplyParser()
         self._pending: deque[Command] = deque([_GREETING])
         self._extensions: Extensions | None = None
+        self._pipelining = False  # the server offered PIPELINING (read once per EHLO)
         self._authenticated = False
         self._encoder: ContentEncoder | None = None
         self._eof = False
@@ -163,15 +180,16 @@ class ClientConnection:
             LocalProtocolError: the command is not allowed in the current state, or another
                 command is awaiting its reply and the server did not offer PIPELINING.
         """
-        kind = _kind(command)
-        next_state = self._check(kind)
-        self._state = next_state
+        kind = command.verb
+        if kind == "BDAT" and command.phase is Phase.MESSAGE:
+            kind = "BDAT LAST"
+        self._state = self._check(kind)
         self._pending.append(command)
         self._transcript.append(command)
         if command.secrets:
             self._mask.add(command.secrets)
             self._masking = True
-        return command.to_bytes()
+        return command.wire
 
     def send_chunk(self, data: bytes, *, last: bool) -> bytes:
         """``BDAT`` with its chunk (RFC 3030 §2): the command line followed by ``data``."""
@@ -211,11 +229,11 @@ class ClientConnection:
         return tail
 
     def _check(self, kind: str) -> State:
-        shown = kind or "an AUTH continuation"
         next_state = SEND.get((self._state, kind))
+        shown = kind or "an AUTH continuation"
         if next_state is None:
             raise LocalProtocolError(f"cannot send {shown} in state {self._state.value!r}")
-        if self._pending and not (self._extensions and self._extensions.pipelining):
+        if self._pending and not self._pipelining:
             raise LocalProtocolError(
                 f"cannot send {shown} while {self._pending[0].redacted!r} awaits its reply: "
                 "the server did not offer PIPELINING"
@@ -268,14 +286,14 @@ class ClientConnection:
             return ReplyReceived(None, reply)
         command = self._pending.popleft()
         self._on_reply(command, reply)
-        return ReplyReceived(command, reply)
+        return _received(command, reply)
 
     def _answers_auth(self) -> bool:
         """Whether the next reply answers an AUTH line (or its continuation)."""
         return bool(self._pending) and self._pending[0].verb in ("AUTH", "")
 
     def _on_reply(self, command: Command, reply: Reply) -> None:
-        kind = _kind(command)
+        kind = command.verb  # BDAT (LAST) is not synchronising: _kind would change nothing
         if kind in SYNCHRONISING and self._state is not State.CLOSED:
             next_state = ON_REPLY.get((self._state, ReplyKind.of(reply.code)))
             if next_state is None:
@@ -284,9 +302,10 @@ class ClientConnection:
                     f"unexpected reply {reply.code} to {command.redacted or 'AUTH continuation'}"
                 )
             if kind in ("EHLO", "HELO") and next_state is State.READY:
-                self._extensions = (
+                self._extensions = extensions = (
                     Extensions.from_reply(reply) if kind == "EHLO" else Extensions(reply.lines[0])
                 )
+                self._pipelining = extensions.pipelining
             if kind in ("AUTH", "") and reply.code == 235:
                 self._authenticated = True
             self._state = next_state
@@ -311,6 +330,7 @@ class ClientConnection:
         if dropped:
             self._transcript.append(f"-- discarded {dropped} octets sent in plaintext after 220")
         self._extensions = None
+        self._pipelining = False
         self._authenticated = False
         self._state = State.GREETED
         self._transcript.append("-- TLS established")
