@@ -4,8 +4,8 @@ A module-level Submitter in a web app used to open a connection and log in for e
 ``send()`` outside a ``with`` block, which invites Gmail's ``454 4.7.0 Too many login
 attempts``. Now its pool lives as long as the Submitter: an idle connection is reused (with a
 NOOP check after ``health_check_after``), closed once idle longer than ``idle_timeout``, by
-``close()``, when the Submitter is garbage-collected, and at interpreter exit; a forked child
-never uses its parent's connections.
+``close()`` and at interpreter exit (with QUIT), when the Submitter is garbage-collected
+(closed without QUIT); a forked child never uses its parent's connections.
 """
 
 from __future__ import annotations
@@ -113,7 +113,9 @@ def test_an_idle_connection_past_idle_timeout_is_closed_not_reused() -> None:
         submitter.close()
 
 
-def test_a_garbage_collected_submitter_quits_its_connections() -> None:
+def test_a_garbage_collected_submitter_closes_its_connections_without_quit() -> None:
+    # The collector runs finalizers on any thread: no QUIT and no wait there, the socket is
+    # just closed (tests/test_shutdown_quit.py measures it against a server silent on QUIT).
     with ScriptedServer() as server:
         submitter = on_loopback(server)
         submitter.send(message(1))
@@ -121,7 +123,7 @@ def test_a_garbage_collected_submitter_quits_its_connections() -> None:
         gc.collect()
 
         server.wait_closed(1)
-        assert verbs(server.sessions[0])[-1] == "QUIT"
+        assert verbs(server.sessions[0]) == ["EHLO", "MAIL", "RCPT", "DATA"]
 
 
 def run_script(server: ScriptedServer, body: str) -> subprocess.CompletedProcess[str]:

@@ -169,6 +169,35 @@ class DriverBase(Generic[TR]):
         """QUIT (when still usable) and close."""
         return close_link(link)
 
+    def closing_by(self, link: Link, deadline: float) -> Steps[None]:
+        """:meth:`closing`, with every wait ending by ``deadline`` at the latest.
+
+        For shutdown: several connections share one budget for their QUIT replies
+        (RFC 5321 §4.1.1.10: the client SHOULD wait for the reply to QUIT, but an
+        application that is closing must not hang on a server that never sends it). A
+        wait cut short is an ``OperationTimeout``, which closing swallows like any other.
+        """
+        steps = self.closing(link)
+        effect = steps.send(None)
+        try:
+            while True:
+                if type(effect) is Receive and effect.deadline > deadline:
+                    effect = Receive(deadline)
+                elif type(effect) is Write:
+                    # Never 0: a zero socket timeout means non-blocking, not "no time left".
+                    left = max(deadline - self.clock(), 0.001)
+                    effect = Write(effect.data, min(effect.timeout, left))
+                try:
+                    answer = yield effect
+                except SMTPError as error:
+                    effect = steps.throw(error)
+                else:
+                    effect = steps.send(answer)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            steps.close()
+
     @staticmethod
     def probing(link: Link) -> Steps[bool]:
         """NOOP before reusing an idle link."""

@@ -9,9 +9,10 @@ Invariants:
     * ``send`` returns a :class:`~smtpkit.SendResult` only for a message the server accepted.
     * Connections are kept across calls, as ``httpx.Client`` keeps them: one login per
       connection, reused by later ``send``/``send_many`` calls until idle longer than
-      ``idle_timeout``, ``close()`` (or the end of a ``with`` block), garbage collection of
-      the Submitter, or interpreter exit, each of which sends QUIT. A forked child never
-      uses its parent's connections.
+      ``idle_timeout``, ``close()`` (or the end of a ``with`` block) or interpreter exit,
+      which send QUIT within one short budget for all connections together, or garbage
+      collection of the Submitter, which closes the sockets without QUIT or any wait. A
+      forked child never uses its parent's connections.
     * A reused connection the server closed while idle is replaced transparently, but only
       when the server had not accepted anything of the message (so no message is ever sent
       twice).
@@ -129,9 +130,13 @@ class Submitter(SubmitterBase[Transport]):
         self._pool = SyncPool(self._pool_state(SyncConnection), driver)
         self._keep_lock = threading.Lock()
         self._keep_open = 0  # nesting depth of with-blocks / open() calls
-        # Kept connections live as long as the Submitter: QUIT when it is garbage-collected
-        # or, at the latest, at interpreter exit (weakref.finalize runs at exit).
-        self._finalizer = weakref.finalize(self, self._pool.close)
+        # Kept connections live as long as the Submitter. Garbage collection closes their
+        # sockets without QUIT (SyncPool.abandon: the collector may run on any thread, which
+        # must not block on the network); interpreter exit says QUIT within a shared
+        # budget of about a second (smtpkit.drivers._sync_pool.close_at_exit), so the
+        # finalizer does not run at exit.
+        self._finalizer = weakref.finalize(self, self._pool.abandon)
+        self._finalizer.atexit = False
 
     # -- connections ---------------------------------------------------------------------
 
@@ -154,8 +159,11 @@ class Submitter(SubmitterBase[Transport]):
     def close(self) -> None:
         """Send QUIT on every kept connection and close them. Never raises.
 
-        Connections other threads are using are closed when they finish with them. The
-        Submitter stays usable: a later send opens a new connection.
+        The QUIT replies are waited for within one budget for all connections together
+        (the command timeout, at most 5 s), so a server that stopped answering cannot make
+        ``close()`` take a timeout per connection. Connections other threads are using are
+        closed when they finish with them. The Submitter stays usable: a later send opens a
+        new connection.
         """
         with self._keep_lock:
             self._keep_open = max(0, self._keep_open - 1)
