@@ -6,7 +6,8 @@ Invariants:
       injection family). Addresses may not contain ``<``, ``>`` or spaces (a space only
       inside a quoted local part, RFC 5321 §4.1.2).
     * A command line, CRLF included, never exceeds :data:`MAX_COMMAND_LINE` octets except AUTH
-      continuation lines, which RFC 4954 §4 lets grow to 12288 octets.
+      continuation lines, which RFC 4954 §4 lets grow to 12288 octets, and MAIL/RCPT lines
+      carrying DSN parameters, which RFC 3461 lets grow by :data:`DSN_LINE_EXTRA`.
     * ``Command.redacted`` is what transcripts and errors show: AUTH payloads never appear.
     * Commands are immutable values: the ``MAIL`` and ``RCPT`` commands built for an address
       and its parameters are kept (a bounded table) and given out again, so a sender used
@@ -31,6 +32,10 @@ __all__ = [
 
 #: RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF.
 MAX_COMMAND_LINE = 512
+#: RFC 3461 (DSN) raises the limit of a RCPT line by 500 octets for NOTIFY and ORCPT; a MAIL
+#: line carrying RET or ENVID is given the same allowance. Other lines keep 512.
+DSN_LINE_EXTRA = 500
+_DSN_KEYWORDS = {"MAIL": ("RET=", "ENVID="), "RCPT": ("NOTIFY=", "ORCPT=")}
 #: RFC 4954 §4: servers must accept AUTH continuation lines of at least 12288 octets.
 MAX_AUTH_LINE = 12288
 
@@ -168,14 +173,30 @@ class Command:
         return self.wire
 
     @classmethod
-    def _plain(cls, verb: str, line: str, phase: Phase, address: str | None = None) -> Command:
+    def _plain(
+        cls,
+        verb: str,
+        line: str,
+        phase: Phase,
+        address: str | None = None,
+        params: Sequence[str] = (),
+    ) -> Command:
         _refuse_controls(f"{verb} command", line)
         size = len(line.encode("utf-8")) + 2
         if size > MAX_COMMAND_LINE:
-            raise MessageError(
-                f"{verb} command would be {size} octets; RFC 5321 §4.5.3.1.4 allows "
-                f"{MAX_COMMAND_LINE} including CRLF"
-            )
+            dsn = _DSN_KEYWORDS.get(verb, ())
+            if dsn and any(p.upper().startswith(dsn) for p in params):
+                if size > MAX_COMMAND_LINE + DSN_LINE_EXTRA:
+                    raise MessageError(
+                        f"{verb} command would be {size} octets; with DSN parameters "
+                        f"RFC 3461 allows {MAX_COMMAND_LINE + DSN_LINE_EXTRA} including CRLF",
+                        hint="shorten the ORCPT or ENVID value, or the other parameters",
+                    )
+            else:
+                raise MessageError(
+                    f"{verb} command would be {size} octets; RFC 5321 §4.5.3.1.4 allows "
+                    f"{MAX_COMMAND_LINE} including CRLF"
+                )
         return cls(verb, line, phase, line, address)
 
     @classmethod
@@ -202,7 +223,7 @@ class Command:
             return known
         validate_address(sender, what="sender")
         tail = "".join(f" {p}" for p in _validate_params(params))
-        command = cls._plain("MAIL", f"MAIL FROM:<{sender}>{tail}", Phase.MAIL, sender)
+        command = cls._plain("MAIL", f"MAIL FROM:<{sender}>{tail}", Phase.MAIL, sender, params)
         return _keep(key, command)
 
     @classmethod
@@ -216,7 +237,7 @@ class Command:
             raise MessageError("a recipient address cannot be empty")
         validate_address(recipient, what="recipient")
         tail = "".join(f" {p}" for p in _validate_params(params))
-        command = cls._plain("RCPT", f"RCPT TO:<{recipient}>{tail}", Phase.RCPT, recipient)
+        command = cls._plain("RCPT", f"RCPT TO:<{recipient}>{tail}", Phase.RCPT, recipient, params)
         return _keep(key, command)
 
     @classmethod

@@ -158,6 +158,12 @@ class Handler:
                 # asks of a pipelining server; CHUNKING and DSN are played by the protocol.
                 lines += [f"250-{keyword}" for keyword in self._advertise]
             lines.append(line)
+        if "DSN" in self._advertise:
+            # RFC 3461: a RCPT line with NOTIFY/ORCPT (and MAIL with RET/ENVID) may run 500
+            # octets past RFC 5321's 512; a real DSN server accepts it, so this one does too.
+            limits = server.command_size_limits
+            for verb in ("MAIL", "RCPT"):
+                limits[verb] = max(limits[verb], server.command_size_limit + 500)
         return lines
 
     async def handle_HELO(

@@ -27,6 +27,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import collections
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -101,6 +102,9 @@ class LocalSMTP(SMTP):
     ) -> None:
         super().__init__(handler, **kwargs)
         self.line_length_limit = SMTP.line_length_limit
+        # aiosmtpd keeps these limits in one class-level dict that every new session clears
+        # and every EHLO raises: one per session keeps a DSN server's larger limits its own.
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
         self.extensions = extensions
         self.state: ServerState = handler.state
         self._sessions = sessions
