@@ -22,6 +22,7 @@ from smtpkit.errors import (
     DeliveryUnknown,
     DSNNotOffered,
     EncryptionRequired,
+    ExtensionNotOffered,
     InsecureAuthRefused,
     InvalidCredentials,
     LocalProtocolError,
@@ -122,6 +123,7 @@ def build_instances() -> list[SMTPError]:
         )
     )
     out.append(QuotaStoreUnavailable("store down", store="sqlite /x.db", hint="check it"))
+    out.append(ExtensionNotOffered("needs SMTPUTF8", extension="SMTPUTF8", hint="use another"))
     out.append(
         NoCommonMechanism(
             offered=["XOAUTH2", "OAUTHBEARER"],

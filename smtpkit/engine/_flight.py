@@ -23,6 +23,7 @@ from smtpkit.engine._link import Link
 from smtpkit.engine._result import SendResult
 from smtpkit.errors import (
     ConnectionStale,
+    ExtensionNotOffered,
     MessageError,
     MessageTooLarge,
     SMTPError,
@@ -95,8 +96,8 @@ def mail_params(
 
     Raises:
         MessageTooLarge: the message exceeds the advertised SIZE (nothing is sent).
-        MessageError: the message needs SMTPUTF8/8BITMIME and the server lacks it, or it
-            has more recipients than the provider preset allows per message.
+        ExtensionNotOffered: the message needs SMTPUTF8/8BITMIME and the server lacks it.
+        MessageError: it has more recipients than the provider preset allows per message.
     """
     if extensions is None:
         extensions = link.extensions
@@ -133,16 +134,18 @@ def mail_params(
         params.append(f"SIZE={size}")
     if prepared.body_type is BodyType.EIGHT_BIT_MIME:
         if not extensions.eight_bit_mime:
-            raise MessageError(
+            raise ExtensionNotOffered(
                 "the message has 8-bit content and the server does not offer 8BITMIME",
+                extension="8BITMIME",
                 hint="send an EmailMessage (smtpkit re-encodes it) or 7-bit bytes",
             )
         params.append("BODY=8BITMIME")
     if prepared.needs_smtputf8:
         if not extensions.smtputf8:
-            raise MessageError(
+            raise ExtensionNotOffered(
                 "the message has non-ASCII addresses and the server does not offer "
                 "SMTPUTF8 (RFC 6531)",
+                extension="SMTPUTF8",
                 hint="use ASCII addresses (IDNA domains are converted automatically)",
             )
         params.append("SMTPUTF8")

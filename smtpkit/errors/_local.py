@@ -21,6 +21,7 @@ from smtpkit.errors._base import SMTPError
 __all__ = [
     "ConfigurationError",
     "DSNNotOffered",
+    "ExtensionNotOffered",
     "LocalProtocolError",
     "MessageError",
     "QuotaExceeded",
@@ -36,12 +37,44 @@ class MessageError(SMTPError, ValueError):
     """The message or envelope cannot be sent as given (bad address, bare CR/LF, ...)."""
 
 
-class DSNNotOffered(MessageError):
+class ExtensionNotOffered(MessageError):
+    """The message needs an SMTP extension the server did not advertise in its EHLO reply.
+
+    Raised before ``MAIL``, so nothing of the message was sent and a server that offers the
+    extension may take it unchanged (:class:`smtpkit.Failover` moves it there). Raised for
+    ``SMTPUTF8`` (a non-ASCII address or raw UTF-8 headers, RFC 6531 §3.4), ``8BITMIME``
+    (8-bit content that cannot be re-encoded, RFC 6152 §3) and ``DSN``
+    (:class:`DSNNotOffered`, RFC 3461 §3).
+
+    Attributes:
+        extension: the EHLO keyword the message needs (``"SMTPUTF8"``, ``"8BITMIME"``,
+            ``"DSN"``).
+    """
+
+    #: The keyword when none is given (a subclass names its own).
+    default_extension = ""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        extension: str | None = None,
+        hint: str | None = None,
+        transcript: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, hint=hint, transcript=transcript)
+        self.extension = self.default_extension if extension is None else extension
+
+
+class DSNNotOffered(ExtensionNotOffered):
     """Delivery status notifications were asked for and the server does not offer DSN.
 
     Raised before ``MAIL``: RFC 3461 §3 forbids DSN parameters to a server that did not
     advertise DSN, so nothing of the message was sent and another server may take it.
+    ``extension`` is ``"DSN"``.
     """
+
+    default_extension = "DSN"
 
 
 class LocalProtocolError(SMTPError):

@@ -7,7 +7,8 @@
     │   ├── InsecureAuthRefused            AUTH would cross an unencrypted link
     │   └── NoCommonMechanism              no AUTH mechanism both sides speak
     ├── MessageError(ValueError)           the message/envelope cannot be sent as given
-    │   └── DSNNotOffered                  DSN asked for; the server does not offer it
+    │   └── ExtensionNotOffered            needs an extension not offered (.extension)
+    │       └── DSNNotOffered              DSN asked for; the server does not offer it
     ├── LocalProtocolError                 the caller drove the protocol core out of order
     ├── TokenRefreshError                  an OAuth2 token could not be obtained
     │   └── StoreLockTimeout(TimeoutError) a token store stayed locked too long
@@ -91,6 +92,7 @@ from smtpkit.errors._base import (
 from smtpkit.errors._local import (
     ConfigurationError,
     DSNNotOffered,
+    ExtensionNotOffered,
     LocalProtocolError,
     MessageError,
     QuotaExceeded,
@@ -138,6 +140,7 @@ __all__ = [
     "DSNNotOffered",
     "DeliveryUnknown",
     "EncryptionRequired",
+    "ExtensionNotOffered",
     "InsecureAuthRefused",
     "InvalidCredentials",
     "LocalProtocolError",

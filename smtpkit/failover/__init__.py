@@ -92,8 +92,11 @@ class Failover(FailoverBase[Submitter]):
     the message is the message's own outcome and is not tried elsewhere, and
     ``DeliveryUnknown`` (the connection failed after the final ``.``) is returned or raised
     as it is: the message may have been delivered, and a resend could deliver it twice.
-    A DSN request refused before ``MAIL`` because the server does not offer DSN moves on
-    as well (nothing was sent; another server may offer it), without a cool-down.
+    A message refused before ``MAIL`` because it needs an extension the server does not
+    offer (``ExtensionNotOffered``: ``SMTPUTF8`` for a non-ASCII address, ``8BITMIME`` for
+    8-bit raw bytes, ``DSN`` for a DSN request) moves on as well (nothing was sent; another
+    server may offer it), without a cool-down; when no server is left, its hint names the
+    extension.
 
     A server that failed that way (or lost a connection after the content) is skipped for
     ``cooldown`` seconds. When every server is cooling down, a message is still tried
@@ -168,9 +171,10 @@ class Failover(FailoverBase[Submitter]):
 
         Args:
             message, sender, recipients, dsn, params, dkim: as for
-                :meth:`smtpkit.Submitter.send`, handed to each server tried. A DSN request
-                a server cannot take (it does not offer DSN) moves on to the next server
-                without cooling that one down (:func:`~smtpkit.failover._board.may_move`).
+                :meth:`smtpkit.Submitter.send`, handed to each server tried. A message a
+                server cannot take because it lacks an extension the message needs
+                (SMTPUTF8, 8BITMIME, DSN) moves on to the next server without cooling that
+                one down (:func:`~smtpkit.failover._board.may_move`).
 
         Returns:
             A :class:`FailoverResult`: the server's ``SendResult`` and which server it was.

@@ -15,10 +15,12 @@ Invariants:
       sent, and it is about the account of that server, not the message.
     * A 5xx refusal of the sender, a recipient or the message is the message's own
       outcome: another server would refuse it too (and a second refusal teaches nothing).
-    * A message that asked for DSN with ``IfUnsupported.REFUSE`` and met a server that
-      does not offer DSN moves too (:func:`lacks_dsn`): the refusal comes before ``MAIL``,
-      so nothing was sent, and another server may offer DSN. That server is not cooled
-      down: it still takes messages that do not ask for DSN.
+    * A message that needs an extension the server does not offer moves too
+      (:func:`lacks_extension`): ``SMTPUTF8`` for a non-ASCII address, ``8BITMIME`` for
+      8-bit content that cannot be re-encoded, ``DSN`` asked for with
+      ``IfUnsupported.REFUSE``. The refusal (``ExtensionNotOffered``) comes before ``MAIL``,
+      so nothing was sent, and another server may offer the extension. That server is not
+      cooled down: it is healthy and still takes messages that do not need it.
     * A message is tried on each server at most once.
     * A server that failed is skipped until its cool-down ends. When every server is
       cooling down, a message's *first* try goes to the server whose cool-down ends first
@@ -41,6 +43,7 @@ from smtpkit.errors import (
     ConfigurationError,
     DeliveryUnknown,
     DSNNotOffered,
+    ExtensionNotOffered,
     InsecureAuthRefused,
     NoCommonMechanism,
     QuotaExceeded,
@@ -59,6 +62,7 @@ __all__ = [
     "check_cooldown",
     "is_server_failure",
     "lacks_dsn",
+    "lacks_extension",
     "may_move",
 ]
 
@@ -145,12 +149,19 @@ def is_server_failure(error: BaseException) -> bool:
     return error.is_transient
 
 
-def lacks_dsn(error: BaseException) -> bool:
-    """Whether ``error`` is the refusal of a DSN request by a server that does not offer DSN.
+def lacks_extension(error: BaseException) -> bool:
+    """Whether ``error`` is a message refused because the server lacks an extension it needs.
 
-    Raised before ``MAIL`` (RFC 3461 §3 forbids DSN parameters to such a server), so
-    nothing was sent; another server may offer DSN.
+    ``ExtensionNotOffered`` (``SMTPUTF8``, RFC 6531 §3.4; ``8BITMIME``, RFC 6152 §3;
+    ``DSN``, RFC 3461 §3) is raised before ``MAIL``, so nothing was sent; another server
+    may offer the extension. Recognised by class, never by wording.
     """
+    return isinstance(error, ExtensionNotOffered)
+
+
+def lacks_dsn(error: BaseException) -> bool:
+    """Whether ``error`` is the refusal of a DSN request by a server that does not offer DSN
+    (:func:`lacks_extension` for ``DSN``)."""
     return isinstance(error, DSNNotOffered)
 
 
@@ -158,10 +169,11 @@ def may_move(error: BaseException) -> bool:
     """Whether a message that ended with ``error`` may go on to another server.
 
     True for a server failure (:func:`is_server_failure`, which also cools the server
-    down) and for a DSN request the server cannot take (:func:`lacks_dsn`, which does not:
-    the server is fine for messages without DSN).
+    down) and for a message that needs an extension the server does not offer
+    (:func:`lacks_extension`, which does not: the server is healthy and takes messages
+    that do not need it).
     """
-    return is_server_failure(error) or lacks_dsn(error)
+    return is_server_failure(error) or lacks_extension(error)
 
 
 def check_cooldown(cooldown: object) -> float:

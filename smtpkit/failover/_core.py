@@ -13,6 +13,9 @@ Invariants:
     * :class:`BatchBook` gives each message one final outcome; after :meth:`BatchBook.stop`
       a message that met only server failures has none (``None``: not sent, may be sent
       again), as ``BatchInterrupted`` documents.
+    * A message that needed an extension no server left to try offers ends with the last
+      ``ExtensionNotOffered``, whose hint (on the copy) names the extension and the server
+      (:func:`exhausted`); :class:`Route` and :class:`BatchBook` both end that way.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from smtpkit import BatchInterrupted, SendResult
-from smtpkit.errors import ConfigurationError, DeliveryUnknown, SMTPError
+from smtpkit.errors import ConfigurationError, DeliveryUnknown, ExtensionNotOffered, SMTPError
 from smtpkit.failover._board import (
     Board,
     FailoverStrategy,
@@ -40,6 +43,7 @@ __all__ = [
     "FailoverResult",
     "Route",
     "annotate",
+    "exhausted",
     "handled_by",
     "server_labels",
 ]
@@ -113,6 +117,26 @@ def annotate(error: SMTPError, server: str, tried: Sequence[str]) -> SMTPError:
     routed.__cause__ = error.__cause__
     routed.__suppress_context__ = error.__suppress_context__
     return routed.with_traceback(error.__traceback__)
+
+
+def exhausted(error: SMTPError) -> SMTPError:
+    """The outcome of a message that may move on but has no server left to try.
+
+    ``error`` is an :func:`annotate` copy. For an ``ExtensionNotOffered`` its hint says
+    what would take the message: a server that offers the extension (the refusal's own
+    hint, e.g. "use an ASCII address", follows). Any other error is returned as it is.
+    """
+    if not isinstance(error, ExtensionNotOffered):
+        return error
+    server = getattr(error, "server", "the server")
+    tried = getattr(error, "servers_tried", ())
+    extension = error.extension or "the extension it needs"
+    hint = f"{server}, the last server tried, does not offer {extension}; list a server that "
+    hint += f"offers {extension} among the failover's servers"
+    if len(tried) > 1:
+        hint += f" (tried: {', '.join(tried)})"
+    error.hint = f"{hint}; or: {error.hint}" if error.hint else hint
+    return error
 
 
 class FailoverBase(Generic[S]):
@@ -223,6 +247,8 @@ class Route:
         while not self._stopped:
             server = self._board.pick(self._order, self._tried)
             if server is None:
+                if self._failure is not None:
+                    self._failure = exhausted(self._failure)
                 return
             self._tried.append(server)
             yield server
@@ -332,6 +358,7 @@ class BatchBook:
                     if following is not None:
                         self._next[index] = following
                         return None
+                    final = exhausted(final)
         self.outcomes[index] = final
         return final
 

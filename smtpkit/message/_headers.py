@@ -14,7 +14,7 @@ from email.headerregistry import AddressHeader, Group, HeaderRegistry
 from email.message import Message
 from email.utils import formataddr, getaddresses
 
-from smtpkit.errors import MessageError
+from smtpkit.errors import ExtensionNotOffered, MessageError
 
 __all__ = [
     "ADDRESS_HEADERS",
@@ -296,9 +296,10 @@ def _punycode_value(name: str, value: str) -> str:
         mailboxes = []
         for address in group.addresses:
             if not address.username.isascii():
-                raise MessageError(
+                raise ExtensionNotOffered(
                     f"the address {address.addr_spec!r} in {name} has a non-ASCII local part, "
                     "which needs SMTPUTF8 (RFC 6531)",
+                    extension="SMTPUTF8",
                     hint="use an ASCII address; if the server offers SMTPUTF8, build the "
                     "message with EmailMessage and policy.default",
                 )
@@ -322,7 +323,8 @@ def punycode_header_addresses(message: Message, names: Sequence[str]) -> None:
     way to replace the n-th occurrence of a field.
 
     Raises:
-        MessageError: an address has a non-ASCII local part, which only SMTPUTF8 can carry.
+        ExtensionNotOffered: an address has a non-ASCII local part, which only SMTPUTF8 can
+            carry (a MessageError).
     """
     wanted = {name.lower() for name in names}
     # items() (not raw_items()) gives values the policy can store again: header objects for

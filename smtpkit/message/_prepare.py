@@ -14,7 +14,7 @@ from email import errors as email_errors
 from email.message import Message
 from email.policy import EmailPolicy
 
-from smtpkit.errors import MessageError
+from smtpkit.errors import ExtensionNotOffered, MessageError
 from smtpkit.message._headers import (
     check_header_injection,
     check_raw_header_breaks,
@@ -92,7 +92,7 @@ def prepare_message(
         MessageError: no sender or recipients can be found, an address is invalid, a header
             would inject a line, a line is too long and cannot be re-encoded, the ``email``
             package cannot read or write the message, or the content needs an extension
-            the server lacks.
+            the server lacks (``ExtensionNotOffered``, naming it: SMTPUTF8 or 8BITMIME).
 
     Example::
 
@@ -170,8 +170,9 @@ def _ascii_address(address: str) -> str:
         return address
     local, domain = split_address(address)
     if not local.isascii():
-        raise MessageError(
+        raise ExtensionNotOffered(
             f"the address {address!r} has a non-ASCII local part",
+            extension="SMTPUTF8",
             hint="the server does not offer SMTPUTF8 (RFC 6531); use an ASCII address "
             "or a server that supports internationalized email",
         )
@@ -199,17 +200,19 @@ def _prepare_bytes(
     if raw_utf8_headers:
         _require_utf8(head)
         if not utf8_allowed:
-            raise MessageError(
+            raise ExtensionNotOffered(
                 "the headers hold raw 8-bit (UTF-8) text but the server does not offer "
                 "SMTPUTF8 (RFC 6531)",
+                extension="SMTPUTF8",
                 hint="encode non-ASCII header text with RFC 2047 encoded-words (or pass an "
                 "EmailMessage, which does), or use a server that offers SMTPUTF8",
             )
     _refuse_long_lines(data)
     eight_bit = wire.eight_bit
     if eight_bit and not eight_bit_allowed:
-        raise MessageError(
+        raise ExtensionNotOffered(
             "the message has 8-bit octets but the server does not offer 8BITMIME",
+            extension="8BITMIME",
             hint="encode the body as quoted-printable or base64 (RFC 6152 §3), or pass an "
             "EmailMessage so smtpkit can re-encode it",
         )
@@ -287,22 +290,31 @@ def _prepare_object(
         if non_ascii and not use_utf8:
             # Without SMTPUTF8 an addr-spec must be ASCII (RFC 2047 §5 forbids encoded-words
             # there): punycode the domains, refuse non-ASCII local parts.
-            punycode_header_addresses(top, non_ascii)
+            try:
+                punycode_header_addresses(top, non_ascii)
+            except ExtensionNotOffered as exc:
+                if not utf8_allowed:
+                    raise
+                # SMTPUTF8 is offered, but a compat32 message cannot be written with it:
+                # the server lacks nothing, so this is not an ExtensionNotOffered.
+                raise MessageError(exc.message, hint=exc.hint) from None
         wire = serialise(top, utf8=use_utf8, seven_bit=seven_bit)
     eight_bit = wire.eight_bit
     raw_utf8_headers = eight_bit and not wire.head().isascii()
     if raw_utf8_headers:
         _require_utf8(wire.head())
     if raw_utf8_headers and not utf8_allowed:
-        raise MessageError(
+        raise ExtensionNotOffered(
             "the headers hold raw 8-bit text but the server does not offer SMTPUTF8",
+            extension="SMTPUTF8",
             hint="use RFC 2047 encoded-words (build the message with EmailMessage) or a "
             "server that offers SMTPUTF8 (RFC 6531)",
         )
     if eight_bit and not eight_bit_allowed:
-        raise MessageError(
+        raise ExtensionNotOffered(
             "the message has 8-bit octets that cannot be re-encoded, and the server does "
             "not offer 8BITMIME",
+            extension="8BITMIME",
             hint="give 8-bit text parts a charset, or use a server that offers 8BITMIME",
         )
     return PreparedMessage(
