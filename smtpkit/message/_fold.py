@@ -165,21 +165,45 @@ class Folder:
             return None
 
     def head(self, headers: list[tuple[str, Any]]) -> bytes:
-        """All of ``headers`` folded, as :meth:`fold` would write them one by one."""
-        lines = []
-        for name, value in headers:
-            line = self.quick_text(name, value)
-            if line is None:
-                break
-            lines.append(line)
-        else:
-            text = "".join(lines)
-            if text.isascii():
-                return text.encode("ascii")
-            try:
-                return text.encode("utf-8")
-            except UnicodeEncodeError:
-                pass
+        """All of ``headers`` folded, as :meth:`fold` would write them one by one.
+
+        The loop is :meth:`quick_text` with :meth:`_line` written out (one call per field
+        instead of three): a message's fields are folded here, every message.
+        """
+        limit = self.limit
+        if limit:
+            lines: list[str] = []
+            add = lines.append
+            sep = self.linesep
+            refold_all = self.refold_all
+            non_ascii_ok = self.utf8 and self.email_policy
+            pair = self._pair
+            for name, value in headers:
+                if type(value) is str and not refold_all:
+                    label, text = name, value
+                else:
+                    found = pair(name, value)
+                    if found is None:
+                        break
+                    if isinstance(found, str):
+                        add(found)
+                        continue
+                    label, text = found
+                if (
+                    len(label) + 2 + len(text) > limit
+                    or not text.isprintable()
+                    or (not non_ascii_ok and not text.isascii())
+                ):
+                    break
+                add(f"{label}: {text}{sep}")
+            else:
+                text = "".join(lines)
+                if text.isascii():
+                    return text.encode("ascii")
+                try:
+                    return text.encode("utf-8")
+                except UnicodeEncodeError:
+                    pass
         return b"".join([self.fold(name, value) for name, value in headers])
 
     def quick_text(self, name: str, value: Any) -> str | None:
@@ -190,15 +214,23 @@ class Folder:
         """
         if not self.limit:
             return None
-        kind = type(value)
-        if kind is str:  # text, the common case of compat32 and of generated values
+        if type(value) is str:  # text, the common case of compat32 and of generated values
             return None if self.refold_all else self._line(name, value)
+        found = self._pair(name, value)
+        if found is None or type(found) is str:
+            return found
+        return self._line(*found)
+
+    def _pair(self, name: str, value: Any) -> tuple[str, str] | str | None:
+        """For a value that is not a plain ``str``: the label and text :meth:`_line` would
+        write, the whole line for an empty header, or ``None`` (the stock folder decides)."""
+        kind = type(value)
         decoded_is_tree = _HEADER_KINDS.get(kind)
         if decoded_is_tree is None:
             decoded_is_tree = _header_kind(kind)
         if decoded_is_tree is _NOT_A_HEADER:
             if isinstance(value, str) and not hasattr(value, "name"):
-                return None if self.refold_all else self._line(name, value)
+                return None if self.refold_all else (name, value)
             return None  # a compat32 Header, or a header class that folds itself
         if not self.email_policy:
             return None
@@ -218,7 +250,7 @@ class Folder:
         text: str = value if decoded_is_tree else ""
         if not text or not text.isascii():
             text = tree_text(tree)
-        return self._line(header_name, text)
+        return header_name, text
 
     def _line(self, name: str, text: str) -> str | None:
         # isprintable() is false for CR, LF and every other character splitlines() breaks

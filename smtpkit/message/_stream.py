@@ -134,7 +134,14 @@ class WireContent:
     __slots__ = ("_parts", "eight_bit", "size")
 
     def __init__(self, parts: Iterable[Part]) -> None:
-        self._parts: tuple[Part, ...] = tuple(p for p in parts if not isinstance(p, bytes) or p)
+        if type(parts) is list and len(parts) == 1 and type(parts[0]) is bytes:
+            # One bytes part, the common small message: the loop below, written out.
+            only: bytes = parts[0]
+            self._parts: tuple[Part, ...] = (only,) if only else ()
+            self.size: int = len(only)
+            self.eight_bit: bool = not only.isascii()
+            return
+        self._parts = tuple(p for p in parts if not isinstance(p, bytes) or p)
         size = 0
         eight_bit = False
         for part in self._parts:
@@ -148,9 +155,9 @@ class WireContent:
                 size += part.size
                 eight_bit = eight_bit or not part.data.isascii()
         #: Exact number of octets :meth:`iter_chunks` yields in total.
-        self.size: int = size
+        self.size = size
         #: True when any octet is above 0x7F.
-        self.eight_bit: bool = eight_bit
+        self.eight_bit = eight_bit
 
     def __eq__(self, other: object) -> bool:
         """Equal when the octets are equal (compared chunk by chunk, not materialised)."""
