@@ -55,9 +55,11 @@ override up::
         return smtpkit.testing.gmail_fake()
 
 Invariants:
-    * Importing this module imports nothing but pytest (and the ``smtpkit`` package, which
-      Python imports for any of its modules): pytest loads it in every project that installs
-      smtpkit, so the fake, asyncio, aiosmtpd and trustme are imported inside the fixtures.
+    * Importing this module imports nothing but pytest (and the ``smtpkit`` and
+      ``smtpkit.testing`` packages, which Python imports for any of their modules, and
+      which import their names on first use): pytest loads it in every project that
+      installs smtpkit, so the fake, the drivers, asyncio, aiosmtpd and trustme are
+      imported inside the fixtures (``tests/test_import_cost.py``).
     * Every fixture is function-scoped and cleans up after itself: submitters are closed and
       servers stopped (their temporary CA files removed) even when the test fails. An async
       submitter's connections are closed in their own event loop, before the test's runner
