@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import socket
+from collections.abc import Iterator
 from email.message import EmailMessage, Message
 from typing import Any
 
@@ -27,7 +29,12 @@ from smtpkit import (
     Submitter,
 )
 from smtpkit.errors import DSNNotOffered, ExtensionNotOffered
-from smtpkit.failover._board import is_server_failure, lacks_extension, may_move
+from smtpkit.failover._board import (
+    Board,
+    is_server_failure,
+    lacks_extension,
+    may_move,
+)
 from smtpkit.message import prepare_message
 from smtpkit.testing import LocalServer
 from tests.conftest import TIMEOUT, ServerFactory
@@ -367,3 +374,116 @@ def test_a_compat32_message_refused_while_smtputf8_is_offered_is_not_an_extensio
     assert not may_move(caught.value)
     with pytest.raises(ExtensionNotOffered):  # without SMTPUTF8 it is the server's lack
         prepare_message(msg, recipients=["bob@example.test"], utf8_allowed=False)
+
+
+# -- the only server that offers it is cooling down ----------------------------------------
+
+
+def first_mail_refused() -> Any:
+    """A fault injector: ``451`` to the first MAIL only (that server then cools down)."""
+    calls = {"mail": 0}
+
+    def faults(phase: str) -> str | None:
+        if phase != "mail":
+            return None
+        calls["mail"] += 1
+        return "451 4.3.0 Try again later" if calls["mail"] == 1 else None
+
+    return faults
+
+
+def test_a_message_refused_only_for_a_missing_extension_still_tries_a_cooling_server(
+    local_server: ServerFactory,
+) -> None:
+    """Refusals for a missing extension are not tries: a message met no server that could
+    take it, so, as a first try does, it goes to the cooling server rather than failing
+    for good with a (permanent) ExtensionNotOffered."""
+    offers = local_server(faults=first_mail_refused())
+    plain = local_server(smtputf8=False)
+    with Failover([sync_via(offers), sync_via(plain)], cooldown=60) as mail:
+        warm = mail.send(ascii_message())  # 451 at offers: it cools down, plain takes it
+        assert warm.servers_tried == (label(offers), label(plain))
+        assert list(mail.cooling_down()) == [label(offers)]
+        result = mail.send(utf8_message())
+        [outcome] = mail.send_many([utf8_message(1)])
+    assert result.servers_tried == (label(plain), label(offers))
+    assert getattr(outcome, "servers_tried", outcome) == (label(plain), label(offers))
+    assert_arrived_with_smtputf8(offers, 2)
+
+
+def test_async_a_message_refused_only_for_a_missing_extension_still_tries_a_cooling_server(
+    local_server: ServerFactory,
+) -> None:
+    offers = local_server(faults=first_mail_refused())
+    plain = local_server(smtputf8=False)
+
+    async def main() -> list[Any]:
+        async with AsyncFailover([async_via(offers), async_via(plain)], cooldown=60) as mail:
+            await mail.send(ascii_message())
+            assert list(mail.cooling_down()) == [label(offers)]
+            return [await mail.send(utf8_message()), *await mail.send_many([utf8_message(1)])]
+
+    outcomes = asyncio.run(main())
+    assert [getattr(o, "servers_tried", o) for o in outcomes] == [
+        (label(plain), label(offers)),
+        (label(plain), label(offers)),
+    ]
+    assert_arrived_with_smtputf8(offers, 2)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def down_port() -> Iterator[int]:
+    """A loopback port with nothing listening (bound, never listening): refused at once."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_after_a_real_failure_a_cooling_server_is_not_tried_and_the_hint_says_so(
+    local_server: ServerFactory, down_port: int
+) -> None:
+    """A message that already met a server failure follows the usual rule (a cooling server
+    is skipped); the refusal's hint then names the server it skipped."""
+    offers = local_server(faults=first_mail_refused())
+    plain = local_server(smtputf8=False)
+    down = Submitter("127.0.0.1", down_port, security=plain.security, timeout=TIMEOUT)
+    down_label = f"127.0.0.1:{down_port}"
+    clock = Clock()
+    servers = [down, sync_via(plain), sync_via(offers)]
+    with Failover(servers, strategy="round_robin", cooldown=60, clock=clock) as mail:
+        mail.send(ascii_message(0))  # turn 0: down fails (cools until 60), plain takes it
+        mail.send(ascii_message(1))  # turn 1: plain takes it
+        clock.now = 30.0
+        third = mail.send(ascii_message(2))  # turn 2: offers says 451 (cools until 90)
+        assert third.servers_tried == (label(offers), label(plain))
+        clock.now = 70.0  # down is back, offers still cooling
+        with pytest.raises(ExtensionNotOffered) as caught:
+            mail.send(utf8_message())  # turn 0: down fails, plain lacks SMTPUTF8
+    error = caught.value
+    assert error.servers_tried == (down_label, label(plain))  # type: ignore[attr-defined]
+    assert error.hint is not None
+    assert f"{label(offers)} (cooling down)" in error.hint
+    assert offers.messages == []
+    assert all(m.recipients == ("bob@example.test",) for m in plain.messages)
+
+
+def test_the_board_tries_a_cooling_server_only_when_asked_and_only_untried_ones() -> None:
+    clock = Clock()
+    board = Board(3, FailoverStrategy.FAILOVER, cooldown=60, clock=clock)
+    board.failed(1)
+    clock.now = 10.0
+    board.failed(2)  # 1 ends at 60, 2 at 70
+    assert board.pick((0, 1, 2), (0,)) is None  # after a real try: cooling servers skipped
+    assert board.pick((0, 1, 2), (0,), retry_cooling=True) == 1  # the one that ends first
+    assert board.pick((0, 1, 2), (0, 1), retry_cooling=True) == 2
+    assert board.pick((0, 1, 2), (0, 1, 2), retry_cooling=True) is None  # each at most once
+    assert board.cooling_among([0, 1, 2]) == [1, 2]

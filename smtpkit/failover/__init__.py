@@ -24,8 +24,9 @@ Invariants:
     * Thread-safe: the shared state is the cool-downs and the round-robin turn
       (:mod:`smtpkit.failover._board`), under one lock; each Submitter is thread-safe.
 
-The decisions live in :mod:`smtpkit.failover._board` (what moves, which server next) and
-:mod:`smtpkit.failover._core` (outcomes, a batch's bookkeeping), shared with the asyncio twin
+The decisions live in :mod:`smtpkit.failover._board` (what moves, which server next),
+:mod:`smtpkit.failover._core` (outcomes, one message's route) and
+:mod:`smtpkit.failover._batch` (a batch's bookkeeping), shared with the asyncio twin
 :class:`smtpkit.AsyncFailover`.
 """
 
@@ -42,10 +43,10 @@ from smtpkit import BatchInterrupted, Outgoing, SendResult, Submitter
 from smtpkit.dkim import DKIMSigner
 from smtpkit.dsn import DSN, ESMTPParams
 from smtpkit.errors import ConfigurationError, SMTPError
+from smtpkit.failover._batch import BatchBook
 from smtpkit.failover._board import FailoverStrategy, is_server_failure
 from smtpkit.failover._core import (
     DEFAULT_COOLDOWN,
-    BatchBook,
     FailoverBase,
     FailoverResult,
     Outcome,
@@ -100,7 +101,8 @@ class Failover(FailoverBase[Submitter]):
 
     A server that failed that way (or lost a connection after the content) is skipped for
     ``cooldown`` seconds. When every server is cooling down, a message is still tried
-    once, on the server whose cool-down ends first.
+    once, on the server whose cool-down ends first; a refusal for a missing extension does
+    not count as that try.
 
     Args:
         submitters: the servers, as Submitter objects, in order of preference.

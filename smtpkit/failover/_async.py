@@ -2,8 +2,9 @@
 
 Job: :class:`AsyncFailover` performs, with ``await``, what :class:`~smtpkit.Failover` does
 with threads. What moves a message, which server comes next, the cool-downs and a batch's
-bookkeeping are the shared code of :mod:`smtpkit.failover._board` and
-:mod:`smtpkit.failover._core`, so both drivers behave alike.
+bookkeeping are the shared code of :mod:`smtpkit.failover._board`,
+:mod:`smtpkit.failover._core` and :mod:`smtpkit.failover._batch`, so both drivers behave
+alike.
 
 Invariants:
     * Built on the public AsyncSubmitter API only (``send``, ``send_many``, ``aclose``).
@@ -30,8 +31,9 @@ from smtpkit.dkim import DKIMSigner
 from smtpkit.drivers import AsyncSubmitter
 from smtpkit.dsn import DSN, ESMTPParams
 from smtpkit.errors import ConfigurationError, SMTPError
+from smtpkit.failover._batch import BatchBook
 from smtpkit.failover._board import FailoverStrategy
-from smtpkit.failover._core import DEFAULT_COOLDOWN, BatchBook, FailoverBase, FailoverResult
+from smtpkit.failover._core import DEFAULT_COOLDOWN, FailoverBase, FailoverResult
 
 __all__ = ["AsyncFailover"]
 

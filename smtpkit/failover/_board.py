@@ -26,6 +26,11 @@ Invariants:
       cooling down, a message's *first* try goes to the server whose cool-down ends first
       (ties: strategy order): refusing to try at all would turn a short outage of every
       server into certain failure, while one try costs one connection attempt.
+    * A refusal for a missing extension is not a try in that sense: while every server a
+      message tried lacked an extension it needs, it has met no server that could take it,
+      so its next try may go to a cooling server (``retry_cooling``), as a first try does.
+      Otherwise the only servers that offer the extension cooling down after a blip would
+      end it with a permanent-looking ``ExtensionNotOffered`` instead of a try.
     * Thread-safe: one lock guards the cool-downs and the round-robin counter; the clock
       is injected.
 """
@@ -228,11 +233,14 @@ class Board:
             for offset in range(messages)
         ]
 
-    def pick(self, order: Sequence[int], tried: Sequence[int]) -> int | None:
+    def pick(
+        self, order: Sequence[int], tried: Sequence[int], *, retry_cooling: bool = False
+    ) -> int | None:
         """The server a message tries next, or ``None`` when it has nowhere left to go.
 
         The first server of ``order`` not yet ``tried`` and not cooling down; for a
-        message not tried anywhere yet while every server cools down, the one whose
+        message not tried anywhere yet (or, with ``retry_cooling``, tried only where an
+        extension it needs was lacking) while every server left cools down, the one whose
         cool-down ends first.
         """
         with self._lock:
@@ -240,10 +248,17 @@ class Board:
             for server in order:
                 if server not in tried and self._until[server] <= now:
                     return server
-            if tried:
+            if tried and not retry_cooling:
                 return None
+            left = [server for server in order if server not in tried]
             # Stable: among equal ends, the earlier in the order wins.
-            return min(order, key=lambda server: self._until[server])
+            return min(left, key=lambda server: self._until[server]) if left else None
+
+    def cooling_among(self, servers: Sequence[int]) -> list[int]:
+        """Those of ``servers`` cooling down now, in the order given."""
+        with self._lock:
+            now = self._clock()
+            return [server for server in servers if self._until[server] > now]
 
     def failed(self, server: int) -> bool:
         """Start (or extend) ``server``'s cool-down from now; True if it was not cooling."""

@@ -1,46 +1,46 @@
 """What :class:`~smtpkit.Failover` and :class:`~smtpkit.AsyncFailover` share, with no I/O.
 
 Job: outcomes that name their server (:class:`FailoverResult`, :func:`annotate`), the checks
-on the list of servers, the configuration both drivers hold (:class:`FailoverBase`), and the
-bookkeeping of one ``send_many`` call (:class:`BatchBook`): where each message goes next and
-what its final outcome is. The drivers only send and call back.
+on the list of servers, the configuration both drivers hold (:class:`FailoverBase`), and one
+message's way through the servers in ``send`` (:class:`Route`). The bookkeeping of one
+``send_many`` call is :class:`smtpkit.failover._batch.BatchBook`. The drivers only send and
+call back.
 
 Invariants:
     * An error is never changed in place: :func:`annotate` returns a copy (a batch may hand
       the same error object to every message a refused login stopped).
     * Annotations are JSON-safe (``str``, tuples of ``str``), so an annotated error still
       pickles and is still rebuilt by ``type(error)(*error.args)``.
-    * :class:`BatchBook` gives each message one final outcome; after :meth:`BatchBook.stop`
-      a message that met only server failures has none (``None``: not sent, may be sent
-      again), as ``BatchInterrupted`` documents.
     * A message that needed an extension no server left to try offers ends with the last
-      ``ExtensionNotOffered``, whose hint (on the copy) names the extension and the server
-      (:func:`exhausted`); :class:`Route` and :class:`BatchBook` both end that way.
+      ``ExtensionNotOffered``, whose hint (on the copy) names the extension, the server and
+      any server skipped because it was cooling down (:func:`exhausted`); :class:`Route`
+      and ``BatchBook`` both end that way, and both let a message refused only for missing
+      extensions try a cooling server (``Board.pick(retry_cooling=True)``).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeAlias, TypeVar
 
-from smtpkit import BatchInterrupted, SendResult
+from smtpkit import SendResult
 from smtpkit.errors import ConfigurationError, DeliveryUnknown, ExtensionNotOffered, SMTPError
 from smtpkit.failover._board import (
     Board,
     FailoverStrategy,
     check_cooldown,
     is_server_failure,
+    lacks_extension,
     may_move,
 )
 
 __all__ = [
-    "BatchBook",
     "FailoverBase",
     "FailoverResult",
+    "Outcome",
     "Route",
     "annotate",
     "exhausted",
@@ -119,20 +119,27 @@ def annotate(error: SMTPError, server: str, tried: Sequence[str]) -> SMTPError:
     return routed.with_traceback(error.__traceback__)
 
 
-def exhausted(error: SMTPError) -> SMTPError:
+def exhausted(error: SMTPError, cooling: Sequence[str] = ()) -> SMTPError:
     """The outcome of a message that may move on but has no server left to try.
 
-    ``error`` is an :func:`annotate` copy. For an ``ExtensionNotOffered`` its hint says
-    what would take the message: a server that offers the extension (the refusal's own
-    hint, e.g. "use an ASCII address", follows). Any other error is returned as it is.
+    ``error`` is an :func:`annotate` copy; ``cooling`` the servers it skipped because they
+    were cooling down. For an ``ExtensionNotOffered`` its hint says what would take the
+    message: one of those once it is back, or a server that offers the extension (the
+    refusal's own hint, e.g. "use an ASCII address", follows). Any other error is returned
+    as it is.
     """
     if not isinstance(error, ExtensionNotOffered):
         return error
     server = getattr(error, "server", "the server")
     tried = getattr(error, "servers_tried", ())
     extension = error.extension or "the extension it needs"
-    hint = f"{server}, the last server tried, does not offer {extension}; list a server that "
-    hint += f"offers {extension} among the failover's servers"
+    hint = f"{server}, the last server tried, does not offer {extension}"
+    if cooling:
+        skipped = ", ".join(f"{label} (cooling down)" for label in cooling)
+        hint += f"; not tried: {skipped}: send it again once that is back, or list a "
+    else:
+        hint += "; list a "
+    hint += f"server that offers {extension} among the failover's servers"
     if len(tried) > 1:
         hint += f" (tried: {', '.join(tried)})"
     error.hint = f"{hint}; or: {error.hint}" if error.hint else hint
@@ -192,7 +199,13 @@ class FailoverBase(Generic[S]):
 
     def _route(self) -> Route:
         """A new message's way through the servers, for a driver's ``send`` loop."""
-        return Route(self._board, self._judge, self._routed)
+        return Route(self._board, self._judge, self._routed, self._exhausted)
+
+    def _exhausted(self, error: SMTPError, tried: Sequence[int]) -> SMTPError:
+        """``error`` as the final outcome of a message with no server left (:func:`exhausted`)."""
+        untried = [server for server in range(len(self._labels)) if server not in tried]
+        cooling = [self._labels[server] for server in self._board.cooling_among(untried)]
+        return exhausted(error, cooling)
 
     def _routed(self, result: SendResult, tried: Sequence[int]) -> FailoverResult:
         return FailoverResult(
@@ -234,21 +247,24 @@ class Route:
         board: Board,
         judge: Callable[[int, SMTPError, Sequence[int]], SMTPError],
         routed: Callable[[SendResult, Sequence[int]], FailoverResult],
+        ended: Callable[[SMTPError, Sequence[int]], SMTPError],
     ) -> None:
         self._board = board
         self._judge = judge
         self._routed = routed
+        self._ended = ended
         [self._order] = board.orders(1)
         self._tried: list[int] = []
         self._failure: SMTPError | None = None
         self._stopped = False
+        self._only_lacking = True  # every try so far lacked an extension: none could take it
 
     def __iter__(self) -> Iterator[int]:
         while not self._stopped:
-            server = self._board.pick(self._order, self._tried)
+            server = self._board.pick(self._order, self._tried, retry_cooling=self._only_lacking)
             if server is None:
                 if self._failure is not None:
-                    self._failure = exhausted(self._failure)
+                    self._failure = self._ended(self._failure, self._tried)
                 return
             self._tried.append(server)
             yield server
@@ -257,6 +273,7 @@ class Route:
         """The server just tried raised ``error``: cool it down if it was its fault."""
         self._failure = self._judge(self._tried[-1], error, self._tried)
         self._stopped = not may_move(error)
+        self._only_lacking = self._only_lacking and lacks_extension(error)
 
     def accepted(self, result: SendResult) -> FailoverResult:
         """The server just tried accepted the message: the result, naming the servers."""
@@ -297,114 +314,3 @@ def _check_submitters(submitters: object, kind: type[object], twin: str) -> tupl
             hint="list each one once; a message is tried on each server at most once",
         )
     return items
-
-
-class BatchBook:
-    """One ``send_many`` call's bookkeeping, shared by the drivers' server batches.
-
-    Messages are numbered by input position. Each round, :meth:`take_round` groups the
-    messages due by server; a driver sends each group with that server's ``send_many`` and
-    passes every outcome to :meth:`settle`, which says whether it is final (and reports
-    it) or where the message goes next round. Safe across threads: a message belongs to
-    one server batch at a time, and the shared flags are under a lock.
-    """
-
-    def __init__(self, failover: FailoverBase[Any], count: int) -> None:
-        self._failover = failover
-        board = failover._board
-        self._board = board
-        self._orders = board.orders(count)
-        self._tried: list[list[int]] = [[] for _ in range(count)]
-        self._next: list[int | None] = [board.pick(order, ()) for order in self._orders]
-        self.outcomes: list[Outcome | None] = [None] * count
-        self._lock = threading.Lock()
-        self.stopped = False
-        self.callback_error: BaseException | None = None
-        self.crash: BaseException | None = None
-
-    @property
-    def waiting(self) -> bool:
-        """Whether messages are due for another round (and the batch was not stopped)."""
-        return not self.stopped and any(server is not None for server in self._next)
-
-    def take_round(self) -> list[tuple[int, list[int]]]:
-        """The messages due now, grouped by server (in server order)."""
-        groups: dict[int, list[int]] = {}
-        for index, server in enumerate(self._next):
-            if server is not None:
-                groups.setdefault(server, []).append(index)
-                self._next[index] = None
-        return sorted(groups.items())
-
-    def settle(self, server: int, index: int, outcome: Outcome) -> Outcome | None:
-        """Record message ``index``'s ``outcome`` on ``server``.
-
-        Returns:
-            Its final outcome (annotated), or ``None`` when it goes on to another server
-            next round, or ends unsent because the batch was stopped.
-        """
-        failover = self._failover
-        tried = self._tried[index]
-        tried.append(server)
-        if isinstance(outcome, SendResult):
-            final: Outcome | None = failover._routed(outcome, tried)
-        else:
-            final = failover._judge(server, outcome, tried)
-            if may_move(outcome):
-                if self.stopped:
-                    final = None  # accepted nowhere: it may be sent again
-                else:
-                    following = self._board.pick(self._orders[index], tried)
-                    if following is not None:
-                        self._next[index] = following
-                        return None
-                    final = exhausted(final)
-        self.outcomes[index] = final
-        return final
-
-    def stop(self, callback_error: BaseException | None = None) -> None:
-        """No further message starts: ``on_result`` raised ``callback_error``."""
-        with self._lock:
-            self.stopped = True
-            if callback_error is not None and self.callback_error is None:
-                self.callback_error = callback_error
-
-    def crashed(self, error: BaseException) -> None:
-        """A server batch raised something unexpected: the batch stops and re-raises it."""
-        with self._lock:
-            self.stopped = True
-            if self.crash is None:
-                self.crash = error
-
-    def interrupted(
-        self,
-        server: int,
-        group: Sequence[int],
-        interrupted: BatchInterrupted,
-        reported: set[int],
-    ) -> None:
-        """A server batch raised ``interrupted`` (its ``on_result`` stopped it): settle the
-        outcomes it had but never reported; ``reported`` holds the positions it did."""
-        if not self.stopped:  # pragma: no cover - only the batch's on_result raises in there
-            self.crashed(interrupted)
-            return
-        for local, outcome in enumerate(interrupted.outcomes):
-            if outcome is not None and local not in reported:
-                self.settle(server, group[local], outcome)
-
-    def finish(self) -> list[Outcome]:
-        """Every outcome in input order, or BatchInterrupted (or the crash) to raise."""
-        if self.crash is not None:
-            raise self.crash
-        if self.callback_error is not None:
-            not_sent = sum(outcome is None for outcome in self.outcomes)
-            raise BatchInterrupted(
-                f"on_result raised {type(self.callback_error).__name__}; no further message "
-                f"was started ({len(self.outcomes) - not_sent} finished, {not_sent} not "
-                "sent); the outcomes are in .outcomes",
-                self.outcomes,
-            ) from self.callback_error
-        finished = [outcome for outcome in self.outcomes if outcome is not None]
-        if len(finished) != len(self.outcomes):  # pragma: no cover - a bug guard
-            raise AssertionError("a message ended without an outcome")
-        return finished
