@@ -118,7 +118,9 @@ def test_send_with_each_security_mode_and_auth_plain(
 def test_starttls_is_done_before_auth_and_ehlo_is_repeated(
     server: LocalServer, make_message: MakeMessage, server_log: ServerLog
 ) -> None:
-    submitter_for(server, auth=login()).send(make_message())
+    # close() says QUIT (garbage collection closes without it, on whatever thread).
+    with submitter_for(server, auth=login()) as submitter:
+        submitter.send(make_message())
     server_log.wait_closed()
 
     assert server_log.verbs() == [
