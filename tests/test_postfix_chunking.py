@@ -184,7 +184,8 @@ def test_small_message_goes_out_with_one_bdat_last(
     postfix: PostfixServer, transport: RecordingTransport
 ) -> None:
     message = make_message("small", "Hello over BDAT.\n")
-    result = submitter(postfix, transport).send(message)
+    with submitter(postfix, transport) as sending:  # close() says QUIT; collection does not
+        result = sending.send(message)
 
     assert isinstance(result, SendResult)
     assert result.reply.code == 250
