@@ -34,8 +34,11 @@ __all__ = [
     "scan_headers",
 ]
 
-#: The top-level fields a scan keeps.
-_KEPT = frozenset({"sender", "from", "to", "cc", "bcc", "message-id", "date", "content-type"})
+#: The top-level fields a scan keeps: every address header (RFC 5322 §3.6.2, §3.6.3,
+#: §3.6.6), since a non-ASCII address in any of them (Reply-To, Resent-*, ...) must be
+#: read to be punycoded, refused or sent with SMTPUTF8 (RFC 2047 §5: no encoded-word in an
+#: addr-spec), and the fields preparation reads.
+_KEPT = frozenset(ADDRESS_HEADERS) | {"message-id", "date", "content-type"}
 # Bcc and Resent-Bcc never go out, so their addresses need no SMTPUTF8.
 _NOT_SENT = frozenset({"bcc", "resent-bcc"})
 _SENT_ADDRESS_HEADERS = frozenset(ADDRESS_HEADERS) - _NOT_SENT
