@@ -39,6 +39,10 @@ URL query options (everything else is refused, naming the unknown option):
 ``window=16``               whole BDAT transactions in flight per connection when the
                             server offers PIPELINING and CHUNKING (1 to 256; ``1``: one
                             at a time)
+``quota=URL``               count every message in this quota store before it is sent,
+                            against the preset's limits (``sqlite:///var/lib/app/q.db``,
+                            ``redis://:pw@host:6379/0``, percent-encoded as a query value;
+                            :mod:`smtpkit.quotas`); the store URL's password is masked
 ==========================  ====================================================================
 
 Invariants:
@@ -64,7 +68,14 @@ from smtpkit.auth import Secret
 from smtpkit.config import Security, check_ehlo_name, is_loopback
 from smtpkit.config._credentials import ENV_PASSWORD, ca_context, url_auth
 from smtpkit.config._options import SubmitterOptions, check_overrides
-from smtpkit.config._query import flag, loopback_proxy, timeout_option, url_proxy, url_window
+from smtpkit.config._query import (
+    flag,
+    loopback_proxy,
+    timeout_option,
+    url_proxy,
+    url_quota,
+    url_window,
+)
 from smtpkit.config._url import ServerURL, parse_url, redact_url
 from smtpkit.errors import ConfigurationError
 from smtpkit.transports import LoopbackOnlyTransport, SocketTransport, Transport
@@ -95,6 +106,7 @@ URL_OPTIONS = frozenset(
         "cafile",
         "proxy",
         "window",
+        "quota",
     }
 )
 
@@ -222,6 +234,7 @@ def options_from_url(
         "port": server.port,
         "security": server.security,
         **url_window(query, shown),
+        **url_quota(query, shown),
     }
     plaintext_ok = flag("allow_plaintext", query.get("allow_plaintext", "false"), shown)
     if "allow_plaintext" in query and server.security is not Security.NONE:

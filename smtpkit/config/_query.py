@@ -1,4 +1,5 @@
-"""The query values of a server URL, read and checked: flags, ``timeout``, ``window``, ``proxy``.
+"""The query values of a server URL, read and checked: flags, ``timeout``, ``window``,
+``proxy``, ``quota``.
 
 Helpers of :func:`smtpkit.config._configure.options_from_url`; each refusal is a
 ``ConfigurationError`` that quotes the URL redacted (``shown``), never its password.
@@ -18,8 +19,10 @@ from smtpkit.config._options import SubmitterOptions
 from smtpkit.config._proxy import Proxy, proxy_option
 from smtpkit.config._url import ServerURL
 from smtpkit.errors import ConfigurationError
+from smtpkit.quotas import Quota
+from smtpkit.quotas._url import store_from_url
 
-__all__ = ["flag", "loopback_proxy", "timeout_option", "url_proxy", "url_window"]
+__all__ = ["flag", "loopback_proxy", "timeout_option", "url_proxy", "url_quota", "url_window"]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -76,6 +79,21 @@ def url_proxy(query: Mapping[str, str], server: ServerURL, shown: str) -> Submit
     except ConfigurationError as error:
         raise ConfigurationError(f"{error.message} (proxy in {shown})", hint=error.hint) from None
     return {"proxy": proxy} if proxy is not None else {}
+
+
+def url_quota(query: Mapping[str, str], shown: str) -> SubmitterOptions:
+    """``{"quota": Quota(store)}`` for the URL's ``quota=`` option (a quota store URL).
+
+    The store counts the preset's limits for the URL's account, as ``quota=Quota(store)``
+    does; the store URL is not repeated in errors (it may hold a password).
+    """
+    if "quota" not in query:
+        return {}
+    try:
+        store = store_from_url(query["quota"])
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{error.message} (quota in {shown})", hint=error.hint) from None
+    return {"quota": Quota(store)}
 
 
 def loopback_proxy(options: SubmitterOptions, shown: str) -> Proxy | None:

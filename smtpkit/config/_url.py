@@ -57,8 +57,8 @@ _ENCODE_HINT = (
 )
 
 
-#: A ``proxy=`` query option, whose value is a proxy URL that may hold a password.
-_PROXY_OPTION = re.compile(r"([?&]proxy=)([^&#]*)", re.IGNORECASE)
+#: A ``proxy=`` or ``quota=`` query option, whose value is a URL that may hold a password.
+_PROXY_OPTION = re.compile(r"([?&](?:proxy|quota)=)([^&#]*)", re.IGNORECASE)
 
 
 def redact_url(url: str) -> str:
@@ -68,7 +68,7 @@ def redact_url(url: str) -> str:
     without trusting a URL parser: a password holding an unencoded ``/``, ``?`` or ``#``
     would otherwise be read as part of a path, query or fragment and shown. An ``@`` in
     a query can make this hide more than the password, never less. The password of a
-    proxy URL in a ``proxy=`` query option is masked too, percent-encoded or not:
+    URL in a ``proxy=`` or ``quota=`` query option is masked too, percent-encoded or not:
 
     >>> redact_url("smtps://mail.example?proxy=socks5%3A%2F%2Fu%3Apw%40proxy%3A1080")
     'smtps://mail.example?proxy=socks5://u:***@proxy:1080'
@@ -87,7 +87,7 @@ def redact_url(url: str) -> str:
 
 
 def _redact_proxy_option(text: str) -> str:
-    """``text`` with the credentials of a ``proxy=`` option's URL masked."""
+    """``text`` with the credentials of a ``proxy=`` or ``quota=`` option's URL masked."""
 
     def mask(match: re.Match[str]) -> str:
         value = urllib.parse.unquote(match.group(2))

@@ -26,13 +26,8 @@ from smtpkit.config._configure import SubmitterOptions
 from smtpkit.doctor._report import Finding, Status
 from smtpkit.drivers import Submitter
 from smtpkit.errors import ConfigurationError, QuotaStoreUnavailable
-from smtpkit.quotas import (
-    Quota,
-    QuotaStore,
-    QuotaUsage,
-    RedisQuotaStore,
-    SQLiteQuotaStore,
-)
+from smtpkit.quotas import Quota, QuotaStore, QuotaUsage
+from smtpkit.quotas._url import store_from_url
 
 __all__ = [
     "ENV_QUOTA_STORE",
@@ -47,34 +42,6 @@ __all__ = [
 ENV_QUOTA_STORE = "SMTPKIT_QUOTA_STORE"
 
 _WINDOWS = {86_400.0: "rolling 24 hours", 60.0: "rolling minute", 1.0: "rolling second"}
-
-
-def store_from_url(url: str) -> QuotaStore:
-    """The quota store a URL names (``redis://``, ``rediss://``, ``sqlite:``).
-
-    Raises:
-        ConfigurationError: another scheme, or no path (the URL is not repeated).
-    """
-    text = url.strip()
-    scheme = text.partition(":")[0].lower()
-    if scheme in ("redis", "rediss"):
-        return RedisQuotaStore(text)
-    if scheme == "sqlite":
-        path = text[len("sqlite:") :]
-        if path.startswith("//"):
-            # sqlite:///abs/path, and SQLAlchemy's sqlite:////abs/path: both absolute.
-            path = "/" + path.lstrip("/")
-        if not path:
-            raise ConfigurationError(
-                "a sqlite: quota store URL needs a file path",
-                hint="e.g. sqlite:///var/lib/app/quota.db",
-            )
-        return SQLiteQuotaStore(path)
-    raise ConfigurationError(
-        "a quota store URL starts with redis://, rediss:// or sqlite: "
-        "(the URL is not repeated here: it may hold a password)",
-        hint="e.g. --quota-store redis://127.0.0.1:6379/0 or sqlite:///var/lib/app/quota.db",
-    )
 
 
 @dataclass(frozen=True)

@@ -281,7 +281,8 @@ class SubmitterBase(Generic[T]):
         (``password``, ``plain``, ``login``, ``app_password``, ``xoauth2``, ``oauthbearer``),
         ``token_store`` (an OAuth2 token store file), ``local_hostname``, ``provider`` (a
         preset name; also recognised from the host), ``allow_plaintext``, ``cafile``,
-        ``proxy``, ``window`` (the BDAT window, 1 to 256).
+        ``proxy``, ``window`` (the BDAT window, 1 to 256), ``quota`` (a quota store URL,
+        ``sqlite:///path`` or ``redis://...``: ``quota=Quota(store)``).
 
         Args:
             url: the server URL.
