@@ -59,6 +59,9 @@ def make_message_id(
 
 def _msgid_domain(work: Message, sender: str, local_hostname: str | None) -> str:
     """RFC 5322 §3.6.4: the right side of a msg-id should name the generating domain."""
+    domain = split_address(sender)[1]
+    if domain and domain.isascii():
+        return domain  # the common case: the sender's domain, already ASCII (IDNA)
     for address in _msgid_candidates(work, sender):
         domain = split_address(address)[1]
         if domain:
