@@ -7,7 +7,7 @@ Invariants:
       inside a quoted local part, RFC 5321 §4.1.2).
     * A command line, CRLF included, never exceeds :data:`MAX_COMMAND_LINE` octets except AUTH
       continuation lines, which RFC 4954 §4 lets grow to 12288 octets, and MAIL/RCPT lines
-      carrying DSN parameters, which RFC 3461 lets grow by :data:`DSN_LINE_EXTRA`.
+      carrying DSN parameters, which RFC 3461 §4 lets grow by :data:`DSN_LINE_EXTRA`.
     * ``Command.redacted`` is what transcripts and errors show: AUTH payloads never appear.
     * Commands are immutable values: the ``MAIL`` and ``RCPT`` commands built for an address
       and its parameters are kept (a bounded table) and given out again, so a sender used
@@ -32,9 +32,9 @@ __all__ = [
 
 #: RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF.
 MAX_COMMAND_LINE = 512
-#: RFC 3461 (DSN) raises the limit of a RCPT line by 500 octets for NOTIFY and ORCPT; a MAIL
-#: line carrying RET or ENVID is given the same allowance. Other lines keep 512.
-DSN_LINE_EXTRA = 500
+#: RFC 3461 §4 (DSN) lets a RCPT line grow by 500 characters for NOTIFY and ORCPT, and a MAIL
+#: line by 112 for RET and ENVID (an ENVID is at most 100 characters). Other lines keep 512.
+DSN_LINE_EXTRA = {"MAIL": 112, "RCPT": 500}
 _DSN_KEYWORDS = {"MAIL": ("RET=", "ENVID="), "RCPT": ("NOTIFY=", "ORCPT=")}
 #: RFC 4954 §4: servers must accept AUTH continuation lines of at least 12288 octets.
 MAX_AUTH_LINE = 12288
@@ -186,10 +186,11 @@ class Command:
         if size > MAX_COMMAND_LINE:
             dsn = _DSN_KEYWORDS.get(verb, ())
             if dsn and any(p.upper().startswith(dsn) for p in params):
-                if size > MAX_COMMAND_LINE + DSN_LINE_EXTRA:
+                limit = MAX_COMMAND_LINE + DSN_LINE_EXTRA[verb]
+                if size > limit:
                     raise MessageError(
                         f"{verb} command would be {size} octets; with DSN parameters "
-                        f"RFC 3461 allows {MAX_COMMAND_LINE + DSN_LINE_EXTRA} including CRLF",
+                        f"RFC 3461 §4 allows {limit} including CRLF",
                         hint="shorten the ORCPT or ENVID value, or the other parameters",
                     )
             else:
