@@ -345,6 +345,8 @@ def punycode_header_addresses(message: Message, names: Sequence[str]) -> None:
 
 def first_address(values: list[object], what: str) -> str | None:
     """The one address in ``values`` (``None`` if none); several are an error."""
+    if not values:
+        return None  # the field is absent (Sender, mostly): nothing to parse
     addresses = extract_addresses(values)
     if not addresses:
         return None

@@ -95,14 +95,18 @@ def outgoing_headers(
     *,
     message_id: str | None,
     date: str | None,
+    id_present: bool = True,
 ) -> list[tuple[str, Any]]:
     """The header list :func:`outgoing_copy` gives its copy (same arguments): ``sent``,
     without any Message-ID when a new one is given, then the new Message-ID and Date.
 
+    ``id_present=False`` says ``sent`` has no Message-ID field (the scan found none), so
+    there is none to drop.
+
     A subclass of ``Message`` with its own ``__setitem__`` (e.g. Django's) needs a message
     to apply its rules: it gets a copy here, which is dropped.
     """
-    if message_id is not None:
+    if message_id is not None and id_present:
         sent = [field for field in sent if field[0].lower() != "message-id"]
     if message_id is None and date is None:
         return sent

@@ -273,7 +273,9 @@ def _prepare_object(
         date = current_date() if now is None else format_date(_aware(now))
     # Nothing below changes the caller's message: the outgoing fields are a list of their
     # own, and a copy of the message that holds them is made only when one is needed.
-    headers = outgoing_headers(message, scan.sent, message_id=new_id, date=date)
+    headers = outgoing_headers(
+        message, scan.sent, message_id=new_id, date=date, id_present=scan.has("message-id")
+    )
 
     non_ascii = non_ascii_address_headers(scan)
     use_utf8 = bool(non_ascii) and utf8_allowed and isinstance(message.policy, EmailPolicy)

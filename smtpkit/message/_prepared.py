@@ -69,9 +69,17 @@ class Envelope:
                 "recipients must be a sequence of addresses, not one str",
                 hint='pass recipients=["user@example.com"]',
             )
+        recipients = self.recipients
+        if type(recipients) is tuple and len(recipients) == 1:
+            # One recipient, the common case: the loop below without the repeat check.
+            (only,) = recipients
+            validate_address(only, what="recipient")
+            if only == "":
+                raise MessageError("a recipient address is empty")
+            return
         seen: set[tuple[str, str]] = set()
         unique: list[str] = []
-        for recipient in self.recipients:
+        for recipient in recipients:
             validate_address(recipient, what="recipient")
             if recipient == "":
                 raise MessageError("a recipient address is empty")
