@@ -7,6 +7,7 @@
     smtpkit check ses:eu-west-1 --json              # a preset by name
     SMTPKIT_URL=smtps://... smtpkit check           # the configured server
     smtpkit check you@gmail.com --quota-store redis://127.0.0.1:6379/0   # + quota used/left
+    smtpkit check 'smtps://...?quota=sqlite:///var/lib/app/q.db'  # the URL's store, the same
 
 Exit status: 0 when sending would work (no step failed), 1 when a step failed, 2 when the
 target cannot be understood. The password comes from the URL or ``SMTPKIT_PASSWORD``; it is
@@ -57,7 +58,8 @@ def add_check_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.Ar
         "--quota-store",
         metavar="URL",
         help="also show the account's sending quota, used and left, from this store "
-        "(redis://host:6379/0, sqlite:///path/quota.db; default $SMTPKIT_QUOTA_STORE)",
+        "(redis://host:6379/0, sqlite:///path/quota.db; default: the target URL's quota= "
+        "option, else $SMTPKIT_QUOTA_STORE)",
     )
     return parser
 

@@ -6,7 +6,12 @@
     smtp.gmail.com/you@gmail.com in redis 127.0.0.1:6379/0
       messages_per_day: 312 of 500 used, 188 left (rolling 24 hours)
 
+    $ smtpkit quota 'smtps://you%40gmail.com@smtp.gmail.com?quota=sqlite:///var/lib/app/q.db'
     SMTPKIT_URL=smtps://... SMTPKIT_QUOTA_STORE=sqlite:///var/lib/app/quota.db smtpkit quota
+
+The store read is ``--store`` when given, else the target URL's ``quota=`` option (the
+store the Submitters built from that URL count in), else ``$SMTPKIT_QUOTA_STORE``
+(:func:`smtpkit.doctor._quota.choose_store`).
 
 The target is what ``smtpkit check`` takes (a server URL, a preset name, a mailbox
 address; default ``$SMTPKIT_URL``), and the account and limits are those a Submitter for
@@ -30,7 +35,7 @@ from typing import Any, TextIO
 
 from smtpkit.cli._hints import cli_text
 from smtpkit.doctor import ENV_QUOTA_STORE, options_for_target
-from smtpkit.doctor._quota import account_quota, quota_lines, store_from_url
+from smtpkit.doctor._quota import account_quota, choose_store, quota_lines
 from smtpkit.errors import ConfigurationError, QuotaStoreUnavailable
 
 __all__ = ["add_quota_parser", "run_quota"]
@@ -55,7 +60,7 @@ def add_quota_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.Ar
         "--store",
         metavar="URL",
         help="the quota store: redis://host:6379/0, rediss://..., sqlite:///path/quota.db "
-        "(default $SMTPKIT_QUOTA_STORE)",
+        "(default: the target URL's quota= option, else $SMTPKIT_QUOTA_STORE)",
     )
     parser.add_argument("--provider", help="preset whose limits to count (e.g. microsoft365)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of lines")
@@ -71,22 +76,25 @@ def run_quota(
     """Run ``smtpkit quota`` with parsed ``args``; returns the exit status."""
     env = os.environ if environ is None else environ
     target = args.target or env.get("SMTPKIT_URL", "").strip()
-    store_url = args.store or env.get(ENV_QUOTA_STORE, "").strip()
     if not target:
         print("smtpkit quota: give a URL, preset or address (or set SMTPKIT_URL)", file=err)
-        return 2
-    if not store_url:
-        print(f"smtpkit quota: give --store URL (or set {ENV_QUOTA_STORE})", file=err)
         return 2
     try:
         options = options_for_target(
             target, provider=args.provider, password=env.get("SMTPKIT_PASSWORD") or _NOT_SENT
         )
-        store = store_from_url(store_url)
+        store = choose_store(args.store or None, options, env)
     except ConfigurationError as error:
         print(f"smtpkit quota: {error.message}", file=err)
         if error.hint:
             print(f"hint: {cli_text(error.hint)}", file=err)
+        return 2
+    if store is None:
+        print(
+            "smtpkit quota: give --store URL, a target URL with ?quota=STORE-URL, "
+            f"or set {ENV_QUOTA_STORE}",
+            file=err,
+        )
         return 2
     try:
         account = account_quota(options, store)

@@ -46,7 +46,7 @@ from smtpkit.config._configure import (
 from smtpkit.config._proxy import proxy_option
 from smtpkit.config._url import redact_url
 from smtpkit.doctor._probe import resolve
-from smtpkit.doctor._quota import ENV_QUOTA_STORE, account_quota, quota_finding, store_from_url
+from smtpkit.doctor._quota import ENV_QUOTA_STORE, account_quota, choose_store, quota_finding
 from smtpkit.doctor._report import JSON_SCHEMA_VERSION, Finding, Report, Status
 from smtpkit.doctor._steps import Doctor, Resolver, steps_for
 from smtpkit.errors import ConfigurationError
@@ -209,9 +209,10 @@ def check(
     in ``environ`` (default ``os.environ``); without ``login`` a URL naming a user needs
     none (no credential is sent).
 
-    With ``quota_store`` (a store, or its URL: ``redis://...``, ``sqlite:///path``; default
-    ``SMTPKIT_QUOTA_STORE`` in ``environ``) the report ends with a ``quota`` step: what the
-    account's quota has used and has left (:mod:`smtpkit.doctor._quota`).
+    With a quota store the report ends with a ``quota`` step: what the account's quota has
+    used and has left (:mod:`smtpkit.doctor._quota`). The store is ``quota_store`` (a store,
+    or its URL: ``redis://...``, ``sqlite:///path``), else the one the target URL's
+    ``quota=`` option names, else ``SMTPKIT_QUOTA_STORE`` in ``environ``.
 
     Raises:
         ConfigurationError: the target cannot be understood (nothing was contacted).
@@ -224,14 +225,13 @@ def check(
         password = _NOT_SENT
     options = options_for_target(target, provider=provider, password=password, timeout=timeout)
     shown = redact_url(target) if "://" in target else None
-    store = quota_store if quota_store is not None else env.get(ENV_QUOTA_STORE) or None
-    opened = store_from_url(store) if isinstance(store, str) else store  # before any I/O
-    report = diagnose(options, cafile=cafile, login=login, target=shown, resolver=resolver)
-    if opened is None:
-        return report
+    opened = choose_store(quota_store, options, env)  # before any I/O
     try:
+        report = diagnose(options, cafile=cafile, login=login, target=shown, resolver=resolver)
+        if opened is None:
+            return report
         finding = quota_finding(account_quota(options, opened))
     finally:
-        if opened is not quota_store:
+        if opened is not None and opened is not quota_store:
             opened.close()
     return dataclasses.replace(report, findings=(*report.findings, finding))

@@ -1,7 +1,14 @@
 """The account's sending quota for ``smtpkit check`` and ``smtpkit quota``: used and left.
 
-A quota store is named by a URL (the command line's ``--quota-store``, or
-``SMTPKIT_QUOTA_STORE``)::
+A quota store is named by a URL; the one read is, first found (:func:`choose_store`):
+
+1. the command line's ``--store`` / ``--quota-store`` (what was asked for just now);
+2. the target URL's ``quota=`` option (the store a Submitter built from that URL counts
+   in: showing another by default would show counts its senders never touch);
+3. ``SMTPKIT_QUOTA_STORE`` (a default for targets that name none: addresses, presets,
+   URLs without ``quota=``).
+
+Store URLs::
 
     redis://[:password@]host:6379/0     RedisQuotaStore (rediss:// for TLS)
     sqlite:///var/lib/app/quota.db      SQLiteQuotaStore (an absolute path; sqlite:////var/...
@@ -20,6 +27,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from smtpkit.config._configure import SubmitterOptions
@@ -33,6 +41,7 @@ __all__ = [
     "ENV_QUOTA_STORE",
     "AccountQuota",
     "account_quota",
+    "choose_store",
     "quota_finding",
     "quota_lines",
     "store_from_url",
@@ -64,6 +73,30 @@ def account_quota(options: SubmitterOptions, store: QuotaStore) -> AccountQuota 
         raise
     assert built.quota is not None
     return AccountQuota(built.quota, repr(store))
+
+
+def choose_store(
+    given: str | QuotaStore | None, options: SubmitterOptions, environ: Mapping[str, str]
+) -> QuotaStore | None:
+    """The store to read for ``options``: ``given``, else the URL's ``quota=`` store, else
+    ``SMTPKIT_QUOTA_STORE`` in ``environ``; ``None`` when none is named.
+
+    Takes the URL's store out of ``options`` (closed when not chosen). The caller closes
+    the store returned unless it is ``given`` itself. Building a store does no I/O.
+
+    Raises:
+        ConfigurationError: a store URL that cannot be understood (it is not repeated).
+    """
+    from_url = options.pop("quota", None)
+    url_store = from_url.store if isinstance(from_url, Quota) else None
+    if given is not None or url_store is None:
+        if url_store is not None:
+            url_store.close()
+        named = given if given is not None else environ.get(ENV_QUOTA_STORE, "").strip()
+        if not named:
+            return None
+        return store_from_url(named) if isinstance(named, str) else named
+    return url_store
 
 
 def _when(seconds: float) -> str:
