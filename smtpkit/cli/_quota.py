@@ -35,7 +35,13 @@ from typing import Any, TextIO
 
 from smtpkit.cli._hints import cli_text
 from smtpkit.doctor import ENV_QUOTA_STORE, options_for_target
-from smtpkit.doctor._quota import account_quota, choose_store, quota_lines
+from smtpkit.doctor._quota import (
+    account_quota,
+    choose_store,
+    journal_mode,
+    journal_note,
+    quota_lines,
+)
 from smtpkit.errors import ConfigurationError, QuotaStoreUnavailable
 
 __all__ = ["add_quota_parser", "run_quota"]
@@ -110,6 +116,7 @@ def run_quota(
         except QuotaStoreUnavailable as error:
             print(f"smtpkit quota: {error.message}", file=err)
             return 1
+        mode, note = journal_mode(store), journal_note(store)  # known once the store was read
     finally:
         store.close()
     if args.json:
@@ -129,8 +136,12 @@ def run_quota(
             ],
             "exhausted_until": usage.exhausted_until,
         }
+        if mode is not None:
+            document["journal_mode"] = mode
         out.write(json.dumps(document, indent=2) + "\n")
     else:
         out.write(f"{usage.key} in {account.store}\n")
         out.writelines(f"  {line}\n" for line in quota_lines(usage))
+        if note is not None:
+            out.write(f"  note: {note}\n")
     return 0

@@ -22,6 +22,8 @@ Invariants:
     * A store URL is never repeated in output or errors (it may hold a password); stores
       describe themselves without credentials (``redis 127.0.0.1:6379/0``).
     * Reading the usage reserves nothing and changes no count.
+    * An SQLite store that SQLite could not put in WAL mode still counts exactly; the step
+      says which mode it runs in and warns (``journal_mode`` in the details).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from smtpkit.config._configure import SubmitterOptions
 from smtpkit.doctor._report import Finding, Status
 from smtpkit.drivers import Submitter
 from smtpkit.errors import ConfigurationError, QuotaStoreUnavailable
-from smtpkit.quotas import Quota, QuotaStore, QuotaUsage
+from smtpkit.quotas import Quota, QuotaStore, QuotaUsage, SQLiteQuotaStore
 from smtpkit.quotas._url import store_from_url
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "AccountQuota",
     "account_quota",
     "choose_store",
+    "journal_mode",
+    "journal_note",
     "quota_finding",
     "quota_lines",
     "store_from_url",
@@ -99,6 +103,23 @@ def choose_store(
     return url_store
 
 
+def journal_mode(store: QuotaStore) -> str | None:
+    """The journal mode of an SQLite store that has been used (``"wal"``, ``"delete"``...);
+    ``None`` for other stores and before the first operation."""
+    return store.journal_mode if isinstance(store, SQLiteQuotaStore) else None
+
+
+def journal_note(store: QuotaStore) -> str | None:
+    """Why an SQLite store that could not get WAL mode is slower (``None`` when in WAL)."""
+    mode = journal_mode(store)
+    if mode is None or mode == "wal":
+        return None
+    return (
+        f"the SQLite file runs in journal_mode={mode}, not WAL (no shared memory for WAL "
+        "here): counts stay exact, but processes take turns, readers included"
+    )
+
+
 def _when(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -138,7 +159,9 @@ def quota_finding(account: AccountQuota | None) -> Finding:
             advice="a Submitter with this quota refuses to send until it can be asked "
             "(or counts nothing with on_store_error='send'); check the store",
         )
-    lines = quota_lines(usage)
+    store = account.quota.store
+    note = journal_note(store)
+    lines = [*quota_lines(usage), *([note] if note else [])]
     details: dict[str, object] = {
         "key": usage.key,
         "store": account.store,
@@ -148,6 +171,8 @@ def quota_finding(account: AccountQuota | None) -> Finding:
         ],
         "exhausted_until": usage.exhausted_until,
     }
+    if isinstance(store, SQLiteQuotaStore):
+        details["journal_mode"] = store.journal_mode
     observed = f"{usage.key}: " + "; ".join(lines)
     blocked = usage.exhausted_until is not None and usage.exhausted_until > usage.at
     if blocked or any(limit.left == 0 for limit in usage.limits):
@@ -157,6 +182,15 @@ def quota_finding(account: AccountQuota | None) -> Finding:
             observed,
             advice="the account is out of quota: messages are refused (QuotaExceeded) "
             "until the window frees up; nothing more can be sent now",
+            details=details,
+        )
+    if note is not None:
+        return Finding(
+            "quota",
+            Status.WARN,
+            observed,
+            advice="put the quota file on a local disk, where SQLite can use WAL (SQLite's "
+            "locks and shared memory are not reliable on network file systems)",
             details=details,
         )
     return Finding("quota", Status.OK, observed, details=details)

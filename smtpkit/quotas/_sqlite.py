@@ -33,6 +33,13 @@ Invariants:
       SQLite's busy handler sleeps in steps of up to 100 ms.
     * A locked or unreadable file raises :class:`~smtpkit.errors.QuotaStoreUnavailable`
       after ``timeout`` seconds.
+    * It is a file: an in-memory (``:memory:``) or temporary (``""``) database is refused
+      with :class:`~smtpkit.errors.ConfigurationError`, since each connection has its own,
+      so processes would share nothing and a reconnect (``close()``, ``fork()``) would
+      start again from zero.
+    * Where SQLite cannot give WAL mode it keeps working in the mode SQLite reports
+      (``journal_mode``), exact but slower, and logs a WARNING once (see
+      :mod:`smtpkit.quotas._sqlite_transaction`).
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from collections.abc import Generator, Sequence
 from contextlib import closing
 from pathlib import Path
 
-from smtpkit.errors import QuotaStoreUnavailable
+from smtpkit.errors import ConfigurationError, QuotaStoreUnavailable
 from smtpkit.quotas._ledger import RETENTION
 from smtpkit.quotas._rules import (
     Decision,
@@ -95,9 +102,19 @@ class SQLiteQuotaStore:
             locks are not reliable over network file systems.
         timeout: seconds to wait for another writer before giving up with
             :class:`~smtpkit.errors.QuotaStoreUnavailable`.
+
+    Raises:
+        ConfigurationError: ``":memory:"`` or ``""`` (a database no other process sees).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+        if os.fspath(path) in ("", ":memory:"):
+            raise ConfigurationError(
+                f"SQLiteQuotaStore({os.fspath(path)!r}) would count in a database of each "
+                "connection's own, shared by no other process and lost on reconnecting",
+                hint="give a file path on a local disk (SQLiteQuotaStore('/var/lib/app/"
+                "quota.db')); for one process, use MemoryQuotaStore()",
+            )
         self._path = Path(path)
         self._timeout = timeout
         self._transactions = Transactions(self._path, timeout, _SCHEMA, self._unavailable)
@@ -128,6 +145,12 @@ class SQLiteQuotaStore:
 
     def close(self) -> None:
         self._transactions.close()
+
+    @property
+    def journal_mode(self) -> str | None:
+        """The journal mode SQLite reported for the file (``"wal"``, or ``"delete"`` etc.
+        where WAL is impossible); ``None`` before the first operation opened it."""
+        return self._transactions.journal_mode
 
     def __repr__(self) -> str:
         return f"SQLiteQuotaStore({str(self._path)!r})"

@@ -27,6 +27,14 @@ Invariants:
       SQLite deletes the WAL under the child and the child's counts are lost. Before a
       fork each store waits for its transaction in progress and closes its connection;
       the child starts with a new lock and opens its own.
+    * The journal mode is the one SQLite reports, not the one asked for: ``PRAGMA
+      journal_mode=WAL`` answers with the mode it kept when WAL is impossible (no shared
+      memory for WAL's index: a VFS or file system without it; sqlite.org/wal.html,
+      section 8) instead of failing. Counts stay exact in a rollback journal (each
+      operation is one ``BEGIN IMMEDIATE`` transaction); only concurrency drops, so the
+      store goes on, logs one WARNING per store naming the mode, and commits with
+      ``synchronous=FULL`` there, since NORMAL is safe from corruption in WAL mode only
+      (sqlite.org/pragma.html#pragma_synchronous).
 """
 
 from __future__ import annotations
@@ -102,6 +110,8 @@ class Transactions:
         self._lock = threading.Lock()
         self._held: tuple[int, sqlite3.Connection] | None = None
         self._checked = False  # the schema exists (checked once per connection)
+        self.journal_mode: str | None = None  # as SQLite reported it for the last connection
+        self._warned = False
         self._forking = False
         _LIVE.add(self)
 
@@ -202,13 +212,31 @@ class Transactions:
             # the process being killed (it is in the OS's cache); only a crash of the whole
             # machine may forget the last moments' reservations, as Redis does with
             # appendfsync everysec. FULL would sync the WAL at every commit: twice the cost.
-            db.execute("PRAGMA journal_mode=WAL").close()
-            db.execute("PRAGMA synchronous=NORMAL")
+            row = db.execute("PRAGMA journal_mode=WAL").fetchone()
+            mode = str(row[0]).lower() if row else "unknown"
+            # In a rollback journal NORMAL may corrupt the file on a power loss: FULL.
+            db.execute(f"PRAGMA synchronous={'NORMAL' if mode == 'wal' else 'FULL'}")
         except BaseException:
             db.close()
             raise
         self._held, self._checked = (pid, db), False
+        self._journal(mode)
         return db
+
+    def _journal(self, mode: str) -> None:
+        """Record the journal mode SQLite kept; say once per store when it is not WAL."""
+        self.journal_mode = mode
+        if mode == "wal" or self._warned:
+            return
+        self._warned = True
+        logger.warning(
+            "SQLite quota store %s: SQLite kept journal_mode=%s when asked for WAL (this "
+            "file's VFS or file system offers no shared memory for WAL's index). Counts "
+            "stay exact (one BEGIN IMMEDIATE transaction each), but every reservation now "
+            "waits for the others, readers included: put the file on a local disk",
+            self._path,
+            mode,
+        )
 
     def _end(self, db: sqlite3.Connection) -> None:
         """After a failure: no transaction stays open, and a doubtful connection goes."""

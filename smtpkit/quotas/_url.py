@@ -5,7 +5,8 @@ and by a server URL's ``?quota=`` option::
 
     redis://[:password@]host:6379/0     RedisQuotaStore (rediss:// for TLS)
     sqlite:///var/lib/app/quota.db      SQLiteQuotaStore (an absolute path; sqlite:////var/...
-                                        too, as SQLAlchemy writes it; sqlite:rel/path.db)
+                                        too, as SQLAlchemy writes it; sqlite:rel/path.db;
+                                        never an in-memory database: sqlite://, :memory:)
 
 Invariant: the URL is never repeated in an error (it may hold a password). Building a
 store does no I/O: a file or server that cannot be reached shows at the first reservation.
@@ -36,10 +37,14 @@ def store_from_url(url: str) -> QuotaStore:
         if path.startswith("//"):
             # sqlite:///abs/path, and SQLAlchemy's sqlite:////abs/path: both absolute.
             path = "/" + path.lstrip("/")
-        if not path:
+        if path.lstrip("/") == ":memory:":
+            path = ":memory:"  # SQLAlchemy's sqlite:///:memory: too: refused by the store
+        if path.strip("/") == "":
+            # SQLAlchemy reads sqlite:// as an in-memory database: no file, nothing shared.
             raise ConfigurationError(
                 "a sqlite: quota store URL needs a file path",
-                hint="e.g. sqlite:///var/lib/app/quota.db",
+                hint="e.g. sqlite:///var/lib/app/quota.db (an in-memory database, as "
+                "sqlite:// names in SQLAlchemy, is shared by no other process)",
             )
         return SQLiteQuotaStore(path)
     raise ConfigurationError(
