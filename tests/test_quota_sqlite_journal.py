@@ -34,7 +34,7 @@ from smtpkit import ConfigurationError, Submitter
 from smtpkit.cli import main
 from smtpkit.doctor._quota import account_quota, quota_finding
 from smtpkit.doctor._report import Status
-from smtpkit.errors import QuotaExceeded
+from smtpkit.errors import QuotaExceeded, QuotaStoreUnavailable
 from smtpkit.providers import Limits
 from smtpkit.quotas import Quota, SQLiteQuotaStore
 from smtpkit.quotas._url import store_from_url
@@ -88,6 +88,30 @@ def test_a_file_on_a_local_disk_runs_in_wal_mode_and_says_nothing(
     assert store.journal_mode == "wal"
     assert warnings_of(caplog) == []
     store.close()
+
+
+def test_a_file_held_exclusively_in_delete_mode_is_busy_then_gets_wal(tmp_path: Path) -> None:
+    # Another program holds the file in journal_mode=DELETE with locking_mode=EXCLUSIVE
+    # (it keeps its shared lock after a read): SQLite cannot switch to WAL and answers
+    # "database is locked" rather than a mode, so this is the busy case - retried until
+    # the timeout, then QuotaStoreUnavailable - never a silent rollback journal.
+    path = tmp_path / "quota.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA journal_mode=DELETE")
+    other.execute("PRAGMA locking_mode=EXCLUSIVE")
+    other.execute("CREATE TABLE mine (x)")
+    other.execute("SELECT * FROM mine").fetchall()
+    store = SQLiteQuotaStore(path, timeout=0.3)
+    try:
+        with pytest.raises(QuotaStoreUnavailable, match="locked"):
+            quota(store).reserve()
+        assert store.journal_mode is None
+        other.close()
+        quota(store).reserve().keep()
+        assert store.journal_mode == "wal"
+    finally:
+        other.close()
+        store.close()
 
 
 # -- no shared memory: rollback journal, still exact ----------------------------------------
