@@ -8,7 +8,7 @@ the end, then measures each scenario of the throughput table for both against on
 1 and 5 recipients; ``EmailMessage`` input (the headline) and bytes. Each run is the
 harness's own smtpkit client (``Submitter.send_many``, public API only) in a child process.
 
-    python -m benchmarks.compare_ref --ref 3c034b0                  # about 15 minutes
+    python -m benchmarks.compare_ref --ref 3c034b0                  # about 20 minutes
     python -m benchmarks.compare_ref --ref 3c034b0 --quick          # about 2 minutes
     # user-space instructions per message on loopback only (callgrind, about 12 minutes):
     python -m benchmarks.compare_ref --ref 3c034b0 --rounds 0 --rounds-loopback 0 --instructions
@@ -96,9 +96,12 @@ def main(argv: list[str] | None = None) -> None:
             profile_rows(rows, sides, args, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    table = to_markdown(rows, rtts, args.tolerance)
+    tables = []
+    if any(row.samples["old"] or row.failures for row in rows):
+        tables.append(to_markdown(rows, rtts, args.tolerance))
     if instructions:
-        table += "\n\n" + instructions_markdown(rows, instructions)
+        tables.append(instructions_markdown(rows, instructions))
+    table = "\n\n".join(tables)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     measured = (rtts, rounds_run, instructions)
