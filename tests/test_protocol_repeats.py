@@ -207,3 +207,10 @@ def test_pipelining_is_read_from_the_latest_ehlo() -> None:
     conn.send(Command.mail("a@example.com"))
     with pytest.raises(LocalProtocolError, match="PIPELINING"):
         conn.send(Command.rcpt("b@example.com"))
+
+
+def test_parameters_given_as_an_iterator_are_all_sent() -> None:
+    mail = Command.mail("gen@example.com", (p for p in ["SIZE=12", "BODY=8BITMIME"]))
+    assert mail.line == "MAIL FROM:<gen@example.com> SIZE=12 BODY=8BITMIME"
+    rcpt = Command.rcpt("gen@example.org", iter(["NOTIFY=NEVER"]))
+    assert rcpt.line == "RCPT TO:<gen@example.org> NOTIFY=NEVER"

@@ -218,7 +218,8 @@ class Command:
     @classmethod
     def mail(cls, sender: str, params: Sequence[str] = ()) -> Command:
         """``MAIL FROM:<sender> [params]`` (RFC 5321 §4.1.1.2)."""
-        key = ("MAIL", sender, tuple(params))
+        params = tuple(params)  # read once: an iterator would be empty the second time
+        key = ("MAIL", sender, params)
         known = _known(key) if cls is Command else None
         if known is not None:
             return known
@@ -230,7 +231,8 @@ class Command:
     @classmethod
     def rcpt(cls, recipient: str, params: Sequence[str] = ()) -> Command:
         """``RCPT TO:<recipient> [params]`` (RFC 5321 §4.1.1.3)."""
-        key = ("RCPT", recipient, tuple(params))
+        params = tuple(params)  # read once: an iterator would be empty the second time
+        key = ("RCPT", recipient, params)
         known = _known(key) if cls is Command else None
         if known is not None:
             return known
