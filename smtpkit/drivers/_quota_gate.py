@@ -35,10 +35,10 @@ import concurrent.futures
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import Message
 from typing import Protocol
 
 from smtpkit.drivers._common import Job, Outcome
+from smtpkit.drivers._recipient_cap import recipient_count
 from smtpkit.engine._result import SendResult
 from smtpkit.errors import (
     ConfigurationError,
@@ -48,8 +48,6 @@ from smtpkit.errors import (
     QuotaStoreUnavailable,
     SMTPError,
 )
-from smtpkit.message import Envelope
-from smtpkit.message._headers import header_recipients, header_sender, topmost_resent_block
 from smtpkit.providers import Limits, Preset
 from smtpkit.quotas import MemoryQuotaStore, Quota, Reservation, Unit, account_key
 
@@ -83,28 +81,6 @@ class Answer(Protocol):
     def done(self) -> bool: ...
 
     def result(self) -> object: ...
-
-
-def recipient_count(job: Job) -> int | None:
-    """The envelope recipients ``job`` will have, read as message preparation reads them.
-
-    Pure: explicit recipients, else To/Cc/Bcc or the newest Resent-* block, repeats counted
-    once. ``None`` when the envelope cannot be read here (raw bytes without one, a bad
-    address): preparation then refuses the message and says why.
-    """
-    message, sender, recipients = job.message, job.sender, job.recipients
-    try:
-        if recipients is None or sender is None:
-            if not isinstance(message, Message):
-                return None  # raw bytes need an explicit envelope; preparation says so
-            block = topmost_resent_block(message)
-            if sender is None:
-                sender = header_sender(message, block)
-            if recipients is None:
-                recipients = tuple(header_recipients(message, block))
-        return len(Envelope(sender, recipients).recipients)
-    except Exception:  # preparation reads it again, and says what is wrong
-        return None
 
 
 class QuotaGate:
