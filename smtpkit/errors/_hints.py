@@ -167,6 +167,43 @@ def message_too_large(ctx: HintContext) -> str:
     )
 
 
+#: The command line each phase sends, as a hint names it.
+_COMMAND_NAMES = {
+    Phase.EHLO: "EHLO",
+    Phase.MAIL: "MAIL FROM",
+    Phase.RCPT: "RCPT TO",
+    Phase.DATA: "DATA",
+    Phase.RSET: "RSET",
+    Phase.NOOP: "NOOP",
+    Phase.QUIT: "QUIT",
+}
+
+
+def command_line_too_long(ctx: HintContext) -> str:
+    """RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF.
+
+    Extensions raise the limit for their parameters (DSN: RFC 3461 §4, ORCPT on RCPT and
+    ENVID on MAIL), and those parameters are what usually makes MAIL or RCPT too long. Not
+    about the message's lines (998 characters, §4.5.3.1.6: :func:`line_too_long`).
+    """
+    command = _COMMAND_NAMES.get(ctx.phase, "a")
+    limit = (
+        f"The server refused the {command} command line as too long: a command line is at "
+        "most 512 octets (RFC 5321 §4.5.3.1.4), and extensions such as DSN (RFC 3461 §4) "
+        "allow more only for their own parameters."
+    )
+    if ctx.phase is Phase.RCPT:
+        return (
+            f"{limit} Shorten the recipient's ORCPT value (or send it without DSN) or the address."
+        )
+    if ctx.phase is Phase.MAIL:
+        return (
+            f"{limit} Shorten the ENVID value (or send without DSN), other MAIL parameters, or "
+            "the sender address."
+        )
+    return f"{limit} This is about a command, not the message's lines: check what it carries."
+
+
 def line_too_long(ctx: HintContext) -> str:
     """RFC 5321 §4.5.3.1.6: a text line is at most 998 characters plus CRLF."""
     return (

@@ -85,6 +85,11 @@ _AUTH = frozenset({Phase.AUTH})
 _ENVELOPE = frozenset({Phase.MAIL, Phase.RCPT, Phase.DATA})
 _CONTENT = frozenset({Phase.DATA, Phase.MESSAGE})
 _SENDING = frozenset({Phase.MAIL, Phase.RCPT, Phase.DATA, Phase.MESSAGE})
+#: The phases whose reply answers a command line the client sent (not the greeting, not the
+#: content, not AUTH's own exchange: RFC 4954 §4 has its own line limit).
+_COMMANDS = frozenset(
+    {Phase.EHLO, Phase.MAIL, Phase.RCPT, Phase.DATA, Phase.RSET, Phase.NOOP, Phase.QUIT}
+)
 
 
 def _codes(*codes: int) -> frozenset[int]:
@@ -145,9 +150,20 @@ RULES: tuple[Rule, ...] = (
     Rule(MessageTooLarge, h.message_too_large, enhanced=("x.3.4", "x.2.3"),
          why="RFC 3463 X.3.4 message too big for system, X.2.3 message length exceeds "
              "administrative limit (Gmail 552 5.3.4 / 5.2.3)"),
-    Rule(BY_PHASE, h.line_too_long, phases=_SENDING, words=(r"line (is )?too long",
-                                                           r"line length"),
-         why="RFC 5321 §4.5.3.1.6: text lines are at most 1000 octets including CRLF"),
+    Rule(BY_PHASE, h.command_line_too_long, phases=_COMMANDS | {Phase.MESSAGE},
+         words=(r"command line (is )?too long",),
+         why="RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF, more "
+             "only for extensions' parameters (DSN ORCPT/ENVID, RFC 3461 §4); aiosmtpd '500 "
+             "Command line too long'"),
+    Rule(BY_PHASE, h.command_line_too_long, phases=_COMMANDS,
+         words=(r"line (is )?too long", r"line length"),
+         why="RFC 5321 §4.2.2: a 500 'may include errors such as command line too long'; "
+             "the reply to a command (CPython smtpd '500 Error: line too long' to MAIL or "
+             "RCPT) is about that command's line, not the message's"),
+    Rule(BY_PHASE, h.line_too_long, phases=frozenset({Phase.MESSAGE}),
+         words=(r"line (is )?too long", r"line length"),
+         why="RFC 5321 §4.5.3.1.6: text lines are at most 1000 octets including CRLF (the "
+             "reply to the content: aiosmtpd '500 Line too long')"),
     Rule(MessageTooLarge, h.message_too_large, phases=frozenset({Phase.MAIL, *_CONTENT}),
          words=(r"\bsize\b", r"too (large|big)", r"storage allocation", r"message length"),
          why="RFC 1870 §6: a message over the SIZE limit is refused (552) at MAIL or after "
