@@ -7,11 +7,17 @@ Invariants:
       by default, set by the Submitter); this module never disables verification.
     * ``receive`` returns ``b""`` at end of stream, including a peer reset or a TLS close,
       so the protocol core reports which commands went unanswered.
+    * ``send`` on a plaintext socket writes first and waits only if the kernel did not take
+      every byte: a socket with a timeout otherwise polls before each write, one system call
+      per command for nothing (the send buffer is all but always free). The wait that
+      follows a short write keeps the socket's timeout. TLS writes go through the
+      ``ssl`` module (its records must not be bypassed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import ssl
 
@@ -28,6 +34,9 @@ from smtpkit.transports._deadline import Deadline
 from smtpkit.transports._proxy_route import ProxyRoute
 
 __all__ = ["SocketStream", "SocketTransport", "translate_os_error"]
+
+#: Writing to the descriptor directly works on POSIX sockets only (not on Windows).
+_WRITE_FIRST = os.name == "posix"
 
 #: OpenSSL reasons meaning "the peer did not speak TLS": a plaintext greeting ("220 ...")
 #: read as a TLS record.
@@ -108,6 +117,10 @@ class SocketStream:
         self._endpoint = endpoint
         self._encrypted = False
         self._closed = False
+        # Whether to write to the descriptor without a poll first. Not with TLS (the bytes
+        # must be encrypted) nor on a blocking socket (a write could block past the
+        # timeout; a socket with a timeout is non-blocking underneath).
+        self._write_first = _WRITE_FIRST and sock.gettimeout() is not None
         # Read once: the peer does not change (TLS wraps the same connection), and a
         # socket reset later would make getpeername() fail.
         self._peer = _peer_address(sock)
@@ -126,7 +139,17 @@ class SocketStream:
 
     def send(self, data: bytes) -> None:
         try:
-            self._sock.sendall(data)
+            # fileno() is -1 once closed: a stale number could name another file by now.
+            fd = self._sock.fileno() if self._write_first else -1
+            if fd < 0:
+                self._sock.sendall(data)
+                return
+            try:
+                sent = os.write(fd, data)
+            except BlockingIOError:  # the send buffer is full: wait below
+                sent = 0
+            if sent < len(data):  # the rest waits for room within the socket's timeout
+                self._sock.sendall(memoryview(data)[sent:])
         except OSError as error:
             raise translate_os_error(error, during="send", endpoint=self._endpoint) from None
 
@@ -139,6 +162,7 @@ class SocketStream:
             raise translate_os_error(error, during="receive", endpoint=self._endpoint) from None
 
     def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> None:
+        self._write_first = False  # from now on every byte goes through TLS
         try:
             self._sock = context.wrap_socket(self._sock, server_hostname=server_hostname)
         except OSError as error:
