@@ -252,17 +252,20 @@ def test_teardown_closes_connections_of_a_loop_still_open() -> None:
     assert _unclosed_warnings() == []
 
 
-def test_without_the_guard_a_closed_loop_leaks_its_socket() -> None:
-    # Why the guard exists: the same send without it leaves an unclosed socket behind.
+def test_without_the_guard_a_closed_loop_ends_its_connection_without_quit() -> None:
+    # Why the guard exists: without it, the connection of a closed loop cannot say QUIT.
+    # (Its socket is still closed - directly, the loop being gone - so nothing leaks.)
     with LocalServer() as server:
         submitter = AsyncSubmitter(
             server.host, server.port, tls_context=server.client_tls_context(), timeout=5
         )
+        quit_step = server.reply("quit", "221 2.0.0 Bye from the script")
         asyncio.run(submitter.send(message()))
         close_async_submitter(submitter)
         del submitter
         leaked = _unclosed_warnings()
-    assert any("unclosed" in text for text in leaked), leaked
+        assert not quit_step.used
+    assert not any("unclosed" in text for text in leaked), leaked
 
 
 def test_closing_a_submitter_that_never_connected_is_a_no_op() -> None:

@@ -179,11 +179,18 @@ class AsyncDriver(DriverBase[AsyncTransport]):
             raise
         return conn
 
-    async def close_connection(self, conn: AsyncConnection) -> None:
-        """QUIT and close (``close_link``); never raises an ``SMTPError``."""
+    async def close_connection(self, conn: AsyncConnection, *, by: float | None = None) -> None:
+        """QUIT and close (``close_link``); never raises an ``SMTPError``.
+
+        With ``by`` (a value of :attr:`clock`) every wait ends by then at the latest, and
+        once it has passed the connection is closed without QUIT (a shared shutdown budget).
+        """
         try:
             if conn.link is not None and conn.stream is not None:
-                await self.run(self.closing(conn.link), conn)
+                if by is None:
+                    await self.run(self.closing(conn.link), conn)
+                elif self.clock() < by:
+                    await self.run(self.closing_by(conn.link, by), conn)
         except SMTPError:
             pass  # closing never fails: the stream is aborted below
         finally:

@@ -16,6 +16,9 @@ Invariants:
       connection the server will drop anyway.
     * The pool belongs to one event loop at a time: used from another loop (a second
       ``asyncio.run``), it forgets the connections of the first, which cannot be used there.
+    * Shutdown never hangs on a server that does not answer QUIT: :meth:`AsyncPool.aclose`
+      gives all its idle connections one budget together (as ``SyncPool.close``), and
+      :meth:`AsyncPool.abandon` (garbage collection) sends nothing and waits for nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from collections import deque
 from smtpkit.drivers._async_io import AsyncConnection, AsyncDriver
 from smtpkit.drivers._pool_state import OPEN, WAIT, PoolState
 from smtpkit.engine import Reuse
+from smtpkit.engine._link import QUIT_TIMEOUT
+from smtpkit.transports._release import call_on_loop
 
 __all__ = ["AsyncPool"]
 
@@ -194,21 +199,55 @@ class AsyncPool:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _close_counted(self, conn: AsyncConnection) -> None:
+    async def _close_counted(self, conn: AsyncConnection, by: float | None = None) -> None:
         try:
-            await self._driver.close_connection(conn)
+            await self._driver.close_connection(conn, by=by)
         finally:
             self.state.freed()
             self._wake()
 
     async def aclose(self) -> None:
         """QUIT every idle connection; those in use close when given back. The pool stays
-        usable: later acquisitions open new connections."""
+        usable: later acquisitions open new connections.
+
+        The QUIT replies are waited for within one budget for all connections together (the
+        command timeout, at most the engine's QUIT cap), as ``SyncPool.close`` does: closes
+        the idle timer started earlier are cut off at the same deadline.
+        """
         self._bind()
         idle = self.state.retire()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        closing = [*(self._close_counted(conn) for conn in idle), *self._closing]
-        if closing:
-            await asyncio.gather(*closing, return_exceptions=True)
+        driver = self._driver
+        budget = min(driver.settings.timeouts.command, QUIT_TIMEOUT)
+        deadline = driver.clock() + budget
+        closing = [
+            *(asyncio.ensure_future(self._close_counted(conn, deadline)) for conn in idle),
+            *self._closing,
+        ]
+        if not closing:
+            return
+        _, late = await asyncio.wait(closing, timeout=max(0.0, deadline - driver.clock()))
+        for task in late:  # an idle-timer close still waiting: its connection is aborted
+            task.cancel()
+        await asyncio.gather(*closing, return_exceptions=True)
+
+    def abandon(self) -> int:
+        """Close every idle connection's socket at once: no QUIT, no wait. How many.
+
+        For the garbage collector, which runs finalizers on whatever thread triggers it,
+        and may do so after the pool's loop has closed: a QUIT would need that loop (and
+        block on a round trip); closing without QUIT is what a crashed client does, and
+        servers cope with it (RFC 5321 §4.1.1.10). Each stream's ``abort`` is safe from
+        any thread (:func:`smtpkit.transports._release.release_transport`). Nothing can
+        be in use: a send holds the submitter, which is being collected.
+        """
+        idle = list(self.state.idle)
+        self.state.forget()
+        timer, self._timer = self._timer, None
+        if timer is not None and self._loop is not None:
+            call_on_loop(self._loop, timer.cancel)
+        for conn in idle:
+            conn.abort()
+        return len(idle)

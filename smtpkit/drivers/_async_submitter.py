@@ -14,13 +14,20 @@ Invariants:
       the final ``.`` / ``BDAT LAST`` was written, the message may have been delivered: a
       WARNING on logger ``smtpkit`` names its Message-ID (see docs/async.md).
     * Connections are kept for reuse across calls (idle ones close after
-      ``idle_timeout``); ``aclose()`` or ``async with`` closes them. ``repr()`` shows no
-      secret.
+      ``idle_timeout``); ``aclose()`` or ``async with`` closes them, waiting for the QUIT
+      replies within one budget for all connections together (the command timeout, at
+      most 5 s). An AsyncSubmitter garbage-collected with connections still open (never
+      closed, or left open when its event loop closed) closes their sockets without QUIT
+      or any wait, from whatever thread the collector runs on, and emits a
+      ``ResourceWarning`` naming ``aclose()``, as asyncio does for an unclosed transport.
+      ``repr()`` shows no secret.
 """
 
 from __future__ import annotations
 
 import asyncio
+import warnings
+import weakref
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from email.message import Message
 from types import TracebackType
@@ -73,6 +80,10 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
             self._clock,
         )
         self._pool = AsyncPool(self._pool_state(AsyncConnection), driver)
+        # Not closed with aclose(): garbage collection (or interpreter exit) closes the
+        # sockets without QUIT - the collector may run on any thread, or after the loop
+        # closed, where no QUIT can be sent - and warns, naming the cure.
+        weakref.finalize(self, _abandoned, self._pool, repr(self))
 
     async def _transact(
         self,
@@ -210,3 +221,15 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
         await batch.run(workers)
         await quota_settled(state)
         return state.results(batch.callback_error)
+
+
+def _abandoned(pool: AsyncPool, name: str) -> None:
+    """The finalizer of an AsyncSubmitter: release what ``aclose()`` should have closed."""
+    if count := pool.abandon():
+        warnings.warn(
+            f"{name} was never closed: {count} open connection(s) closed without QUIT when "
+            "it was garbage-collected (or at exit); close it with 'await submitter.aclose()' "
+            "or 'async with'",
+            ResourceWarning,
+            stacklevel=2,
+        )

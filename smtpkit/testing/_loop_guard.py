@@ -3,10 +3,9 @@
 Job: the pytest plugin's async fixtures are plain (synchronous) fixtures, so they work under
 pytest-asyncio, AnyIO's plugin, or ``asyncio.run`` inside a plain test, and require none of
 them. But a synchronous fixture's teardown runs after the test's event loop is closed (every
-runner closes its loop first), and a connection of a closed loop can neither QUIT nor close
-its socket: asyncio schedules the close on that loop. Left alone, such a socket stays open
-until garbage collection (a ``ResourceWarning``; an error under ``-W error``) and the
-server keeps its session. So:
+runner closes its loop first), and a connection of a closed loop cannot QUIT: smtpkit can
+only close its socket directly (``smtpkit.transports._release``), which a test of what the
+server saw would notice as a session ended without QUIT. So:
 
 * :class:`LoopGuardedTransport` wraps the real :class:`~smtpkit.drivers.AsyncTransport`. The
   first connection it opens in an event loop starts a small async generator there, the

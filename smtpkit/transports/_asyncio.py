@@ -29,7 +29,6 @@ The seam itself (the :class:`AsyncStream` and :class:`AsyncTransport` protocols)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import ssl
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from smtpkit.transports._async_base import AsyncStream, AsyncTransport
 from smtpkit.transports._base import Stream, Transport
 from smtpkit.transports._peer import LoopbackOnlyTransport, is_loopback_peer, peer_address
 from smtpkit.transports._proxy_route import ProxyRoute
+from smtpkit.transports._release import release_transport
 from smtpkit.transports._socket import SocketTransport, translate_os_error
 
 __all__ = [
@@ -114,6 +114,7 @@ class AsyncioStream:
         assert protocol.transport is not None
         self._protocol = protocol
         self._transport: asyncio.Transport = protocol.transport
+        self._loop = asyncio.get_running_loop()  # the only thread allowed to touch the transport
         self._endpoint = endpoint
         self._encrypted = encrypted
         peer = self._transport.get_extra_info("peername")
@@ -198,8 +199,8 @@ class AsyncioStream:
         self._encrypted = True
 
     def abort(self) -> None:
-        with contextlib.suppress(RuntimeError):  # the event loop that owned it is closed
-            self._transport.abort()
+        # Also called by the garbage collector (any thread) and after the loop closed.
+        release_transport(self._transport, self._loop)
 
     def __repr__(self) -> str:
         tls = "TLS" if self._encrypted else "plaintext"
