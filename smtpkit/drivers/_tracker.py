@@ -6,7 +6,8 @@ hooks' events with what only the driver knows: the call's number, the provider, 
 each message started.
 
 Invariants:
-    * No event is built and nothing is queued when nobody listens.
+    * No event is built and nothing is queued when nobody listens; the per-message path
+      (``prepare``'s wrapper, :meth:`SendTracker.finished`) takes no lock.
     * With ``background=True`` no callback runs on a sending thread (where a transaction
       may be open); :meth:`SendTracker.close` returns after the last one.
 """
@@ -141,19 +142,24 @@ class SendTracker:
     def prepare(self, prepare: Callable[[_J, _S], _P]) -> Callable[[_J, _S], _P]:
         """Wrap ``prepare(job, session)``: record the job's first start and call the hooks."""
 
+        # Every message passes here: nothing is locked, and an event is built only for a
+        # listener. No lock is needed: a job is on one thread at a time (a retry starts
+        # after the try before it ended), so only that thread writes the job's entries, and
+        # each dict operation is atomic on its own.
+        starts, tries, clock = self._starts, self._tries, self._clock
+
         def wrapped(job: _J, session: _S) -> _P:
             index: int = getattr(job, "index", 0)
-            with self._lock:
-                first = index not in self._starts
-                if first:
-                    self._starts[index] = self._clock()
-                attempt = self._tries[index] = self._tries.get(index, 0) + 1
-            if first and _started:  # no event built when nobody listens
-                event = SendStarted(self._host, self._port, index, self.call_id)
-                self._dispatch(lambda: _started.emit(event))
-            elif not first and _retried:
-                again = SendRetried(self._host, self._port, index, attempt, self.call_id)
-                self._dispatch(lambda: _retried.emit(again))
+            if index not in starts:
+                starts[index] = clock()
+                if _started:
+                    event = SendStarted(self._host, self._port, index, self.call_id)
+                    self._dispatch(lambda: _started.emit(event))
+            else:  # a retry: the first try is not counted in ``tries``
+                attempt = tries[index] = tries.get(index, 1) + 1
+                if _retried:
+                    again = SendRetried(self._host, self._port, index, attempt, self.call_id)
+                    self._dispatch(lambda: _retried.emit(again))
             return prepare(job, session)
 
         return wrapped
@@ -162,8 +168,7 @@ class SendTracker:
         """Log a sent message, call the end hooks, then the caller's ``on_result``."""
         if self._on_result is None and not _finished and not self._log_enabled():
             return  # nobody listens: no call to queue (most batches in production)
-        with self._lock:
-            started = self._starts.get(index, self._begun) if self._per_message else self._begun
+        started = self._starts.get(index, self._begun) if self._per_message else self._begun
         elapsed = self._clock() - started
         self._dispatch(lambda: self._finished(index, outcome, elapsed))
 
