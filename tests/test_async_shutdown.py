@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
 import warnings
 from email.message import EmailMessage
@@ -59,6 +60,16 @@ async def kept(server: LocalServer, *, timeout: float, connections: int) -> Asyn
     return submitter
 
 
+def asyncio_complaints(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What asyncio logged about the loop: a destroyed pending task, a callback that failed
+    ("Event loop is closed"), an unclosed transport."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "asyncio" and r.levelno >= logging.WARNING
+    ]
+
+
 def unclosed_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
     return [
         str(w.message)
@@ -84,7 +95,7 @@ def test_aclose_waits_one_budget_for_all_connections(local_server: ServerFactory
 
 
 def test_dropped_while_loop_runs_closes_sockets_without_quit(
-    local_server: ServerFactory, server_log: ServerLog
+    local_server: ServerFactory, server_log: ServerLog, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = silent_on_quit(local_server)
 
@@ -104,6 +115,7 @@ def test_dropped_while_loop_runs_closes_sockets_without_quit(
     caught = asyncio.run(main())
     server_log.wait_closed(2, timeout=2)  # both sockets really closed
     assert "QUIT" not in server_log.verbs()
+    assert asyncio_complaints(caplog) == []
     found = unclosed_warnings(caught)
     assert len(found) == 1, [str(w.message) for w in caught]
     assert "aclose()" in found[0]
@@ -112,7 +124,7 @@ def test_dropped_while_loop_runs_closes_sockets_without_quit(
 
 
 def test_dropped_on_another_thread_closes_through_the_loop(
-    local_server: ServerFactory, server_log: ServerLog
+    local_server: ServerFactory, server_log: ServerLog, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The collector runs on a worker thread while the loop runs: the aborts are handed to
     the loop (call_soon_threadsafe), never done on the wrong thread."""
@@ -136,12 +148,16 @@ def test_dropped_on_another_thread_closes_through_the_loop(
     caught = asyncio.run(main())
     server_log.wait_closed(2, timeout=2)
     assert "QUIT" not in server_log.verbs()
+    assert asyncio_complaints(caplog) == []
     assert len(unclosed_warnings(caught)) == 1, [str(w.message) for w in caught]
 
 
 @pytest.mark.parametrize("security", [Security.STARTTLS, Security.TLS, Security.NONE])
 def test_left_open_when_loop_closes_then_collected(
-    local_server: ServerFactory, server_log: ServerLog, security: Security
+    local_server: ServerFactory,
+    server_log: ServerLog,
+    caplog: pytest.LogCaptureFixture,
+    security: Security,
 ) -> None:
     server = silent_on_quit(local_server, security=security)
 
@@ -156,6 +172,7 @@ def test_left_open_when_loop_closes_then_collected(
         gc.collect()
     server_log.wait_closed(2, timeout=2)
     assert "QUIT" not in server_log.verbs()
+    assert asyncio_complaints(caplog) == []
     messages = [str(w.message) for w in caught]
     assert len(unclosed_warnings(caught)) == 1, messages
     # Nothing touched the closed loop, and asyncio had nothing left to complain about.
