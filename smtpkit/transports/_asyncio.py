@@ -59,6 +59,12 @@ T = TypeVar("T")
 _READ_HIGH_WATER = 1 << 20
 
 
+def _time_out(reader: asyncio.Future[bool | None]) -> None:
+    """End a read's wait: its reply deadline has come (the reader then raises)."""
+    if not reader.done():
+        reader.set_result(True)
+
+
 class _ClientProtocol(asyncio.Protocol):
     """Buffers what the server sends; wakes the one reader; honours write flow control."""
 
@@ -66,7 +72,9 @@ class _ClientProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.eof = False
-        self.reader: asyncio.Future[None] | None = None
+        #: The waiting read: completed with None when data or the end arrives, with True
+        #: by the read's timer (:func:`_time_out`).
+        self.reader: asyncio.Future[bool | None] | None = None
         self.writer: asyncio.Future[None] | None = None
         self.paused = False
 
@@ -152,14 +160,21 @@ class AsyncioStream:
     async def receive(self, timeout: float) -> bytes:
         protocol = self._protocol
         if not protocol.buffer and not protocol.eof:
-            protocol.reader = asyncio.get_running_loop().create_future()
+            # What is buffered is read without a timer. Else one timer handle bounds the
+            # wait (the time left for the reply: the driver's deadline is per reply, not
+            # per read): it ends the wait by completing the future with True. Cheaper than
+            # ``asyncio.timeout`` (an object, its context-manager calls and a task lookup
+            # per read), and a timeout never has to cancel the task.
+            loop = asyncio.get_running_loop()
+            reader = protocol.reader = loop.create_future()
+            timer = loop.call_later(timeout, _time_out, reader)
             try:
-                async with asyncio.timeout(timeout):
-                    await protocol.reader
-            except TimeoutError:
-                raise OperationTimeout(f"receive from {self._where()} timed out") from None
+                timed_out = await reader
             finally:
+                timer.cancel()
                 protocol.reader = None
+            if timed_out:
+                raise OperationTimeout(f"receive from {self._where()} timed out")
         if not protocol.buffer:
             return b""
         data = bytes(protocol.buffer)
