@@ -94,6 +94,30 @@ def test_aclose_waits_one_budget_for_all_connections(local_server: ServerFactory
     assert took < timeout + 0.3, took
 
 
+def test_cancelled_aclose_stops_waiting_and_aborts_the_rest(
+    local_server: ServerFactory, server_log: ServerLog
+) -> None:
+    """A lifespan shutdown that times out cancels aclose(): no QUIT wait goes on behind it."""
+    server = silent_on_quit(local_server)
+
+    async def main() -> float:
+        submitter = await kept(server, timeout=3.0, connections=2)
+        closing = asyncio.ensure_future(submitter.aclose())
+        await asyncio.sleep(0.2)  # both QUITs sent, their replies awaited (3 s budget)
+        began = time.monotonic()
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        for _ in range(5):  # the aborted transports close on the loop's next turns
+            await asyncio.sleep(0)
+        assert submitter._pool.size == 0
+        return time.monotonic() - began
+
+    took = asyncio.run(main())
+    assert took < 0.5, took
+    server_log.wait_closed(2, timeout=1)  # closed now, not at the end of the 3 s budget
+
+
 def test_dropped_while_loop_runs_closes_sockets_without_quit(
     local_server: ServerFactory, server_log: ServerLog, caplog: pytest.LogCaptureFixture
 ) -> None:

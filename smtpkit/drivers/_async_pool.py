@@ -228,9 +228,12 @@ class AsyncPool:
         ]
         if not closing:
             return
-        _, late = await asyncio.wait(closing, timeout=max(0.0, deadline - driver.clock()))
-        for task in late:  # an idle-timer close still waiting: its connection is aborted
-            task.cancel()
+        late = set(closing)  # all of them, should aclose() itself be cancelled
+        try:
+            _, late = await asyncio.wait(closing, timeout=max(0.0, deadline - driver.clock()))
+        finally:
+            for task in late:  # a close still waiting after the deadline: aborted
+                task.cancel()
         await asyncio.gather(*closing, return_exceptions=True)
 
     def abandon(self) -> int:
