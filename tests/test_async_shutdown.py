@@ -53,9 +53,11 @@ async def kept(server: LocalServer, *, timeout: float, connections: int) -> Asyn
         timeout=timeout,
         max_connections=connections,
     )
-    # Held replies make the batch's workers overlap, so each opens a connection of its own.
-    server.delay("message", 0.15, times=connections)
-    await submitter.send_many([message(n) for n in range(connections)], concurrency=connections)
+    await submitter.send(message())  # a real transaction on the first connection
+    # The rest, opened while every other one is held: each is a new, logged-in connection.
+    held = [await submitter._pool.acquire() for _ in range(connections)]
+    for conn in held:
+        await submitter._pool.release(conn)
     assert submitter._pool.idle == connections
     return submitter
 
