@@ -48,10 +48,13 @@ def kept(server: LocalServer, *, timeout: float, connections: int) -> Submitter:
         timeout=timeout,
         max_connections=connections,
     )
-    # Held replies make the batch's workers overlap, so each opens a connection of its own.
-    server.delay("message", 0.15, times=connections)
-    submitter.send_many([message(n) for n in range(connections)], concurrency=connections)
-    assert submitter._pool.size == connections
+    submitter.send(message(0))  # a real transaction on the first connection
+    # The rest, opened while every other one is held: each is a new, logged-in connection
+    # (no reliance on workers overlapping in time, which a busy machine does not promise).
+    held = [submitter._pool.acquire() for _ in range(connections)]
+    for conn in held:
+        submitter._pool.release(conn)
+    assert submitter._pool.idle == connections
     return submitter
 
 
@@ -95,7 +98,6 @@ def test_garbage_collection_closes_without_quit_or_wait(
 
 def test_interpreter_exit_waits_at_most_about_a_second(local_server: ServerFactory) -> None:
     server = silent_on_quit(local_server)
-    server.delay("message", 0.15, times=2)
     child = textwrap.dedent(
         f"""
         import ssl, sys
@@ -112,8 +114,11 @@ def test_interpreter_exit_waits_at_most_about_a_second(local_server: ServerFacto
             msg["From"], msg["To"], msg["Subject"] = "a@example.test", "b@example.test", str(n)
             msg.set_content("hello")
             return msg
-        submitter.send_many([message(n) for n in range(2)], concurrency=2)
-        assert submitter._pool.size == 2, submitter._pool.size
+        submitter.send(message(0))
+        held = [submitter._pool.acquire() for _ in range(2)]  # a second, new connection
+        for conn in held:
+            submitter._pool.release(conn)
+        assert submitter._pool.idle == 2, submitter._pool.idle
         print("ready", flush=True)
         # exits with the Submitter alive and two idle connections
         """
