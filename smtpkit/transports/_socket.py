@@ -120,7 +120,11 @@ class SocketStream:
         # Whether to write to the descriptor without a poll first. Not with TLS (the bytes
         # must be encrypted) nor on a blocking socket (a write could block past the
         # timeout; a socket with a timeout is non-blocking underneath).
-        self._write_first = _WRITE_FIRST and sock.gettimeout() is not None
+        self._write_first = (
+            _WRITE_FIRST
+            and sock.gettimeout() is not None
+            and not isinstance(sock, ssl.SSLSocket)  # a socket given already TLS-wrapped
+        )
         # Read once: the peer does not change (TLS wraps the same connection), and a
         # socket reset later would make getpeername() fail.
         self._peer = _peer_address(sock)
