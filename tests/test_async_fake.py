@@ -86,7 +86,12 @@ def test_one_submitter_works_across_two_event_loops() -> None:
     fake = FakeTransport()
     submitter = fake_submitter(fake)
     first = asyncio.run(submitter.send(message(1)))
-    second = asyncio.run(submitter.send(message(2)))  # the first loop's connection is gone
+
+    async def send_then_close() -> SendResult:
+        async with submitter:  # closes the second loop's connection on that loop
+            return await submitter.send(message(2))  # the first loop's connection is gone
+
+    second = asyncio.run(send_then_close())
     assert first.accepted == second.accepted == ("bob@example.test",)
     assert fake.connections == 2
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from email.message import EmailMessage
+from typing import TypeVar
 
 import pytest
 
@@ -77,6 +78,18 @@ def ids(server: LocalServer) -> list[str]:
     return [str(received.message["Message-ID"]) for received in server.messages]
 
 
+T = TypeVar("T")
+
+
+async def then_close(failover: AsyncFailover, sending: Awaitable[T]) -> T:
+    """Await ``sending``, then close the failover's kept connections on this loop, so that
+    no AsyncSubmitter is collected unclosed (its ResourceWarning) after the test."""
+    try:
+        return await sending
+    finally:
+        await failover.aclose()
+
+
 def test_it_is_exported_lazily_and_takes_only_async_submitters() -> None:
     assert smtpkit.AsyncFailover is AsyncFailover
     assert smtpkit.failover.AsyncFailover is AsyncFailover  # type: ignore[attr-defined]
@@ -110,7 +123,7 @@ def test_a_drop_after_the_content_stays_unknown_and_arrives_once(
     spare = local_server()
     failover = AsyncFailover([via(dropper), via(spare)])
     with pytest.raises(DeliveryUnknown) as caught:
-        asyncio.run(failover.send(message()))
+        asyncio.run(then_close(failover, failover.send(message())))
     assert handled_by(caught.value) == label(dropper)
     assert ids(dropper) == ["<async-failover-0@example.test>"]
     assert spare.messages == []
@@ -122,11 +135,13 @@ def test_a_permanent_refusal_stays_and_the_last_server_failure_is_raised(
     strict, busy = local_server(), local_server()
     strict.reply("rcpt", "550 5.1.1 User unknown", times=None)
     busy.reply("mail", "451 4.3.0 Try again later", times=None)
+    first = AsyncFailover([via(strict), via(busy)])
     with pytest.raises(RecipientRejected):
-        asyncio.run(AsyncFailover([via(strict), via(busy)]).send(message()))
+        asyncio.run(then_close(first, first.send(message())))
     assert busy.messages == []
+    second = AsyncFailover([down(down_port), via(busy)])
     with pytest.raises(ServiceUnavailable) as caught:
-        asyncio.run(AsyncFailover([down(down_port), via(busy)]).send(message(1)))
+        asyncio.run(then_close(second, second.send(message(1))))
     assert caught.value.servers_tried == (f"127.0.0.1:{down_port}", label(busy))  # type: ignore[attr-defined]
 
 
@@ -183,14 +198,15 @@ def test_send_many_moves_off_a_down_server_and_interrupts_like_submitter(
 ) -> None:
     good = local_server()
     failover = AsyncFailover([down(down_port), via(good)])
-    outcomes = asyncio.run(failover.send_many([message(n) for n in range(4)]))
+    outcomes = asyncio.run(then_close(failover, failover.send_many([message(n) for n in range(4)])))
     assert [handled_by(outcome) for outcome in outcomes] == [label(good)] * 4
 
     def stop(index: int, outcome: SendResult | SMTPError) -> None:
         raise RuntimeError("stop")
 
+    batch = failover.send_many([message(n) for n in range(4, 8)], on_result=stop)
     with pytest.raises(BatchInterrupted) as caught:
-        asyncio.run(failover.send_many([message(n) for n in range(4, 8)], on_result=stop))
+        asyncio.run(then_close(failover, batch))
     sent = [o for o in caught.value.outcomes if o is not None]
     assert len(caught.value.outcomes) == 4
     assert sorted(o.message_id for o in sent) == sorted(ids(good)[4:])  # type: ignore[union-attr]

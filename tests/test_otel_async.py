@@ -114,10 +114,11 @@ def test_refused_and_unknown_outcomes(local_server: ServerFactory, telemetry: Te
     lossy = local_server(faults=lambda phase: LocalServer.DROP if phase == "message" else None)
 
     async def main() -> None:
-        with pytest.raises(RecipientRejected):
-            await via(refusing).send(message())
-        with pytest.raises(DeliveryUnknown):
-            await via(lossy).send(message())
+        async with via(refusing) as first, via(lossy) as second:
+            with pytest.raises(RecipientRejected):
+                await first.send(message())
+            with pytest.raises(DeliveryUnknown):
+                await second.send(message())
 
     asyncio.run(main())
     refused, unknown = telemetry.spans()
