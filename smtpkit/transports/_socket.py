@@ -120,10 +120,10 @@ class SocketStream:
         # Whether to write to the descriptor without a poll first. Not with TLS (the bytes
         # must be encrypted) nor on a blocking socket (a write could block past the
         # timeout; a socket with a timeout is non-blocking underneath).
+        # Only a plain socket: one given already TLS-wrapped (ssl.SSLSocket, or a wrapper
+        # such as pyOpenSSL's) has a fileno() too, but its bytes must go through its sendall.
         self._write_first = (
-            _WRITE_FIRST
-            and sock.gettimeout() is not None
-            and not isinstance(sock, ssl.SSLSocket)  # a socket given already TLS-wrapped
+            _WRITE_FIRST and type(sock) is socket.socket and sock.gettimeout() is not None
         )
         # Read once: the peer does not change (TLS wraps the same connection), and a
         # socket reset later would make getpeername() fail.
