@@ -14,6 +14,11 @@ Invariants:
       ``on_result`` run on the tracker's reporting thread, or, for ``send``, after the run).
     * An unexpected exception in a worker stops the batch: the others start nothing more,
       and :func:`run_batch` raises it after every worker has ended.
+    * An interrupt of the calling thread (Ctrl-C: ``KeyboardInterrupt``) while workers run
+      stops the batch the same way: no message starts after it, and it propagates once no
+      transaction is open, so every message on its way has its outcome (the reply, or
+      ``DeliveryUnknown``). A connection whose run raised is aborted and its place in the
+      pool freed.
 """
 
 from __future__ import annotations
@@ -81,8 +86,12 @@ def run_batch(
         ]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:  # Ctrl-C (or SystemExit) in the calling thread
+            batch.interrupted()
+            raise
     if state.quota is not None:
         state.quota.close()  # places asked ahead for messages that never started
     if state.crash is not None:
@@ -114,6 +123,7 @@ class _Workers:
             threading.Condition(threading.Lock()) if shared else _ALONE
         )
         self._waiting = 0  # workers waiting for a job (notified only when there are some)
+        self._active = 0  # workers with a transaction run open (an interrupt waits for them)
 
     def work(self) -> None:
         """One worker: take a job, wait (holding no connection) until it may start, take a
@@ -137,11 +147,44 @@ class _Workers:
                         state.opening_failed(job, error)
                         self._wake()
                     continue
-                self._run_on(conn, job)
+                with self._lock:
+                    if state.stopped:  # stopped while it waited for a place or a connection
+                        state.put_back(job)  # never started: it stays unsent
+                        self._wake()
+                        stop = True
+                    else:
+                        stop = False
+                        self._active += 1
+                if stop:
+                    self._pool.release(conn, keep=True)
+                    return
+                try:
+                    self._run_on(conn, job)
+                finally:
+                    with self._lock:
+                        self._active -= 1
+                        self._wake()
         except BaseException as error:  # re-raised by run_batch() after every worker ended
             with self._lock:
                 state.fail(error)
                 self._wake()
+
+    def interrupted(self) -> None:
+        """The calling thread was interrupted (Ctrl-C) while the workers ran: start nothing
+        more, and wait until no transaction is open, so that every message on its way ends
+        with its outcome (the server's reply, or ``DeliveryUnknown`` when the connection
+        fails) before the interrupt propagates. Each reply has its deadline (the command
+        timeout), so the wait is bounded. A second interrupt stops the wait: the messages
+        still open then report their outcomes after ``send_many`` raised."""
+        with self._lock:
+            self._state.stop()
+            self._waiting += 1  # so that every change of the state wakes this wait
+            try:
+                self._lock.notify_all()
+                while self._active:  # bounded: each run ends within its replies' deadlines
+                    self._lock.wait(_POLL)
+            finally:
+                self._waiting -= 1
 
     def _admit(self, job: Job, gate: QuotaGate) -> bool:
         """Reserve ``job``'s place in the quota before taking a connection: the store call
@@ -196,8 +239,15 @@ class _Workers:
                     state.settle(job, outcome)
                     self._wake()
 
-        self._start(first, None)
-        self._driver.transact(conn, first, take, report)
+        try:
+            self._start(first, None)
+            self._driver.transact(conn, first, take, report)
+        except BaseException:
+            # A bug or Ctrl-C on this thread: transact() reported the messages open and
+            # aborted the connection; its place in the pool is free again (else every
+            # interrupted call would keep one, until the pool had none left).
+            self._pool.discard(conn)
+            raise
         with lock:
             spent = state.used(link, 1 if take_now is None else take_now.taken)
         self._pool.release(conn, keep=not spent)

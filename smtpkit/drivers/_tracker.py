@@ -10,6 +10,8 @@ Invariants:
       (``prepare``'s wrapper, :meth:`SendTracker.finished`) takes no lock.
     * With ``background=True`` no callback runs on a sending thread (where a transaction
       may be open); :meth:`SendTracker.close` returns after the last one.
+    * No call is dropped: one that arrives as or after :meth:`SendTracker.close` runs
+      (a worker that outlived an interrupted batch) runs on the thread that made it.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class SendTracker:
         self._calls: queue.SimpleQueue[Callable[[], None] | None] | None = None
         self._thread: threading.Thread | None = None
         self._background = background
+        self._closed = False
 
     # -- dispatch --------------------------------------------------------------------------
 
@@ -99,20 +102,40 @@ class SendTracker:
             return
         if self._calls is None:
             with self._lock:  # the reporting thread starts with the first call it gets
-                if self._calls is None:
+                late = self._closed  # read _background before close(): no thread now
+                if self._calls is None and not late:
                     self._calls = queue.SimpleQueue()
                     self._thread = threading.Thread(
                         target=self._report, name="smtpkit-report", daemon=True
                     )
                     self._thread.start()
-        assert self._calls is not None
-        self._calls.put(call)
+            if late:
+                self._call(call)
+                return
+        calls = self._calls
+        assert calls is not None
+        calls.put(call)
+        if self._closed:
+            # close() may have drained the queue before this call arrived (a worker that
+            # outlived an interrupted batch): run what is left here, never drop it.
+            self._drain(calls)
 
     def _call(self, call: Callable[[], None]) -> None:
         try:
             call()
         except Exception:  # a bug in logging: never lose the calls after it
             logger.warning("reporting a send outcome failed", exc_info=True)
+
+    def _drain(self, calls: queue.SimpleQueue[Callable[[], None] | None]) -> None:
+        """Run every call still queued, on this thread (each ``get`` hands a call to one
+        thread only, so none runs twice)."""
+        while True:  # bounded: ends when the queue is empty
+            try:
+                call = calls.get_nowait()
+            except queue.Empty:
+                return
+            if call is not None:
+                self._call(call)
 
     def _report(self) -> None:
         calls = self._calls
@@ -133,9 +156,13 @@ class SendTracker:
         with self._lock:
             calls, thread = self._calls, self._thread
             self._background = False  # a late event is then reported on the caller's thread
+            self._closed = True
         if calls is not None and thread is not None:
             calls.put(None)
             thread.join()
+            # A call queued after the None (a _dispatch that read ``_background`` before
+            # it changed) runs here, or on its own thread once it sees ``_closed``.
+            self._drain(calls)
 
     # -- events ----------------------------------------------------------------------------
 
