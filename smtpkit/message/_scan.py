@@ -24,6 +24,7 @@ from smtpkit.message._headers import (
     check_field,
     extract_addresses,
     first_address,
+    parsed_addresses,
 )
 
 __all__ = [
@@ -111,8 +112,41 @@ def _header_values(scan: HeaderScan, name: str, resent: bool) -> list[object]:
     return list(scan.resent.get(f"resent-{name.lower()}", []))
 
 
+def _quick_addresses(scan: HeaderScan, names: tuple[str, ...]) -> list[str] | None:
+    """The addresses of the fields ``names`` when every value is a header object that
+    parsed cleanly (:func:`~smtpkit.message._headers.parsed_addresses`), else ``None``.
+
+    What :func:`~smtpkit.message._headers.extract_addresses` gives for the same values,
+    without the generator and list of values in between: the envelope is read from these
+    fields once a message.
+    """
+    fields = scan.fields
+    fetch = None
+    addresses: list[str] = []
+    for lower in names:
+        found = fields.get(lower)
+        if not found:
+            continue
+        if fetch is None:
+            fetch = scan.message.policy.header_fetch_parse
+        for name, value in found:
+            parsed = parsed_addresses(fetch(name, value))
+            if parsed is None:
+                return None
+            addresses += parsed
+    return addresses
+
+
+_FROM = ("from",)
+_RECIPIENTS = ("to", "cc", "bcc")
+
+
 def header_sender(scan: HeaderScan) -> str:
     """``Sender``, else the single ``From`` address (of the newest Resent block if any)."""
+    if scan.resent is None and "sender" not in scan.fields:
+        quick = _quick_addresses(scan, _FROM)
+        if quick is not None and len(quick) == 1:
+            return quick[0]  # else the path below says what is wrong, or reads text
     resent = scan.resent is not None
     prefix = "Resent-" if resent else ""
     for name in ("Sender", "From"):
@@ -127,6 +161,10 @@ def header_sender(scan: HeaderScan) -> str:
 
 def header_recipients(scan: HeaderScan) -> list[str]:
     """Every ``To``, ``Cc`` and ``Bcc`` address (of the newest Resent block if any)."""
+    if scan.resent is None:
+        quick = _quick_addresses(scan, _RECIPIENTS)
+        if quick is not None:
+            return quick
     resent = scan.resent is not None
     return extract_addresses(
         value for name in ("To", "Cc", "Bcc") for value in _header_values(scan, name, resent)
