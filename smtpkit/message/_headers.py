@@ -19,10 +19,12 @@ from smtpkit.errors import ExtensionNotOffered, MessageError
 
 __all__ = [
     "ADDRESS_HEADERS",
+    "KNOWN_FIELD_NAMES",
     "LINE_BREAK_CHARACTERS",
     "check_field",
     "check_header_injection",
     "check_raw_header_breaks",
+    "check_value",
     "extract_addresses",
     "first_address",
     "header_recipients",
@@ -80,6 +82,8 @@ _SURROGATE_RE = re.compile(r"[\udc80-\udcff]")
 # per message cannot grow it without end (past the bound they are checked each time).
 _NAMES: dict[str, str] = {}
 _NAMES_KEPT = 512
+#: :data:`_NAMES` for the header scan, which checks the value itself when a name is known.
+KNOWN_FIELD_NAMES: dict[str, str] = _NAMES
 _REGISTRY = HeaderRegistry()
 # The characters whose presence makes Address.addr_spec quote a local part.
 _DOT_ATOM_ENDS: frozenset[str] = frozenset(value_parser.DOT_ATOM_ENDS)

@@ -21,7 +21,9 @@ from typing import Any
 from smtpkit.errors import MessageError
 from smtpkit.message._headers import (
     ADDRESS_HEADERS,
+    KNOWN_FIELD_NAMES,
     check_field,
+    check_value,
     extract_addresses,
     first_address,
     parsed_addresses,
@@ -83,17 +85,23 @@ def scan_headers(message: Message) -> HeaderScan:
     resent_done = False
     suspects: set[str] = set()
     sent: list[tuple[str, Any]] = []
+    known = KNOWN_FIELD_NAMES
     for field in message._headers:  # type: ignore[attr-defined]
         name, value = field
-        lower = check_field(name, value)
+        # check_field, written out for a name already found valid: the value's text (a
+        # header object is a str of what the folder writes) is checked for line breaks.
+        text = value if isinstance(value, str) else str(value)
+        lower = known.get(name) if type(name) is str else None
+        if lower is None:
+            lower = check_field(name, value)
+        elif not text.isprintable():
+            check_value(name, value)
         if lower not in _NOT_SENT:
             sent.append(field)
         if lower in _KEPT:
             fields.setdefault(lower, []).append((name, value))
-        if lower in _SENT_ADDRESS_HEADERS:
-            text = value if isinstance(value, str) else str(value)
-            if not text.isascii() or "=?" in text:
-                suspects.add(lower)
+        if lower in _SENT_ADDRESS_HEADERS and (not text.isascii() or "=?" in text):
+            suspects.add(lower)
         # RFC 5322 §3.6.6: the first block of Resent-* fields is the newest. It ends at the
         # first other field (a trace field separates blocks, §3.6.7) or where a field
         # repeats, since each appears at most once per block.
