@@ -118,7 +118,7 @@ def test_ctrl_c_stops_the_batch_and_loses_no_accepted_result(
     messages = [message(n) for n in range(COUNT)]
     with submitter_for(server) as submitter:
         began = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt) as caught:
             submitter.send_many(messages, concurrency=concurrency, on_result=recorder)
         took = time.monotonic() - began
         recorder.returned = True
@@ -143,6 +143,49 @@ def test_ctrl_c_stops_the_batch_and_loses_no_accepted_result(
     # Nothing is reported sent that the server did not accept.
     assert reported <= set(at_raise)
     assert len(unknown) <= concurrency
+    # The interrupt itself says what happened (a note: it stays a KeyboardInterrupt).
+    [note] = caught.value.__notes__
+    assert note.startswith("send_many was interrupted: ")
+    assert f"{len(reported)} accepted (" in note
+    assert f"{COUNT - len(calls)} not sent (" in note or len(calls) == COUNT
+    assert "each outcome went to on_result" in note
+
+
+class InterruptAt(Received):
+    """The server's ``on_message``: a Ctrl-C to the client's main thread at message ``at``."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(delay=0.01)
+        self._at = at
+
+    def __call__(self, received: ReceivedMessage) -> None:
+        super().__call__(received)
+        if len(self.snapshot()) == self._at:
+            interrupt_main()
+
+
+def test_ctrl_c_without_on_result_names_the_accepted_messages_in_a_note(
+    local_server: ServerFactory,
+) -> None:
+    received = InterruptAt(3)
+    server = local_server(security=Security.NONE, on_message=received)
+    with submitter_for(server) as submitter:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            submitter.send_many([message(n) for n in range(COUNT)], concurrency=2)
+        at_raise = received.snapshot()
+        time.sleep(0.3)
+        later = received.snapshot()
+    assert later == at_raise  # the workers stopped
+    [note] = caught.value.__notes__
+    # Every message the server accepted is counted as accepted or unknown (an interrupt
+    # between the server's acceptance and its reply being read), none as not sent.
+    counted = {
+        kind: int(note.split(f" {kind} (")[0].rsplit(" ", 1)[-1])
+        for kind in ("accepted", "unknown")
+        if f" {kind} (" in note
+    }
+    assert sum(counted.values()) >= len(at_raise) >= counted.get("accepted", 0) > 0, note
+    assert "pass on_result to get each" in note
 
 
 def test_ctrl_c_from_on_result_is_batch_interrupted_with_every_outcome(

@@ -30,6 +30,7 @@ from email.message import Message
 from types import TracebackType
 
 from smtpkit.dkim import DKIMSigner
+from smtpkit.drivers._batch_results import interrupt_note
 from smtpkit.drivers._batch_state import BatchState
 from smtpkit.drivers._client import SubmitterBase, no_prepare
 from smtpkit.drivers._common import Outgoing, check_batch_options
@@ -272,6 +273,11 @@ class Submitter(SubmitterBase[Transport]):
                 messages already on their way finish, and the error carries every outcome
                 (``None`` for a message not sent), raised from the callback's exception.
                 Resend only ``error.not_sent``: the others were sent or failed for good.
+            KeyboardInterrupt: Ctrl-C in the calling thread, raised as it is once no
+                transaction is open (within the command timeout): no further message is
+                started, the messages on their way finish (or end ``DeliveryUnknown``),
+                and every outcome reaches ``on_result`` before it is raised. Its note
+                counts the messages accepted, unknown, failed and not sent.
         """
         limit = self._limits.max_connections
         workers = check_batch_options(
@@ -294,8 +300,13 @@ class Submitter(SubmitterBase[Transport]):
         state.read_from(itertools.chain((first,), source), total)  # type: ignore[arg-type]
         try:
             self._run(state, tracker, workers=min(workers, total or workers))
-        finally:
-            tracker.close()
+        except BaseException as error:
+            tracker.close()  # every outcome reaches on_result before the interrupt goes on
+            if not isinstance(error, Exception):  # Ctrl-C, SystemExit: raised as they are
+                count = max(state.created, total or 0)
+                error.add_note(interrupt_note(state.outcomes, count, reported=bool(on_result)))
+            raise
+        tracker.close()
         return state.results(tracker.error)
 
     def _run(
