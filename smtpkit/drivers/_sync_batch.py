@@ -84,9 +84,9 @@ def run_batch(
             threading.Thread(target=batch.work, name=f"smtpkit-send-{n}", daemon=True)
             for n in range(workers)
         ]
-        for thread in threads:
-            thread.start()
         try:
+            for thread in threads:
+                thread.start()
             for thread in threads:
                 thread.join()
         except BaseException:  # Ctrl-C (or SystemExit) in the calling thread
