@@ -115,6 +115,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path, Callable[[], list[str]]]
                 process.kill()
                 process.wait(timeout=15)
         reader.join(15)
+        if process.stdout is not None:  # the reader saw EOF: close our end of the pipe
+            process.stdout.close()
 
 
 def serve_url(served_url: str, *, query: str = "") -> str:

@@ -65,7 +65,8 @@ class Served:
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._stdout_reader = threading.Thread(target=self._read, daemon=True)
+        self._stdout_reader.start()
         # stdout and stderr are each drained by their own thread: nothing else reads them.
         self._stderr: list[str] = []
         self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
@@ -134,6 +135,16 @@ class Served:
             self.process.kill()
             self.process.wait(timeout=WAIT)
 
+    def close(self) -> None:
+        """Kill the server if it still runs, then close our ends of its pipes once both
+        readers have seen EOF (an unclosed pipe is a ResourceWarning when collected)."""
+        self.kill()
+        for reader in (self._stdout_reader, self._stderr_reader):
+            reader.join(WAIT)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+
 
 @pytest.fixture
 def served() -> Iterator[list[Served]]:
@@ -141,7 +152,7 @@ def served() -> Iterator[list[Served]]:
     started: list[Served] = []
     yield started
     for server in started:
-        server.kill()
+        server.close()
 
 
 def test_starttls_auth_print_save_and_ctrl_c(tmp_path: Path, served: list[Served]) -> None:

@@ -136,6 +136,9 @@ def test_interpreter_exit_waits_at_most_about_a_second(local_server: ServerFacto
     finally:
         process.kill()
         process.wait()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
     assert process.returncode == 0
     # Before: min(10 s, 5 s) per connection: 10 s. The budget is 1 s for both together.
     assert took < 1.6, took

@@ -59,6 +59,8 @@ def sink() -> Iterator[int]:
     finally:
         process.kill()
         process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def messages() -> Iterator[Outgoing]:
