@@ -110,56 +110,58 @@ def inspect_attr(kind: type[Any], name: str) -> object:
     return None
 
 
+# Token classes as plain objects, so that mypy does not narrow a node to the stub's class.
+_ADDRESS_LIST: object = parser.AddressList
+_ADDRESS: object = parser.Address
+_MAILBOX: object = parser.Mailbox
 _ADDR_SPEC: object = parser.AddrSpec
-_VALUE_TERMINAL: object = parser.ValueTerminal
-# As plain objects, so that mypy does not narrow a node to the stub's token class.
+_LOCAL_PART: object = parser.LocalPart
+_DOMAIN: object = parser.Domain
+_DOT_ATOM: object = parser.DotAtom
 _DOT_ATOM_TEXT: object = parser.DotAtomText
-
-
-def _dot_atom_text(node: Any, kind: object) -> str | None:
-    """The text of a ``local-part`` or ``domain`` token that is one bare dot-atom (no CFWS,
-    no quoted string, no domain literal), else ``None``: its terminals joined."""
-    if type(node) is not kind or len(node) != 1:
-        return None
-    atom = node[0]
-    if type(atom) is not parser.DotAtom or len(atom) != 1:
-        return None
-    text: Any = atom[0]
-    if type(text) is not _DOT_ATOM_TEXT:
-        return None
-    for terminal in text:
-        if type(terminal) is not _VALUE_TERMINAL:
-            return None
-    return "".join(text)
+_VALUE_TERMINAL: object = parser.ValueTerminal
 
 
 def address_tree_text(tree: Any) -> str:
     """:func:`tree_text` of an ``address-list`` parse tree, quicker for the commonest value:
     one bare ``local@domain`` of dot-atoms (RFC 5322 §3.4.1) with no white space or comment.
 
-    The shape is checked node by node (every token's exact class and child count); any
-    other tree, e.g. ``Name <a@b>``, several addresses, comments or quoting, takes
-    :func:`tree_text`. The joined terminals are the text the generic walk gives, since the
-    walk visits the same terminals in the same order and a ``ValueTerminal``'s text is
-    itself.
+    The shape is checked node by node (every token's exact class and child count, and
+    that the dot-atoms hold only ``ValueTerminal`` s); any other tree, e.g. ``Name <a@b>``,
+    several addresses, comments or quoting, takes :func:`tree_text`. The joined terminals
+    are the text the generic walk gives: it visits the same terminals in the same order,
+    and a ``ValueTerminal``'s text is itself.
     """
-    if type(tree) is parser.AddressList and len(tree) == 1:
-        address = tree[0]
-        if type(address) is parser.Address and len(address) == 1:
-            mailbox = address[0]
-            if type(mailbox) is parser.Mailbox and len(mailbox) == 1:
-                spec = mailbox[0]
-                if type(spec) is _ADDR_SPEC and len(spec) == 3:
-                    local = _dot_atom_text(spec[0], parser.LocalPart)
-                    at = spec[1]
-                    domain = _dot_atom_text(spec[2], parser.Domain)
+    node: Any = tree
+    if type(node) is _ADDRESS_LIST and len(node) == 1:
+        node = node[0]
+        if type(node) is _ADDRESS and len(node) == 1:
+            node = node[0]
+            if type(node) is _MAILBOX and len(node) == 1:
+                node = node[0]
+                if type(node) is _ADDR_SPEC and len(node) == 3:
+                    local, at, domain = node
                     if (
-                        local is not None
-                        and domain is not None
+                        type(local) is _LOCAL_PART
+                        and len(local) == 1
+                        and type(domain) is _DOMAIN
+                        and len(domain) == 1
                         and type(at) is _VALUE_TERMINAL
-                        and at == "@"
                     ):
-                        return f"{local}@{domain}"
+                        local, domain = local[0], domain[0]
+                        if (
+                            type(local) is _DOT_ATOM
+                            and len(local) == 1
+                            and type(domain) is _DOT_ATOM
+                            and len(domain) == 1
+                        ):
+                            local, domain = local[0], domain[0]
+                            if type(local) is _DOT_ATOM_TEXT and type(domain) is _DOT_ATOM_TEXT:
+                                for terminal in local + domain:
+                                    if type(terminal) is not _VALUE_TERMINAL:
+                                        return tree_text(tree)
+                                text: str = "".join(local) + at + "".join(domain)
+                                return text
     return tree_text(tree)
 
 
