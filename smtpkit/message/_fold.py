@@ -238,30 +238,30 @@ class Folder:
             pair = self._pair
             for name, value in headers:
                 if type(value) is str and not refold_all:
-                    label, text = name, value
+                    line = f"{name}: {value}"
                 else:
                     found = pair(name, value)
                     if found is None:
                         break
                     if isinstance(found, str):
-                        add(found)
+                        add(found)  # an empty header's label, checked by _pair
                         continue
-                    label, text = found
-                if (
-                    len(label) + 2 + len(text) > limit
-                    or not text.isprintable()
-                    or (not non_ascii_ok and not text.isascii())
-                ):
+                    line = f"{found[0]}: {found[1]}"
+                # isprintable() is false for CR, LF, every other character splitlines()
+                # breaks at, and tabs: such a value (or a name, though the scan allows
+                # only ftext) takes the stock path. Non-ASCII is looked for once, below.
+                if len(line) > limit or not line.isprintable():
                     break
-                add(f"{label}: {text}{sep}")
+                add(line)
             else:
-                text = "".join(lines)
+                text = f"{sep.join(lines)}{sep}" if lines else ""
                 if text.isascii():
                     return text.encode("ascii")
-                try:
-                    return text.encode("utf-8")
-                except UnicodeEncodeError:
-                    pass
+                if non_ascii_ok:  # else the stock code writes encoded-words
+                    try:
+                        return text.encode("utf-8")
+                    except UnicodeEncodeError:
+                        pass
         return b"".join([self.fold(name, value) for name, value in headers])
 
     def quick_text(self, name: str, value: Any) -> str | None:
@@ -275,13 +275,16 @@ class Folder:
         if type(value) is str:  # text, the common case of compat32 and of generated values
             return None if self.refold_all else self._line(name, value)
         found = self._pair(name, value)
-        if found is None or type(found) is str:
-            return found
+        if found is None:
+            return None
+        if type(found) is str:
+            return found + self.linesep
         return self._line(*found)
 
     def _pair(self, name: str, value: Any) -> tuple[str, str] | str | None:
         """For a value that is not a plain ``str``: the label and text :meth:`_line` would
-        write, the whole line for an empty header, or ``None`` (the stock folder decides)."""
+        write, the whole line without its line break for an empty header, or ``None`` (the
+        stock folder decides)."""
         kind = type(value)
         decoded_is_tree = _HEADER_KINDS.get(kind)
         if decoded_is_tree is None:
@@ -300,7 +303,7 @@ class Folder:
             # An empty value: the folder writes the label alone.
             if len(header_name) + 1 > self.limit:
                 return None
-            return f"{header_name}:{self.linesep}"
+            return f"{header_name}:"
         # The registry makes a class per header, (specialised class, BaseHeader): the first
         # base says how the value was parsed. The header's own text (it is a str) is the
         # tree's text unless surrogates were replaced by U+FFFD, which leaves non-ASCII
