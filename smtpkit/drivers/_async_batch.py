@@ -13,14 +13,28 @@ Invariants:
       mid-transaction.
     * An async source is read ahead by at most ``read_ahead`` jobs: memory stays bounded
       for an endless generator.
-    * Cancelling ``send_many`` cancels every task of the batch; the connections in use are
-      aborted (their open messages are reported unknown or stale first).
+    * Cancelling ``send_many`` starts no further message: the workers with no transaction
+      open are cancelled; those with one finish it (each reply has its deadline), within
+      ``deadline`` seconds (the command timeout) all together, after which they are
+      cancelled too and their connections aborted (an open message is reported unknown
+      after its final ``.``, stale before it). Every outcome queued then reaches
+      ``on_result`` before the same ``CancelledError`` propagates. A second cancellation
+      stops every wait at once; ``unreported`` then says outcomes may have missed
+      ``on_result``. No task of the batch outlives ``run``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sized
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+    Sized,
+)
 
 from smtpkit.drivers._async_io import AsyncConnection, maybe_await
 from smtpkit.drivers._async_pool import AsyncPool
@@ -57,6 +71,7 @@ class AsyncBatch:
         tracker: SendTracker,
         on_result: OnResult | None,
         read_ahead: int,
+        deadline: float,
     ) -> None:
         self.state = state
         self._pool = pool
@@ -74,6 +89,10 @@ class AsyncBatch:
         else:
             state.read_from(iter(messages), len(messages) if isinstance(messages, Sized) else None)
         self.callback_error: Exception | None = None
+        self._deadline = deadline
+        self._busy: set[asyncio.Future[None]] = set()  # workers with a transaction open
+        #: A second cancellation cut the wind-down short: some outcomes missed on_result.
+        self.unreported = False
 
     def report(self, index: int, outcome: Outcome) -> None:
         """The state's ``report``: hand a final outcome to the reporter task."""
@@ -86,7 +105,11 @@ class AsyncBatch:
         reporter = asyncio.ensure_future(self._report())
         tasks = [asyncio.ensure_future(self._work()) for _ in range(workers)]
         try:
-            await asyncio.gather(*tasks)
+            # Shielded: cancelling send_many must not cancel a worker mid-transaction.
+            await asyncio.shield(asyncio.gather(*tasks))
+        except asyncio.CancelledError:
+            await self._wind_down(tasks, feeder, reporter)
+            raise
         except BaseException:
             for task in (*tasks, feeder, reporter):
                 task.cancel()
@@ -96,6 +119,39 @@ class AsyncBatch:
         await asyncio.gather(feeder, return_exceptions=True)
         self._reports.put_nowait(None)
         await reporter
+
+    async def _wind_down(
+        self,
+        tasks: Sequence[asyncio.Future[None]],
+        feeder: asyncio.Future[None],
+        reporter: asyncio.Future[None],
+    ) -> None:
+        """``send_many`` was cancelled: start nothing more, let the open transactions end
+        (bounded by ``deadline``), then hand every queued outcome to ``on_result``."""
+        self.state.stop()
+        self._changed.set()
+        feeder.cancel()
+        for task in tasks:
+            if task not in self._busy:
+                task.cancel()  # waiting between transactions: nothing of its is on its way
+        try:
+            # asyncio.wait never cancels what it waits for; each reply has its own deadline
+            # too, this bounds them all together.
+            await asyncio.wait(tasks, timeout=self._deadline)
+            for task in tasks:
+                task.cancel()  # still open at the deadline: aborted, reported unknown/stale
+            await asyncio.wait([*tasks, feeder])
+            self._reports.put_nowait(None)
+            await asyncio.shield(reporter)  # every outcome queued reaches on_result
+        except asyncio.CancelledError:  # a second cancellation: stop waiting at once
+            self.unreported = not reporter.done()
+            for task in (*tasks, feeder, reporter):
+                task.cancel()
+            # Cancelled tasks end at their next step: abandon() reports synchronously.
+            await asyncio.gather(*tasks, feeder, reporter, return_exceptions=True)
+        for task in tasks:
+            if not task.cancelled():
+                task.exception()  # retrieved: a worker's own errors are in state.crash
 
     # -- the tasks -----------------------------------------------------------------------
 
@@ -180,5 +236,11 @@ class AsyncBatch:
             state.settle(done, outcome)
             self._changed.set()
 
-        await self._transact(conn, job, take, settle)
-        await self._pool.release(conn, keep=not state.used(link, take.taken))
+        task = asyncio.current_task()
+        assert task is not None
+        self._busy.add(task)  # no await since the connection was taken: nothing missed
+        try:
+            await self._transact(conn, job, take, settle)
+            await self._pool.release(conn, keep=not state.used(link, take.taken))
+        finally:
+            self._busy.discard(task)

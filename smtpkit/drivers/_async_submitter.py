@@ -13,6 +13,9 @@ Invariants:
     * A cancelled ``send`` aborts its connection (no QUIT, never reused). Cancelled after
       the final ``.`` / ``BDAT LAST`` was written, the message may have been delivered: a
       WARNING on logger ``smtpkit`` names its Message-ID (see docs/async.md).
+    * A cancelled ``send_many`` starts no further message, lets its open transactions end
+      (within the command timeout, else they end unknown) and reports every outcome to
+      ``on_result`` (else in a note on the ``CancelledError``) before it propagates.
     * Connections are kept for reuse across calls (idle ones close after
       ``idle_timeout``); ``aclose()`` or ``async with`` closes them, waiting for the QUIT
       replies within one budget for all connections together (the command timeout, at
@@ -26,6 +29,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import warnings
 import weakref
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
@@ -37,6 +41,7 @@ from smtpkit.drivers._async_batch import AsyncBatch, OnResult
 from smtpkit.drivers._async_io import AsyncConnection, AsyncDriver
 from smtpkit.drivers._async_pool import AsyncPool
 from smtpkit.drivers._async_quota import admit, quota_settled
+from smtpkit.drivers._batch_results import interrupt_note
 from smtpkit.drivers._client import SubmitterBase, no_prepare
 from smtpkit.drivers._common import Job, Outcome, Outgoing, check_batch_options
 from smtpkit.dsn import DSN, ESMTPParams
@@ -198,6 +203,11 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
                 From a generator, messages it had not yet given are not listed: it stays
                 where it stopped.
             ConfigurationError: a wrong option (nothing is sent).
+            asyncio.CancelledError: the calling task was cancelled, raised as it is once
+                no transaction is open (within the command timeout; a message still
+                waiting for its reply then ends ``DeliveryUnknown``) and every outcome went
+                to ``on_result``; without ``on_result`` a note on it counts the messages
+                accepted, unknown and not sent. No message starts after the cancellation.
         """
         limit = self._limits.max_connections
         workers = check_batch_options(
@@ -217,8 +227,25 @@ class AsyncSubmitter(SubmitterBase[AsyncTransport]):
             tracker=self._tracker(None),
             on_result=on_result,
             read_ahead=2 * workers,
+            deadline=self._driver.settings.timeouts.command,
         )
-        await batch.run(workers)
+        try:
+            await batch.run(workers)
+        except asyncio.CancelledError as error:
+            # Raised as it is; every outcome went to on_result first, else the note says
+            # what was accepted, unknown and not sent (a cancelled batch hides nothing).
+            reported = on_result is not None and not batch.unreported
+            if not reported:
+                count = max(state.created, state.total or 0)
+                error.add_note(interrupt_note(state.outcomes, count, reported=False))
+                if on_result is not None:
+                    error.add_note(
+                        "a second cancellation stopped send_many before every "
+                        "outcome reached on_result"
+                    )
+            with contextlib.suppress(asyncio.CancelledError):
+                await quota_settled(state)  # places asked for messages that never started
+            raise
         await quota_settled(state)
         return state.results(batch.callback_error)
 
