@@ -275,3 +275,35 @@ def test_replies_slower_than_the_command_timeout_end_unknown(local_server: Serve
     assert set(later) <= sent | unknown, f"accepted, never reported: {set(later) - sent - unknown}"
     assert sent <= set(later)
     assert set(later) - set(at_raise) <= unknown
+
+
+def test_asyncio_timeout_around_send_many_loses_nothing(local_server: ServerFactory) -> None:
+    """``asyncio.timeout()`` around ``send_many`` is a cancellation too: it ends as the
+    ``TimeoutError`` the caller asked for, with every accepted message reported."""
+    received = Received(delay=0.02)
+    server = local_server(security=Security.NONE, on_message=received)
+    recorder = Recorder(at=0)
+
+    async def main() -> tuple[float, list[str]]:
+        submitter = submitter_for(server)
+        messages = [message(n) for n in range(COUNT)]
+        began = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.15):
+                await submitter.send_many(messages, concurrency=4, on_result=recorder.record_async)
+        took = time.monotonic() - began
+        recorder.returned = True
+        at_raise = received.snapshot()
+        await asyncio.sleep(0.3)
+        later = received.snapshot()
+        assert later == at_raise, "messages were sent after send_many raised"
+        await submitter.aclose()
+        return took, later
+
+    took, later = asyncio.run(main())
+    assert took < 0.15 + TIMEOUT + 1.0
+    assert recorder.late == 0
+    assert later, "nothing was sent before the timeout: the test proves nothing"
+    assert len(later) < COUNT
+    sent = {o.message_id for _, o in recorder.calls if isinstance(o, SendResult)}
+    assert sent == set(later), "accepted and reported sent differ"
