@@ -221,7 +221,7 @@ def test_second_cancel_stops_waiting_at_once(local_server: ServerFactory) -> Non
             submitter.send_many(messages, concurrency=4, on_result=recorder.record)
         )
         await asyncio.wait_for(recorder.reached.wait(), 10)
-        received.delay = 0.8  # the messages in flight now wait long for their replies
+        received.delay = 1.6  # the messages in flight now wait long for their replies
         await asyncio.sleep(0.1)
         task.cancel()
         await asyncio.sleep(0.05)
@@ -230,7 +230,7 @@ def test_second_cancel_stops_waiting_at_once(local_server: ServerFactory) -> Non
         return took, error
 
     took, error = asyncio.run(main())
-    assert took < 0.4, f"a second cancellation still waited {took:.2f} s"
+    assert took < 0.8, f"a second cancellation still waited {took:.2f} s"
     notes = "\n".join(getattr(error, "__notes__", []))
     assert "send_many was interrupted" in notes, notes
 
