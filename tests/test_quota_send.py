@@ -376,3 +376,42 @@ def test_the_async_driver_never_calls_a_store_on_the_event_loop_and_keeps_pipeli
     # Nothing asked ahead stays held: the next call gets exactly the one place left.
     last = client.send_many([mail(9), mail(10)], concurrency=1)
     assert [type(o).__name__ for o in last] == ["SendResult", "QuotaExceeded"]
+
+
+class _SlowSecondAsk(SQLiteQuotaStore):
+    """A real SQLite store whose second reservation is slow (as a store under load is), so
+    an ask made ahead for a later message could reach the store first."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.calls = 0
+        self._count = threading.Lock()
+
+    def reserve(self, key: str, request: Any) -> Any:
+        with self._count:
+            self.calls += 1
+            slow = self.calls == 2
+        if slow:
+            threading.Event().wait(0.3)
+        return super().reserve(key, request)
+
+
+def test_places_asked_ahead_are_granted_in_message_order(
+    driver: DriverFactory, local_server: ServerFactory, tmp_path: Path
+) -> None:
+    server = local_server()
+    store = _SlowSecondAsk(tmp_path / "quota.db")
+    quota = Quota(store, daily(messages=2), key=KEY)
+    client = driver.for_server(server, quota=quota, max_connections=4)
+
+    outcomes = client.send_many([mail(n) for n in range(1, 5)], concurrency=1)
+
+    # A later message never takes the place an earlier one asked for first: the quota's
+    # last places go to the first messages, and the rest are refused in order.
+    assert [type(o).__name__ for o in outcomes] == [
+        "SendResult",
+        "SendResult",
+        "QuotaExceeded",
+        "QuotaExceeded",
+    ]
+    assert len(server.messages) == 2

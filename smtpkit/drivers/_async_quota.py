@@ -38,6 +38,7 @@ class _ThreadCalls:
         self._gate = gate
         self._loop = asyncio.get_running_loop()
         self.pending: set[asyncio.Future[object]] = set()
+        self._last_ask: asyncio.Future[object] | None = None
         gate.spawn = self.spawn
         gate.defer = self.defer
         gate.companion = self
@@ -48,7 +49,18 @@ class _ThreadCalls:
         return future
 
     def spawn(self, job: Job) -> asyncio.Future[object]:
-        return self._track(self._loop.run_in_executor(None, self._gate.ask, job))
+        # Chained: each ask starts when the one before it has answered, so the places
+        # asked ahead reach the store in message order and a later message never takes
+        # the place an earlier one asked for first (the executor's threads would race).
+        previous, self._last_ask = self._last_ask, None
+        ask = self._loop.create_task(self._ask_after(previous, job))
+        self._last_ask = ask
+        return self._track(ask)
+
+    async def _ask_after(self, previous: asyncio.Future[object] | None, job: Job) -> object:
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])  # its outcome is its own; only the order matters
+        return await self._loop.run_in_executor(None, self._gate.ask, job)
 
     def defer(self, call: Callable[[], object]) -> None:
         self._track(self._loop.run_in_executor(None, call))

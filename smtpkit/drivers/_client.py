@@ -264,7 +264,10 @@ class SubmitterBase(Generic[T]):
         family = self._preset.family if self._preset is not None else None
         fast = QuotaGate.fast(quota)
         connections = self._limits.max_connections
-        threads = connections if self._quota_threads and not fast else 0
+        # One thread: the places asked ahead reach the store in message order, so a later
+        # message never takes the place an earlier one asked for first (a store call that
+        # does I/O is serialised by the store anyway: SQLite's write lock, one Redis script).
+        threads = 1 if self._quota_threads and not fast else 0
         return QuotaGate(quota, provider=family, inline=fast, threads=threads, depth=connections)
 
     # -- other ways to build one ---------------------------------------------------------
